@@ -1,0 +1,19 @@
+"""Input data for calibration and evaluation."""
+
+from onnxcompress.data.inputs import (
+    BoundData,
+    InputData,
+    InputSpec,
+    from_arrays,
+    from_dir,
+    from_iterable,
+    from_npz,
+    load_input_data,
+    model_input_specs,
+    random_data,
+)
+
+__all__ = [
+    "BoundData", "InputData", "InputSpec", "from_arrays", "from_dir", "from_iterable", "from_npz",
+    "load_input_data", "model_input_specs", "random_data",
+]

@@ -1,0 +1,358 @@
+"""Re-iterable input data: ``iter(data)`` starts over every time and yields ``{name: array}`` batches.
+
+Sources: a ``.npz`` file (one array per key, samples on axis 0), a directory of ``.npz`` files (each one a chunk of
+samples, read in sorted order) or of ``.npy`` files (each file is one key, named by its stem), a dict of arrays, or
+any re-iterable Python object yielding feed dicts (a list, or a zero-argument callable returning an iterator).
+A one-shot generator is refused because calibration passes iterate more than once.
+
+``bind(specs)`` checks the data against the model's inputs and separates the model's feeds from the extra keys
+(labels, metadata) that metrics can use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError, NonFiniteDataError
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input: name, numpy dtype and shape (int for static dims, str/None for dynamic ones)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...] | None
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else "x".join(str(d) if isinstance(d, int) else (d or "?") for d in self.shape)
+        return f"{self.dtype}[{dims}]"
+
+
+def model_input_specs(model: onnx.ModelProto) -> list[InputSpec]:
+    inits = {t.name for t in model.graph.initializer}
+    specs = []
+    for vi in model.graph.input:
+        if vi.name in inits or not vi.type.HasField("tensor_type"):
+            continue
+        tt = vi.type.tensor_type
+        shape = None
+        if tt.HasField("shape"):
+            shape = tuple(
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or None) for d in tt.shape.dim
+            )
+        specs.append(InputSpec(vi.name, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)), shape))
+    return specs
+
+
+class InputData:
+    """Re-iterable batches of feed dicts built from a chunk source; immutable (options return new objects)."""
+
+    def __init__(self, chunks: Callable[[], Iterator[Mapping[str, Any]]], *, source: str,
+                 batch_size: int | None = None, limit: int | None = None, allow_nonfinite: bool = False,
+                 metadata: dict[str, Any] | None = None):
+        if batch_size is not None and batch_size <= 0:
+            raise DataError(f"batch size must be positive, got {batch_size}", hint="use e.g. --batch-size 32")
+        if limit is not None and limit <= 0:
+            raise DataError(f"sample limit must be positive, got {limit}", hint="omit it to use every sample")
+        self._chunks = chunks
+        self.source = source
+        self.batch_size = batch_size
+        self.limit = limit
+        self.allow_nonfinite = allow_nonfinite
+        self.metadata = dict(metadata or {})
+        self._len: int | None = None
+
+    # --- options -------------------------------------------------------------------------------------------
+    def _with(self, **kw) -> InputData:
+        args = dict(source=self.source, batch_size=self.batch_size, limit=self.limit,
+                    allow_nonfinite=self.allow_nonfinite, metadata=self.metadata)
+        args.update(kw)
+        return InputData(self._chunks, **args)
+
+    def batched(self, batch_size: int | None) -> InputData:
+        return self._with(batch_size=batch_size)
+
+    def limited(self, limit: int | None) -> InputData:
+        return self._with(limit=limit)
+
+    def allowing_nonfinite(self, allow: bool = True) -> InputData:
+        return self._with(allow_nonfinite=allow)
+
+    # --- iteration -----------------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Batch]:
+        stream = _normalized(self._chunks(), self.source)
+        if self.batch_size is not None:
+            stream = _rebatch(stream, self.batch_size)
+        return _limit(stream, self.limit)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(_batch_len(c) for c in _limit(_normalized(self._chunks(), self.source), self.limit))
+        return self._len
+
+    def keys(self) -> list[str]:
+        first = next(iter(self), None)
+        return sorted(first) if first is not None else []
+
+    def bind(self, specs: list[InputSpec]) -> BoundData:
+        """Check against the model's inputs (eagerly on the first batch, then on every batch)."""
+        bound = BoundData(self, specs)
+        bound.check_first()
+        return bound
+
+    def __repr__(self) -> str:
+        return f"InputData({self.source!r}, batch_size={self.batch_size}, limit={self.limit})"
+
+
+class BoundData:
+    """InputData checked against a model's inputs."""
+
+    def __init__(self, data: InputData, specs: list[InputSpec]):
+        self.data = data
+        self.specs = list(specs)
+        self.input_names = [s.name for s in specs]
+
+    def check_first(self) -> None:
+        first = next(iter(self.data), None)
+        if first is None:
+            raise EmptyDataError(f"{self.data.source} contains no samples", hint="give at least one sample")
+        check_batch(first, self.specs, self.data.allow_nonfinite, self.data.source)
+
+    @property
+    def extra_keys(self) -> list[str]:
+        first = next(iter(self.data))
+        return sorted(k for k in first if k not in self.input_names) + sorted(self.data.metadata)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batches(self) -> Iterator[tuple[Batch, Batch]]:
+        """(feeds for the model, extra keys such as labels), every batch checked."""
+        for batch in self.data:
+            check_batch(batch, self.specs, self.data.allow_nonfinite, self.data.source)
+            yield ({n: batch[n] for n in self.input_names}, {k: v for k, v in batch.items() if k not in self.input_names})
+
+    def feeds(self) -> Iterator[Batch]:
+        for feeds, _ in self.batches():
+            yield feeds
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.feeds()
+
+
+# --- checking ---------------------------------------------------------------------------------------------------
+def check_batch(batch: Batch, specs: list[InputSpec], allow_nonfinite: bool, source: str) -> None:
+    symbols: dict[str, tuple[int, str]] = {}
+    for spec in specs:
+        if spec.name not in batch:
+            raise InputMismatchError(
+                f"{source} has no data for model input '{spec.name}' (expected {spec.describe()})",
+                hint=f"the data has keys {sorted(batch)}; name the array '{spec.name}'",
+            )
+        arr = batch[spec.name]
+        _check_dtype(arr, spec, source)
+        _check_shape(arr, spec, source, symbols)
+        if not allow_nonfinite and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            bad = int(np.size(arr) - np.isfinite(arr).sum())
+            raise NonFiniteDataError(
+                f"input '{spec.name}' in {source} contains {bad} NaN/Inf value(s)",
+                hint="clean the data, or allow it explicitly (--allow-nonfinite / allow_nonfinite=True)",
+            )
+
+
+def _check_dtype(arr: np.ndarray, spec: InputSpec, source: str) -> None:
+    if arr.dtype != spec.dtype:
+        raise InputMismatchError(
+            f"input '{spec.name}' in {source}: expected dtype {spec.dtype}, found {arr.dtype} "
+            f"(shape {list(arr.shape)})",
+            hint=f"convert the array with .astype(np.{spec.dtype})",
+        )
+
+
+def _check_shape(arr: np.ndarray, spec: InputSpec, source: str, symbols: dict[str, tuple[int, str]]) -> None:
+    if spec.shape is None:
+        return
+    found = "x".join(map(str, arr.shape))
+    if arr.ndim != len(spec.shape):
+        raise InputMismatchError(
+            f"input '{spec.name}' in {source}: expected shape {spec.describe()}, found {arr.dtype}[{found}] "
+            f"(rank {len(spec.shape)} expected, {arr.ndim} found)",
+            hint="samples go on axis 0; reshape the array to the model's rank",
+        )
+    for axis, (want, got) in enumerate(zip(spec.shape, arr.shape)):
+        if isinstance(want, int) and want != got:
+            extra = " (a static batch dim: use --batch-size " + str(want) + ")" if axis == 0 else ""
+            raise InputMismatchError(
+                f"input '{spec.name}' in {source}: expected shape {spec.describe()}, found {arr.dtype}[{found}]; "
+                f"axis {axis} must be {want}{extra}",
+                hint="resize or re-export the data to the model's input shape",
+            )
+        if isinstance(want, str) and axis > 0:
+            if want in symbols and symbols[want][0] != got:
+                other_val, other = symbols[want]
+                raise InputMismatchError(
+                    f"dynamic dim '{want}' is {got} for input '{spec.name}' but {other_val} for '{other}' in {source}",
+                    hint="inputs that share a dynamic dimension must agree on its size within a batch",
+                )
+            symbols.setdefault(want, (got, spec.name))
+
+
+# --- streaming helpers ------------------------------------------------------------------------------------------
+def _batch_len(batch: Mapping[str, np.ndarray]) -> int:
+    return next(iter(batch.values())).shape[0] if batch else 0
+
+
+def _normalized(chunks: Iterator[Mapping[str, Any]], source: str) -> Iterator[Batch]:
+    for i, chunk in enumerate(chunks):
+        if not isinstance(chunk, Mapping):
+            raise DataError(f"{source}: item {i} is a {type(chunk).__name__}, not a dict of arrays",
+                            hint="yield dicts such as {'input': array}")
+        batch = {str(k): np.asarray(v) for k, v in chunk.items()}
+        batch = {k: v for k, v in batch.items() if v.ndim > 0}
+        sizes = {k: v.shape[0] for k, v in batch.items()}
+        if len(set(sizes.values())) > 1:
+            raise DataError(f"{source}: item {i} has arrays with different numbers of samples {sizes}",
+                            hint="every array needs the same length on axis 0 (samples)")
+        if batch and _batch_len(batch) > 0:
+            yield batch
+
+
+def _rebatch(stream: Iterator[Batch], size: int) -> Iterator[Batch]:
+    pending: list[Batch] = []
+    count = 0
+    for batch in stream:
+        pending.append(batch)
+        count += _batch_len(batch)
+        while count >= size:
+            merged = _concat(pending)
+            yield {k: v[:size] for k, v in merged.items()}
+            rest = {k: v[size:] for k, v in merged.items()}
+            count -= size
+            pending = [rest] if count else []
+    if count:
+        yield _concat(pending)
+
+
+def _concat(parts: list[Batch]) -> Batch:
+    if len(parts) == 1:
+        return parts[0]
+    keys = parts[0].keys()
+    for p in parts[1:]:
+        if p.keys() != keys:
+            raise DataError(f"chunks have different keys: {sorted(keys)} vs {sorted(p.keys())}",
+                            hint="every chunk must hold the same arrays")
+    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in keys}
+
+
+def _limit(stream: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
+    if limit is None:
+        yield from stream
+        return
+    left = limit
+    for batch in stream:
+        n = _batch_len(batch)
+        if n >= left:
+            yield {k: v[:left] for k, v in batch.items()}
+            return
+        left -= n
+        yield batch
+
+
+# --- constructors -----------------------------------------------------------------------------------------------
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"cannot read {path}: {e}", hint="give a .npz written by numpy.savez") from e
+
+
+def from_npz(path: str | os.PathLike) -> InputData:
+    path = Path(path)
+    arrays = _read_npz(path)
+    metadata = {k: v for k, v in arrays.items() if v.ndim == 0}
+    return InputData(lambda: iter([arrays]), source=str(path), metadata=metadata)
+
+
+def from_dir(path: str | os.PathLike) -> InputData:
+    path = Path(path)
+    npz = sorted(path.glob("*.npz"))
+    npy = sorted(path.glob("*.npy"))
+    if npz and npy:
+        raise DataError(f"{path} mixes .npz and .npy files", hint="use one kind of file per folder")
+    if npz:
+        return InputData(lambda: (_read_npz(p) for p in npz), source=str(path))
+    if npy:
+        try:
+            arrays = {p.stem: np.load(p, allow_pickle=False) for p in npy}
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read the .npy files in {path}: {e}", hint="write them with numpy.save") from e
+        return InputData(lambda: iter([arrays]), source=str(path))
+    raise EmptyDataError(f"{path} contains no .npz or .npy files", hint="put the data files in the folder")
+
+
+def from_arrays(arrays: Mapping[str, np.ndarray], source: str = "arrays") -> InputData:
+    fixed = {k: np.asarray(v) for k, v in arrays.items()}
+    return InputData(lambda: iter([fixed]), source=source)
+
+
+def from_iterable(obj: Iterable[Mapping[str, Any]] | Callable[[], Iterator], source: str = "python iterable") -> InputData:
+    if callable(obj) and not isinstance(obj, Iterable):
+        return InputData(obj, source=source)
+    if iter(obj) is obj:
+        raise DataError(
+            "a one-shot iterator/generator was given as input data; calibration iterates it more than once",
+            hint="pass a list of feed dicts, or a zero-argument function that returns a new iterator",
+        )
+    return InputData(lambda: iter(obj), source=source)
+
+
+def random_data(specs: list[InputSpec], samples: int, *, seed: int, dims: Mapping[str, int] | None = None) -> InputData:
+    """Seeded random inputs (standard normal floats, small non-negative ints), only when asked for."""
+    dims = dict(dims or {})
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for s in specs:
+        shape = [samples] + [d if isinstance(d, int) else dims.get(str(d), 1) for d in (s.shape or (1,))[1:]]
+        if s.dtype.kind == "f":
+            arrays[s.name] = rng.standard_normal(shape).astype(s.dtype)
+        elif s.dtype.kind in "iu":
+            arrays[s.name] = rng.integers(0, 2, size=shape).astype(s.dtype)
+        elif s.dtype.kind == "b":
+            arrays[s.name] = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise DataError(f"cannot make random data for input '{s.name}' of dtype {s.dtype}",
+                            hint="give real data for this input")
+    return InputData(lambda: iter([arrays]), source=f"random(seed={seed}, samples={samples})")
+
+
+def load_input_data(source: Any) -> InputData:
+    """Dispatch on a path (.npz file or directory), a dict of arrays, an InputData or an iterable."""
+    if isinstance(source, InputData):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise DataError(f"data path not found: {path}", hint="check the path of the .npz file or folder")
+        if path.is_dir():
+            return from_dir(path)
+        if path.suffix == ".npy":
+            raise DataError(f"{path} is a single .npy file", hint="put it in a folder named after the input, "
+                            "or save a .npz with np.savez(path, **{'input_name': array})")
+        return from_npz(path)
+    if isinstance(source, Mapping):
+        return from_arrays(source)
+    return from_iterable(source)

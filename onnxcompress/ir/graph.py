@@ -1,0 +1,35 @@
+"""Conversion between onnx.ModelProto and onnx_graphsurgeon.Graph that keeps the model's identity.
+
+gs.export_onnx would stamp the newest IR version and drop model metadata; ``to_model`` restores them from the
+model the graph came from so that the result loads in the same runtimes as the input.
+"""
+
+from __future__ import annotations
+
+import onnx
+import onnx_graphsurgeon as gs
+
+
+def to_graph(model: onnx.ModelProto) -> gs.Graph:
+    return gs.import_onnx(model)
+
+
+def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.ModelProto:
+    """Export ``graph``; copy IR version, producer, metadata and opset imports from ``like``."""
+    model = gs.export_onnx(graph, do_type_check=False)
+    if like is None:
+        return model
+    model.ir_version = like.ir_version
+    model.producer_name = like.producer_name
+    model.producer_version = like.producer_version
+    model.domain = like.domain
+    model.model_version = like.model_version
+    model.doc_string = like.doc_string
+    del model.metadata_props[:]
+    model.metadata_props.extend(like.metadata_props)
+    versions = {imp.domain: imp.version for imp in like.opset_import}
+    versions.update({imp.domain: imp.version for imp in model.opset_import if imp.domain not in versions})
+    del model.opset_import[:]
+    for domain, version in sorted(versions.items()):
+        model.opset_import.append(onnx.helper.make_opsetid(domain, version))
+    return model

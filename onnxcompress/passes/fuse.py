@@ -1,0 +1,114 @@
+"""Fusions: BatchNormalization folded into the preceding Conv, ConvTranspose or Gemm."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.passes.base import Pass, PassContext, PassResult
+
+#: op type -> how the per-output-channel BN scale reaches the weight (see _scaled_weight)
+FOLDABLE_PRODUCERS = ("Conv", "ConvTranspose", "Gemm")
+
+
+class FoldBatchNormPass(Pass):
+    """Fold inference-mode BatchNormalization into its producer: W' = W * s, b' = (b - mean) * s + beta,
+    with s = gamma / sqrt(var + eps). Every BN that stays is recorded with the reason."""
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        folded = 0
+        for bn in [n for n in graph.nodes if n.op == "BatchNormalization"]:
+            producer = bn.inputs[0].inputs[0].name if bn.inputs and bn.inputs[0].inputs else "?"
+            reason = self._fold(graph, bn)
+            if reason is None:
+                folded += 1
+                ctx.decide(self.name, bn.name, "folded", f"into {producer}")
+            else:
+                ctx.decide(self.name, bn.name, "kept", reason)
+        if folded:
+            graph.cleanup(remove_unused_node_outputs=False).toposort()
+        return PassResult(graph, folded > 0, {"folded": folded})
+
+    def _fold(self, graph: gs.Graph, bn: gs.Node) -> str | None:
+        reason = _why_not_foldable(graph, bn)
+        if reason:
+            return reason
+        producer = bn.inputs[0].inputs[0]
+        gamma, beta, mean, var = (constant_value(t).astype(np.float64) for t in bn.inputs[1:5])
+        scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+        weight = constant_value(producer.inputs[1])
+        dtype = weight.dtype
+        new_w, bias = _scaled_weight(producer, weight.astype(np.float64), scale)
+        new_b = (bias - mean) * scale + beta
+        w_name = producer.inputs[1].name
+        producer.inputs[1] = gs.Constant(_fresh(graph, w_name), new_w.astype(dtype))
+        b_name = producer.inputs[2].name if len(producer.inputs) > 2 and producer.inputs[2].name else w_name + "_bias"
+        bias_const = gs.Constant(_fresh(graph, b_name), new_b.astype(dtype))
+        if len(producer.inputs) > 2:
+            producer.inputs[2] = bias_const
+        else:
+            producer.inputs.append(bias_const)
+        if producer.op == "Gemm":
+            producer.attrs["alpha"] = 1.0
+            producer.attrs["beta"] = 1.0
+        out = bn.outputs[0]
+        bn.outputs.clear()
+        producer.outputs[0] = out
+        return None
+
+
+def _why_not_foldable(graph: gs.Graph, bn: gs.Node) -> str | None:
+    if len(bn.outputs) != 1 or int(bn.attrs.get("training_mode", 0)):
+        return "training-mode BatchNormalization"
+    if any(constant_value(t) is None for t in bn.inputs[1:5]):
+        return "scale/bias/mean/var are not constants"
+    x = bn.inputs[0]
+    if len(x.inputs) != 1 or x.inputs[0].op not in FOLDABLE_PRODUCERS:
+        op = x.inputs[0].op if x.inputs else "a graph input"
+        return f"producer is {op}, not one of {', '.join(FOLDABLE_PRODUCERS)}"
+    producer = x.inputs[0]
+    if len(x.outputs) != 1:
+        return f"{producer.name}'s output has other consumers"
+    if is_graph_output(graph, x):
+        return f"{producer.name}'s output is a graph output"
+    if constant_value(producer.inputs[1]) is None:
+        return f"{producer.name}'s weight is not a constant"
+    if len(producer.inputs) > 2 and producer.inputs[2].name and constant_value(producer.inputs[2]) is None:
+        return f"{producer.name}'s bias is not a constant"
+    if producer.op == "Gemm" and len(producer.inputs) > 2 and producer.inputs[2].name:
+        c = constant_value(producer.inputs[2])
+        if c.size not in (1, bn.inputs[1].shape[0]) or (c.ndim == 2 and c.shape[0] != 1):
+            return f"{producer.name}'s bias C of shape {list(c.shape)} is not per output feature"
+    return None
+
+
+def _scaled_weight(node: gs.Node, w: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(weight scaled per output channel, existing bias as float64 per output channel)."""
+    cout = scale.shape[0]
+    bias = np.zeros(cout)
+    if len(node.inputs) > 2 and node.inputs[2].name:
+        b = constant_value(node.inputs[2]).astype(np.float64)
+        bias = np.broadcast_to(b.reshape(-1) if b.size > 1 else b.reshape(()), (cout,)).copy()
+    if node.op == "Conv":
+        return w * scale.reshape((-1,) + (1,) * (w.ndim - 1)), bias
+    if node.op == "ConvTranspose":  # W: (Cin, Cout/g, k...), output channel = g_idx * Cout/g + j
+        groups = int(node.attrs.get("group", 1))
+        cin, cpg = w.shape[0], w.shape[1]
+        wg = w.reshape((groups, cin // groups, cpg) + w.shape[2:])
+        sg = scale.reshape((groups, 1, cpg) + (1,) * (w.ndim - 2))
+        return (wg * sg).reshape(w.shape), bias
+    alpha, beta = float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0))
+    trans_b = int(node.attrs.get("transB", 0))
+    w = w * alpha * (scale.reshape(-1, 1) if trans_b else scale.reshape(1, -1))
+    return w, bias * beta
+
+
+def _fresh(graph: gs.Graph, base: str) -> str:
+    """A tensor name not used in the graph (the old constant stays until cleanup)."""
+    tensors = graph.tensors()
+    name, i = base + "_bnfold", 0
+    while name in tensors:
+        i += 1
+        name = f"{base}_bnfold{i}"
+    return name

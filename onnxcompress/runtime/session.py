@@ -1,0 +1,126 @@
+"""The ONLY place that creates onnxruntime sessions.
+
+Providers: ``auto`` (CUDA when onnxruntime offers it, else CPU), ``cpu``, ``cuda``, ``tensorrt``. Asking for a
+provider that this onnxruntime build does not have is a :class:`ProviderError`, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from onnxcompress.errors import ModelFormatError, ProviderError, RecipeError
+
+log = logging.getLogger(__name__)
+
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+OPT_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """How sessions are made; identical options for every model compared in one run."""
+
+    providers: str = "auto"
+    threads: int = 0  # 0 = onnxruntime's default
+    opt_level: str = "all"
+    profile: bool = False
+    optimized_model_path: str | None = None
+
+    def __post_init__(self):
+        if self.opt_level not in OPT_LEVELS:
+            raise RecipeError(f"unknown graph optimization level '{self.opt_level}'", hint=f"use one of {OPT_LEVELS}")
+        if self.threads < 0:
+            raise RecipeError(f"threads must be >= 0, got {self.threads}", hint="0 means onnxruntime's default")
+        resolve_providers(self.providers, check=False)
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def resolve_providers(spec: str, *, check: bool = True) -> list[str]:
+    """Turn ``auto``/``cpu``/``cuda``/``tensorrt`` (comma-separated allowed) into onnxruntime provider names."""
+    names = [s.strip().lower() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise RecipeError("no execution provider given", hint="use auto, cpu, cuda or tensorrt")
+    for n in names:
+        if n != "auto" and n not in PROVIDER_NAMES:
+            raise RecipeError(f"unknown execution provider '{n}'", hint="use auto, cpu, cuda or tensorrt")
+    if not check:
+        return []
+    available = available_providers()
+    if names == ["auto"]:
+        return ([PROVIDER_NAMES["cuda"]] if PROVIDER_NAMES["cuda"] in available else []) + [PROVIDER_NAMES["cpu"]]
+    wanted = [PROVIDER_NAMES[n] for n in names if n != "auto"]
+    missing = [w for w in wanted if w not in available]
+    if missing:
+        raise ProviderError(
+            f"execution provider(s) {missing} are not available in this onnxruntime (it has {available})",
+            hint="install the gpu extra (pip install 'onnxcompress[gpu]', then pip uninstall onnxruntime) "
+            "on a machine with CUDA, or use --providers cpu",
+        )
+    if PROVIDER_NAMES["cpu"] not in wanted:
+        wanted.append(PROVIDER_NAMES["cpu"])  # ORT needs CPU for the nodes other providers do not take
+    return wanted
+
+
+def make_session(model: onnx.ModelProto | str | os.PathLike | bytes, options: SessionOptions = SessionOptions()):
+    """Create an onnxruntime InferenceSession."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[options.opt_level]
+    if options.threads:
+        so.intra_op_num_threads = options.threads
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    if options.profile:
+        so.enable_profiling = True
+    if options.optimized_model_path:
+        so.optimized_model_filepath = str(options.optimized_model_path)
+    providers = resolve_providers(options.providers)
+    source = _session_source(model)
+    try:
+        return ort.InferenceSession(source, sess_options=so, providers=providers)
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented classes
+        raise ModelFormatError(
+            f"onnxruntime could not load the model: {str(e).strip().splitlines()[0]}",
+            hint="check that the model is valid (onnxcompress inspect) and that onnxruntime supports its ops/opset",
+        ) from e
+
+
+def _session_source(model: Any):
+    if isinstance(model, onnx.ModelProto):
+        return model.SerializeToString()
+    if isinstance(model, (str, os.PathLike)):
+        return str(Path(model))
+    return model
+
+
+def run(session, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    names = outputs or [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def versions() -> dict[str, str]:
+    import onnxruntime as ort
+
+    return {"onnxruntime": ort.__version__, "onnx": onnx.__version__, "numpy": np.__version__}

@@ -1,0 +1,127 @@
+"""passes: the contract (records, Sequential, error wrapping) and the first real passes.
+
+Each pass is proven on structure (op counts), idempotence (modified is False on a second run) and numerics
+(ORT outputs before/after within 1e-5 relative).
+"""
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import pytest
+
+import graphs
+from conftest import BUNDLED, assert_close_rel, bundled_data, bundled_model, ort_outputs
+from onnxcompress.errors import PassError, UserError
+from onnxcompress.ir.io import load_model
+from onnxcompress.passes import (
+    CleanupPass,
+    FoldBatchNormPass,
+    InferShapesPass,
+    Pass,
+    PassContext,
+    PassResult,
+    Sequential,
+    apply_to_model,
+)
+
+
+def _ops(model):
+    return Counter(n.op_type for n in model.graph.node)
+
+
+def _x(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+class _Count(Pass):
+    def __init__(self, fail=False, user=False):
+        self.fail, self.user = fail, user
+
+    def call(self, graph, ctx):
+        if self.fail:
+            raise (UserError("bad recipe", hint="fix it") if self.user else ValueError("boom"))
+        ctx.artifacts["count"] = ctx.artifacts.get("count", 0) + 1
+        return PassResult(graph, True, {"n": len(graph.nodes)})
+
+
+def test_contract_records_and_sequential_wraps_failure():
+    ctx = PassContext()
+    model = graphs.conv_bn_head()
+    _, result = apply_to_model(model, Sequential(_Count(), CleanupPass()), ctx)
+    assert result.modified and [r.name for r in ctx.records] == ["_Count", "CleanupPass", result and ctx.records[-1].name]
+    assert ctx.records[0].stats == {"n": 9} and ctx.records[0].seconds >= 0
+    with pytest.raises(PassError, match=r"pass _Count failed \(after: CleanupPass\): boom") as e:
+        apply_to_model(model, Sequential(CleanupPass(), _Count(fail=True)))
+    assert e.value.exit_code == 4 and isinstance(e.value.__cause__, ValueError)
+    with pytest.raises(PassError) as e:
+        apply_to_model(model, Sequential(_Count(fail=True, user=True)))
+    assert e.value.exit_code == 3 and e.value.hint == "fix it"
+
+
+def test_fold_bn_structure_numerics_idempotence():
+    model = graphs.conv_bn_head()
+    ctx = PassContext()
+    folded, result = apply_to_model(model, FoldBatchNormPass(), ctx)
+    assert result.stats == {"folded": 3} and _ops(folded)["BatchNormalization"] == 0
+    assert _ops(folded)["Conv"] == 2 and _ops(folded)["Gemm"] == 1
+    onnx.checker.check_model(folded, full_check=True)
+    x = _x((3, 3, 8, 8))
+    assert_close_rel(ort_outputs(model, {"x": x})["y"], ort_outputs(folded, {"x": x})["y"])
+    again, result2 = apply_to_model(folded, FoldBatchNormPass())
+    assert not result2.modified and again.SerializeToString() == apply_to_model(folded, FoldBatchNormPass())[0].SerializeToString()
+    assert {d.action for d in ctx.decisions} == {"folded"}
+
+
+def test_fold_bn_grouped_convtranspose():
+    model = graphs.convtranspose_bn()
+    folded, result = apply_to_model(model, FoldBatchNormPass())
+    assert result.stats["folded"] == 1 and "BatchNormalization" not in _ops(folded)
+    x = _x((2, 4, 5, 5))
+    assert_close_rel(ort_outputs(model, {"x": x})["y"], ort_outputs(folded, {"x": x})["y"])
+
+
+def test_fold_bn_records_why_kept():
+    ctx = PassContext()
+    kept, result = apply_to_model(graphs.bn_kept(), FoldBatchNormPass(), ctx)
+    assert not result.modified and _ops(kept)["BatchNormalization"] == 2
+    reasons = sorted(d.reason for d in ctx.decisions)
+    assert any("producer is Relu" in r for r in reasons) and any("graph output" in r for r in reasons)
+
+
+def test_cleanup_removes_dead_code_and_sorts():
+    model = graphs.dead_code()
+    cleaned, result = apply_to_model(model, CleanupPass())
+    assert result.modified and result.stats == {"removed_nodes": 1, "removed_initializers": 1}
+    assert [n.op_type for n in cleaned.graph.node] == ["MatMul", "Relu"]
+    onnx.checker.check_model(cleaned, full_check=True)
+    _, again = apply_to_model(cleaned, CleanupPass())
+    assert not again.modified
+    x = _x((2, 4))
+    np.testing.assert_array_equal(ort_outputs(cleaned, {"x": x})["y"], np.maximum(x @ onnx.numpy_helper.to_array(
+        model.graph.initializer[0]), 0))
+
+
+def test_infer_shapes_fills_tensors():
+    model = graphs.conv_bn_head()
+    ctx = PassContext()
+    shaped, result = apply_to_model(model, InferShapesPass(), ctx)
+    assert result.modified
+    vi = {v.name: v for v in shaped.graph.value_info}
+    assert [d.dim_value or d.dim_param for d in vi["c1"].type.tensor_type.shape.dim] == ["N", 4, 8, 8]
+    _, again = apply_to_model(shaped, InferShapesPass())
+    assert not again.modified
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_models_fold_and_cleanup_are_neutral(name):
+    model = load_model(bundled_model(name))
+    ctx = PassContext()
+    out, result = apply_to_model(model, Sequential(InferShapesPass(), FoldBatchNormPass(), CleanupPass()), ctx)
+    onnx.checker.check_model(out, full_check=True)
+    if name == "resnet_mnist":
+        assert _ops(model)["BatchNormalization"] > 0 and _ops(out)["BatchNormalization"] == 0
+    x = np.load(bundled_data(name, "eval"))["input"][:64]
+    a, b = ort_outputs(model, {"input": x})["logits"], ort_outputs(out, {"input": x})["logits"]
+    assert_close_rel(a, b, 1e-5)
+    assert (a.argmax(1) == b.argmax(1)).all()
