@@ -33,3 +33,22 @@ def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.Model
     for domain, version in sorted(versions.items()):
         model.opset_import.append(onnx.helper.make_opsetid(domain, version))
     return model
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph also outputs the intermediate tensors ``names`` (types from inference)."""
+    from onnxcompress.ir.shapes import infer_shapes
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    present = {o.name for o in copy.graph.output}
+    wanted = [n for n in dict.fromkeys(names) if n not in present]
+    if not wanted:
+        return copy
+    typed = {vi.name: vi for vi in infer_shapes(copy).graph.value_info}
+    typed.update({vi.name: vi for vi in copy.graph.input})
+    for name in wanted:
+        vi = typed.get(name)
+        elem = vi.type.tensor_type.elem_type if vi is not None else onnx.TensorProto.FLOAT
+        copy.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+    return copy
