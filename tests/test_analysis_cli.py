@@ -104,3 +104,19 @@ def test_inspect_bundled(name):
     n_params = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
     assert info["parameters"]["total"] >= n_params
     assert info["model"]["opset"] == 17
+
+
+def test_cli_convert_old_opset(tmp_path):
+    m = onnx.parser.parse_model(
+        '<ir_version: 7, opset_import: ["" : 11]> g (float[2,3] x) => (float[2,3] y) {'
+        ' w = Constant <value = float[3,3] {1,0,0,0,1,0,0,0,1}> () y = MatMul (x, w) }'
+    )
+    src = _save(tmp_path, m, "old.onnx")
+    before = src.read_bytes()
+    r = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "new.onnx"), "--opset", "17"])
+    assert r.exit_code == 0 and "opset 11 -> 17, 1 Constant nodes lifted" in r.output, r.output
+    new = onnx.load(str(tmp_path / "new.onnx"))
+    assert new.opset_import[0].version == 17 and [n.op_type for n in new.graph.node] == ["MatMul"]
+    assert src.read_bytes() == before
+    r = runner.invoke(app, ["convert", str(src), "-o", str(tmp_path / "nodir" / "x.onnx")])
+    assert r.exit_code == 3 and "does not exist" in r.output

@@ -18,6 +18,7 @@ from onnxcompress.passes import (
     CleanupPass,
     FoldBatchNormPass,
     InferShapesPass,
+    LiftConstantsPass,
     Pass,
     PassContext,
     PassResult,
@@ -125,3 +126,25 @@ def test_bundled_models_fold_and_cleanup_are_neutral(name):
     a, b = ort_outputs(model, {"input": x})["logits"], ort_outputs(out, {"input": x})["logits"]
     assert_close_rel(a, b, 1e-5)
     assert (a.argmax(1) == b.argmax(1)).all()
+
+
+def test_lift_constants_to_initializers():
+    model = onnx.parser.parse_model(
+        """<ir_version: 8, opset_import: ["" : 17]>
+        g (float[2,3] x) => (float[2,3] y, float[3] k) {
+            w = Constant <value = float[3,3] {1,0,0, 0,2,0, 0,0,3}> ()
+            s = Constant <value_float = 0.5> ()
+            k = Constant <value_floats = [1.0, 2.0, 3.0]> ()
+            h = MatMul (x, w)
+            y = Mul (h, s)
+        }"""
+    )
+    ctx = PassContext()
+    lifted, result = apply_to_model(model, LiftConstantsPass(), ctx)
+    assert result.stats == {"lifted": 2} and _ops(lifted) == Counter({"MatMul": 1, "Mul": 1, "Constant": 1})
+    assert sorted(t.name for t in lifted.graph.initializer) == ["s", "w"]
+    assert [d.reason for d in ctx.decisions] == ["graph output"]
+    x = _x((2, 3))
+    np.testing.assert_array_equal(ort_outputs(model, {"x": x})["y"], ort_outputs(lifted, {"x": x})["y"])
+    _, again = apply_to_model(lifted, LiftConstantsPass())
+    assert not again.modified

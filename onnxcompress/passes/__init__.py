@@ -1,10 +1,10 @@
 """Graph passes with one contract (see base.py)."""
 
 from onnxcompress.passes.base import Decision, Pass, PassContext, PassRecord, PassResult, Sequential, apply_to_model
-from onnxcompress.passes.cleanup import CleanupPass, InferShapesPass
+from onnxcompress.passes.cleanup import CleanupPass, InferShapesPass, LiftConstantsPass
 from onnxcompress.passes.fuse import FoldBatchNormPass
 
 __all__ = [
     "Decision", "Pass", "PassContext", "PassRecord", "PassResult", "Sequential", "apply_to_model",
-    "CleanupPass", "InferShapesPass", "FoldBatchNormPass",
+    "CleanupPass", "InferShapesPass", "LiftConstantsPass", "FoldBatchNormPass",
 ]

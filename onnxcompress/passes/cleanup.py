@@ -59,3 +59,43 @@ def _differs(old, new) -> bool:
     if old is None or new is None:
         return False
     return list(old) != list(new)
+
+
+#: Constant-node attributes -> numpy dtype of the value they hold
+_CONSTANT_ATTRS = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64, "value_ints": np.int64}
+
+
+class LiftConstantsPass(Pass):
+    """Turn Constant nodes into initializers so weight-aware passes see every weight (exporters such as Paddle2ONNX
+    store all weights as Constant nodes). A Constant whose output is a graph output stays, with a recorded reason."""
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        lifted = 0
+        outputs = {o.name for o in graph.outputs}
+        for node in [n for n in graph.nodes if n.op == "Constant"]:
+            values = _constant_node_value(node)
+            out = node.outputs[0]
+            if values is None or out.name in outputs:
+                why = "graph output" if values is not None else f"unsupported attribute {sorted(node.attrs)}"
+                ctx.decide(self.name, node.name or out.name, "kept", why)
+                continue
+            const = gs.Constant(out.name, np.asarray(values))
+            for consumer in list(out.outputs):
+                for i, t in enumerate(consumer.inputs):
+                    if t is out:
+                        consumer.inputs[i] = const
+            node.outputs.clear()
+            lifted += 1
+        if lifted:
+            graph.cleanup(remove_unused_node_outputs=False).toposort()
+        return PassResult(graph, lifted > 0, {"lifted": lifted})
+
+
+def _constant_node_value(node: gs.Node):
+    value = node.attrs.get("value")
+    if isinstance(value, gs.Constant):
+        return value.values
+    for key, dtype in _CONSTANT_ATTRS.items():
+        if key in node.attrs:
+            return np.asarray(node.attrs[key], dtype=dtype)
+    return None
