@@ -123,3 +123,20 @@ def macs_fixture() -> onnx.ModelProto:
         ["w1", "w2", "w3", "wf", "a", "b"],
         values={"shp": np.array([-1, 8], dtype=np.int64)},
     )
+
+
+def concat_bn() -> onnx.ModelProto:
+    """Inception-style: two Conv branches (one without bias) -> Concat(axis 1) -> BN -> Relu."""
+    return make(
+        """
+        g (float[N,3,6,6] x, float[4,3,1,1] wa, float[4] ba, float[2,3,3,3] wb,
+           float[6] s, float[6] o, float[6] m, float[6] vvar) => (float[N,6,6,6] y) {
+            a = Conv (x, wa, ba)
+            b = Conv <pads = [1,1,1,1]> (x, wb)
+            c = Concat <axis = 1> (a, b)
+            n = BatchNormalization (c, s, o, m, vvar)
+            y = Relu (n)
+        }
+        """,
+        ["wa", "ba", "wb", "s", "o", "m", "vvar"],
+    )

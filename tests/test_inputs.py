@@ -138,3 +138,8 @@ def test_model_specs_and_seeded_random():
     b = next(iter(random_data(specs, 5, seed=3)))["x"]
     assert a.shape == (5, 3, 8, 8) and np.array_equal(a, b)
     assert not np.array_equal(a, next(iter(random_data(specs, 5, seed=4)))["x"])
+
+
+def test_anonymous_dim_params_do_not_tie_dims():
+    spec = [InputSpec("x", np.dtype("float32"), ("N", 3, "?", "?"))]
+    from_arrays({"x": np.zeros((2, 3, 48, 192), np.float32)}).bind(spec)

@@ -148,3 +148,13 @@ def test_lift_constants_to_initializers():
     np.testing.assert_array_equal(ort_outputs(model, {"x": x})["y"], ort_outputs(lifted, {"x": x})["y"])
     _, again = apply_to_model(lifted, LiftConstantsPass())
     assert not again.modified
+
+
+def test_fold_bn_through_channel_concat():
+    model = graphs.concat_bn()
+    ctx = PassContext()
+    folded, result = apply_to_model(model, FoldBatchNormPass(), ctx)
+    assert result.stats["folded"] == 1 and "BatchNormalization" not in _ops(folded)
+    x = _x((2, 3, 6, 6))
+    assert_close_rel(ort_outputs(model, {"x": x})["y"], ort_outputs(folded, {"x": x})["y"])
+    onnx.checker.check_model(folded, full_check=True)

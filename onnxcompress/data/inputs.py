@@ -200,7 +200,7 @@ def _check_shape(arr: np.ndarray, spec: InputSpec, source: str, symbols: dict[st
                 f"axis {axis} must be {want}{extra}",
                 hint="resize or re-export the data to the model's input shape",
             )
-        if isinstance(want, str) and axis > 0:
+        if isinstance(want, str) and axis > 0 and not _anonymous(want):
             if want in symbols and symbols[want][0] != got:
                 other_val, other = symbols[want]
                 raise InputMismatchError(
@@ -208,6 +208,11 @@ def _check_shape(arr: np.ndarray, spec: InputSpec, source: str, symbols: dict[st
                     hint="inputs that share a dynamic dimension must agree on its size within a batch",
                 )
             symbols.setdefault(want, (got, spec.name))
+
+
+def _anonymous(dim_param: str) -> bool:
+    """Placeholders exporters write for 'unknown' (Paddle's '?', onnx's 'unk__N') do not tie dims together."""
+    return dim_param in ("?", "-1") or dim_param.startswith("unk__")
 
 
 # --- streaming helpers ------------------------------------------------------------------------------------------

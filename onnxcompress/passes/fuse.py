@@ -32,30 +32,89 @@ class FoldBatchNormPass(Pass):
 
     def _fold(self, graph: gs.Graph, bn: gs.Node) -> str | None:
         reason = _why_not_foldable(graph, bn)
+        if reason and reason.startswith("producer is Concat"):
+            concat_reason = _why_not_concat_foldable(graph, bn)
+            if concat_reason is None:
+                return self._fold_through_concat(graph, bn)
+            reason += f"; through Concat: {concat_reason}"
         if reason:
             return reason
-        producer = bn.inputs[0].inputs[0]
-        gamma, beta, mean, var = (constant_value(t).astype(np.float64) for t in bn.inputs[1:5])
-        scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
-        weight = constant_value(producer.inputs[1])
-        dtype = weight.dtype
-        new_w, bias = _scaled_weight(producer, weight.astype(np.float64), scale)
-        new_b = (bias - mean) * scale + beta
-        w_name = producer.inputs[1].name
-        producer.inputs[1] = gs.Constant(_fresh(graph, w_name), new_w.astype(dtype))
-        b_name = producer.inputs[2].name if len(producer.inputs) > 2 and producer.inputs[2].name else w_name + "_bias"
-        bias_const = gs.Constant(_fresh(graph, b_name), new_b.astype(dtype))
-        if len(producer.inputs) > 2:
-            producer.inputs[2] = bias_const
-        else:
-            producer.inputs.append(bias_const)
-        if producer.op == "Gemm":
-            producer.attrs["alpha"] = 1.0
-            producer.attrs["beta"] = 1.0
-        out = bn.outputs[0]
-        bn.outputs.clear()
-        producer.outputs[0] = out
+        scale, shift = _bn_affine(bn)
+        _scale_producer(graph, bn.inputs[0].inputs[0], scale, shift)
+        _bypass(bn)
         return None
+
+    def _fold_through_concat(self, graph: gs.Graph, bn: gs.Node) -> None:
+        """BN after a channel Concat of Conv branches: each branch takes its slice of the BN."""
+        scale, shift = _bn_affine(bn)
+        start = 0
+        for t in bn.inputs[0].inputs[0].inputs:
+            producer = t.inputs[0]
+            n = _out_channels(producer)
+            _scale_producer(graph, producer, scale[start : start + n], shift[start : start + n])
+            start += n
+        _bypass(bn)
+        return None
+
+
+def _bn_affine(bn: gs.Node) -> tuple[np.ndarray, np.ndarray]:
+    """BN as y = x * scale + shift (float64)."""
+    gamma, beta, mean, var = (constant_value(t).astype(np.float64) for t in bn.inputs[1:5])
+    scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+    return scale, beta - mean * scale
+
+
+def _scale_producer(graph: gs.Graph, producer: gs.Node, scale: np.ndarray, shift: np.ndarray) -> None:
+    """Make ``producer`` compute (its output) * scale + shift per output channel."""
+    weight = constant_value(producer.inputs[1])
+    dtype = weight.dtype
+    new_w, bias = _scaled_weight(producer, weight.astype(np.float64), scale)
+    new_b = bias * scale + shift
+    w_name = producer.inputs[1].name
+    producer.inputs[1] = gs.Constant(_fresh(graph, w_name), new_w.astype(dtype))
+    b_name = producer.inputs[2].name if len(producer.inputs) > 2 and producer.inputs[2].name else w_name + "_bias"
+    bias_const = gs.Constant(_fresh(graph, b_name), new_b.astype(dtype))
+    if len(producer.inputs) > 2:
+        producer.inputs[2] = bias_const
+    else:
+        producer.inputs.append(bias_const)
+    if producer.op == "Gemm":
+        producer.attrs["alpha"] = 1.0
+        producer.attrs["beta"] = 1.0
+
+
+def _bypass(bn: gs.Node) -> None:
+    """The BN's input producer now writes the BN's output tensor."""
+    producer = bn.inputs[0].inputs[0]
+    out = bn.outputs[0]
+    bn.outputs.clear()
+    producer.outputs[0] = out
+
+
+def _out_channels(node: gs.Node) -> int:
+    w = constant_value(node.inputs[1])
+    return w.shape[0] if node.op == "Conv" else w.shape[1] * int(node.attrs.get("group", 1))
+
+
+def _why_not_concat_foldable(graph: gs.Graph, bn: gs.Node) -> str | None:
+    concat = bn.inputs[0].inputs[0]
+    if int(concat.attrs.get("axis", 0)) != 1:
+        return "Concat is not on the channel axis"
+    if len(bn.inputs[0].outputs) != 1 or is_graph_output(graph, bn.inputs[0]):
+        return "the Concat output has other consumers"
+    for t in concat.inputs:
+        if len(t.inputs) != 1 or t.inputs[0].op not in ("Conv", "ConvTranspose"):
+            return f"branch {t.name} is not produced by a Conv"
+        if len(t.outputs) != 1 or is_graph_output(graph, t):
+            return f"branch {t.name} has other consumers"
+        producer = t.inputs[0]
+        if constant_value(producer.inputs[1]) is None or (
+                len(producer.inputs) > 2 and producer.inputs[2].name and constant_value(producer.inputs[2]) is None):
+            return f"branch {producer.name} has non-constant weights"
+    total = sum(_out_channels(t.inputs[0]) for t in concat.inputs)
+    if total != constant_value(bn.inputs[1]).shape[0]:
+        return "branch channel counts do not add up to the BN's"
+    return None
 
 
 def _why_not_foldable(graph: gs.Graph, bn: gs.Node) -> str | None:

@@ -1,0 +1,229 @@
+"""CLI acceptance for validate / profile / gate / optimize (typer's CliRunner), on a fixture CNN saved to disk.
+
+Labels are the reference model's own predictions, so the reference scores 100% top-1 and a broken candidate
+(perturbed weights) visibly loses accuracy and agreement.
+"""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+import graphs
+from conftest import ort_outputs
+from onnxcompress import api
+from onnxcompress.cli import app
+from onnxcompress.recipe import Recipe
+from report_schema_check import report_errors
+
+runner = CliRunner()
+ROOT_EXAMPLE = __import__("conftest").ROOT / "examples" / "release-gate"
+FAST = ["--iterations", "3", "--warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    d = tmp_path_factory.mktemp("case")
+    model = graphs.conv_bn_head()
+    onnx.save(model, d / "ref.onnx")
+    onnx.save(model, d / "same.onnx")
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    rng = np.random.default_rng(1)
+    for init in broken.graph.initializer:
+        if init.name in ("w1", "w2", "wf"):
+            w = onnx.numpy_helper.to_array(init)
+            init.CopyFrom(onnx.numpy_helper.from_array((w + rng.standard_normal(w.shape)).astype(w.dtype), init.name))
+    onnx.save(broken, d / "broken.onnx")
+    x = rng.standard_normal((64, 3, 8, 8)).astype(np.float32)
+    labels = ort_outputs(model, {"x": x})["y"].argmax(1).astype(np.int64)
+    np.savez(d / "eval.npz", x=x, labels=labels)
+    np.savez(d / "calib.npz", x=x[:32])
+    (d / "gate.toml").write_text("[gate]\nmax_accuracy_drop = 0.01\nmin_top1_agreement = 0.95\nmin_cosine = 0.99\n")
+    return d
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def last_line(result) -> str:
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_gate_passes_equivalent_candidate(case, tmp_path):
+    r = invoke("gate", case / "ref.onnx", case / "same.onnx", "--policy", case / "gate.toml", "--data",
+               case / "eval.npz", "--report-dir", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert last_line(r).startswith("PASSED |") and "top-1 100.0->100.0" in last_line(r)
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert report_errors(data) == [] and data["passed"] is True and data["kind"] == "gate"
+    assert data["models"]["reference"]["sha256"] == data["models"]["candidate"]["sha256"]
+    assert data["data"]["evaluation"]["sha256"] and data["validation"]["extra_keys"] == ["labels"]
+    assert data["environment"]["versions"]["onnxruntime"]
+    assert (tmp_path / "junit.xml").exists() and (tmp_path / "report.md").exists()
+
+
+def test_gate_fails_broken_candidate_and_lists_every_failure(case, tmp_path):
+    r = invoke("gate", case / "ref.onnx", case / "broken.onnx", "--policy", case / "gate.toml", "--data",
+               case / "eval.npz", "--report-dir", tmp_path)
+    assert r.exit_code == 1, r.output
+    assert last_line(r).startswith("FAILED |")
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert report_errors(data) == [] and data["passed"] is False
+    failed = [c["name"] for c in data["gate"]["criteria"] if not c["passed"]]
+    assert failed == ["max_accuracy_drop", "min_top1_agreement", "min_cosine"]
+    assert len(data["gate"]["failed"]) == 3
+    assert 'failures="3"' in (tmp_path / "junit.xml").read_text()
+    for reason in data["gate"]["failed"]:
+        assert f"FAIL  {reason}" in r.stdout
+
+
+def test_gate_user_errors_exit_3(case, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gate]\nmin_speed = 2\n")
+    r = invoke("gate", case / "ref.onnx", case / "same.onnx", "--policy", bad, "--data", case / "eval.npz",
+               "--report-dir", tmp_path)
+    assert r.exit_code == 3 and "min_speed" in r.output and "Traceback" not in r.output
+    r = invoke("gate", case / "ref.onnx", case / "same.onnx", "--policy", case / "gate.toml", "--data",
+               tmp_path / "nope.npz", "--report-dir", tmp_path)
+    assert r.exit_code == 3 and "not found" in r.output
+
+
+def test_validate_metrics_tolerances_and_strict(case):
+    r = invoke("validate", case / "ref.onnx", case / "broken.onnx", "--data", case / "eval.npz", "--json",
+               "--tolerance", "atol=1e-3")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert report_errors(data) == []
+    v = data["validation"]
+    assert v["samples"] == 64 and v["metrics"] == ["top1", "top5", "f1"]
+    assert v["task"]["reference"]["top1"] == 1.0 and v["task"]["candidate"]["top1"] < 0.9
+    assert v["comparison"]["y"]["passed"] is False and v["comparison"]["y"]["atol"] == 1e-3
+    r = invoke("validate", case / "ref.onnx", case / "broken.onnx", "--data", case / "eval.npz", "--strict")
+    assert r.exit_code == 1 and "compare y: FAIL" in r.stdout
+    r = invoke("validate", case / "ref.onnx", case / "same.onnx", "--data", case / "eval.npz", "--strict",
+               "--tolerance", "y:atol=0,rtol=0")
+    assert r.exit_code == 0 and "compare y: PASS" in r.stdout
+
+
+def test_profile_interleaved_and_cuda_error(case, tmp_path):
+    r = invoke("profile", case / "broken.onnx", "--vs", case / "ref.onnx", "--batch", "1,4", *FAST,
+               "--report-dir", tmp_path)
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert report_errors(data) == []
+    assert [b["batch_size"] for b in data["profile"]["batches"]] == [1, 4]
+    assert data["profile"]["batches"][0]["speedup_p50"] > 0
+    assert data["profile"]["providers"] == ["CPUExecutionProvider"]  # auto picks CPU here
+    assert "speed-up (p50)" in r.stdout
+    r = invoke("profile", case / "ref.onnx", "--providers", "cuda")
+    assert r.exit_code == 3 and "CUDAExecutionProvider" in r.output and "--providers cpu" in r.output
+    r = invoke("profile", case / "ref.onnx", "--batch", "1,x")
+    assert r.exit_code == 3
+
+
+def test_optimize_writes_model_report_and_recipe(case, tmp_path):
+    out = tmp_path / "opt.onnx"
+    r = invoke("optimize", case / "ref.onnx", "-o", out, "--calib", case / "calib.npz",
+               "--dump-recipe", tmp_path / "effective.toml")
+    assert r.exit_code == 0, r.output
+    assert last_line(r).startswith("PASSED |") and "agreement" in last_line(r)
+    report_dir = tmp_path / "opt-report"
+    data = json.loads((report_dir / "report.json").read_text())
+    assert report_errors(data) == []
+    assert data["models"]["candidate"]["path"] == str(out) and out.exists()
+    assert any("calibration data" in w for w in data["warnings"])  # eval falls back to calib, recorded
+    assert data["data"]["evaluation"]["is_calibration_data"] is True
+    assert [p["name"] for p in data["passes"]][:3] == ["InferShapesPass", "FoldBatchNormPass", "CleanupPass"]
+    assert any(d["action"] == "folded" for d in data["decisions"])
+    assert data["stages"]["quantize"]["coverage"] > 0  # INT8 by default when calibration data is given
+    assert data["recipe"]["gate"]["min_top1_agreement"] == 0.98  # the default policy, written out
+    effective = Recipe.from_file(tmp_path / "effective.toml")
+    assert effective.to_dict() == data["recipe"]
+    types = {n.op_type for n in onnx.load(out).graph.node}
+    assert "QuantizeLinear" in types
+
+
+def test_optimize_with_recipe_failing_gate_still_writes_outputs(case, tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("quantize = false\n[validate.profile]\niterations = 3\nwarmup = 1\nop_profile = false\n"
+                      "[gate]\nmin_speedup = 1000.0\n")
+    out = tmp_path / "m.onnx"
+    r = invoke("optimize", case / "ref.onnx", "-o", out, "--eval", case / "eval.npz", "--recipe", recipe,
+               "--report-dir", tmp_path / "rep")
+    assert r.exit_code == 1, r.output
+    assert out.exists() and (tmp_path / "rep" / "report.json").exists()
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert data["gate"]["failed"][0].startswith("min_speedup:") and "quantize" not in data["stages"]
+    assert last_line(r).startswith("FAILED |")
+
+
+def test_optimize_user_errors(case, tmp_path):
+    r = invoke("optimize", case / "ref.onnx", "-o", tmp_path / "x.onnx", "--providers", "cuda")
+    assert r.exit_code == 3 and "not available" in r.output
+    assert not (tmp_path / "x.onnx").exists()
+    bad = tmp_path / "r.toml"
+    bad.write_text("[quantize]\ncalibrator = 'minmax'\n")
+    r = invoke("optimize", case / "ref.onnx", "-o", tmp_path / "x.onnx", "--recipe", bad)
+    assert r.exit_code == 3 and "calibration data" in r.output
+
+
+def test_python_api_user_metric_and_model_protos(case):
+    model = onnx.load(case / "ref.onnx")
+    cand, report = api.optimize(model, calib=case / "calib.npz", eval=case / "eval.npz",
+                                recipe=Recipe.from_dict({"validate": {"profile": {"enabled": False}}}))
+    assert isinstance(cand, onnx.ModelProto) and report.passed is True and report.profile is None
+    mean_logit = lambda outputs, extras: float(outputs["y"].mean())  # noqa: E731
+    rep = api.validate(model, model, case / "eval.npz", user_metrics={"mean_logit": mean_logit})
+    task = rep.validation["task"]
+    assert task["reference"]["mean_logit"] == pytest.approx(task["candidate"]["mean_logit"])
+    x = np.load(case / "eval.npz")["x"]
+    assert task["reference"]["mean_logit"] == pytest.approx(float(ort_outputs(model, {"x": x})["y"].mean()), rel=1e-5)
+
+
+def test_full_pipeline_prune_distill_quantize(case):
+    recipe = Recipe.from_dict({"seed": 3, "prune": {"ratio": 0.25}, "distill": True,
+                               "validate": {"profile": {"enabled": False}},
+                               "gate": {"max_accuracy_drop": 0.05, "min_int8_kernel_coverage": 0.5}})
+    cand, report = api.optimize(case / "ref.onnx", recipe=recipe, calib=case / "calib.npz", eval=case / "eval.npz")
+    assert list(report.stages) == ["preprocess", "prune", "distill", "quantize"]
+    assert report.passed is True, report.gate["failed"]
+    names = [p["name"] for p in report.passes]
+    assert "QuantizeQDQPass" in names and any("Prune" in n for n in names)
+    assert report.recipe["prune"]["ratio"] == 0.25 and report.recipe["seed"] == 3
+    again, _ = api.optimize(case / "ref.onnx", recipe=recipe, calib=case / "calib.npz", eval=case / "eval.npz")
+    assert again.SerializeToString() == cand.SerializeToString()  # deterministic
+    x = np.load(case / "eval.npz")["x"][:8]
+    ours = api.validate(case / "ref.onnx", cand, {"x": x}).validation["fidelity"]["y"]
+    assert ours["max_abs_error"] == pytest.approx(
+        float(np.abs(ort_outputs(onnx.load(case / "ref.onnx"), {"x": x})["y"] - ort_outputs(cand, {"x": x})["y"]).max()),
+        rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet_mnist", "vit_mnist"])
+def test_interleaved_comparison_on_bundled_models(name, tmp_path):
+    from conftest import bundled_data, bundled_model
+
+    if not bundled_model(name).exists():
+        pytest.skip(f"bundled model {name} not built yet (models/build_*.py)")
+    r = invoke("profile", bundled_model(name), "--vs", bundled_model(name), "--batch", "1,8", "--data",
+               bundled_data(name, "eval"), "--threads", "1", *FAST, "--report-dir", tmp_path)
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert report_errors(data) == []
+    for b in data["profile"]["batches"]:
+        assert set(b["models"]) == {"reference", "candidate"} and b["models"]["candidate"]["runs"] == 3
+        assert 0.2 < b["speedup_p50"] < 5  # the same model against itself
+    ops = data["profile"]["op_profile"]["reference"]["op_type_time"]
+    assert sum(v["share"] for v in ops.values()) == pytest.approx(1.0)
+    r = invoke("gate", bundled_model(name), bundled_model(name), "--policy",
+               ROOT_EXAMPLE / "gate.toml", "--data", bundled_data(name, "eval"), "--max-samples", "200",
+               "--report-dir", tmp_path / "g")
+    # an fp32 model is its own equivalent: accuracy, agreement and cosine pass; it has no int8 kernels
+    data = json.loads((tmp_path / "g" / "report.json").read_text())
+    failed = [c["name"] for c in data["gate"]["criteria"] if not c["passed"]]
+    assert r.exit_code == 1 and failed == ["min_int8_kernel_coverage"]
