@@ -289,7 +289,7 @@ def _transform(model, recipe: Recipe, quant_cfg, calib, ctx, report: Report, say
             raise DataError("the recipe asks for distillation but no calibration data was given",
                             hint="pass --calib DATA, or remove the [distill] section")
         say("distill")
-        kept = {r["tensor"]: r["kept"] for r in (report.stages.get("prune") or {}).get("kept", [])}
+        kept = _stage_fn("distill.api", "kept_from_prune_report")(report.stages.get("prune") or {})
         model, report.stages["distill"] = _stage_fn("distill.api", "distill")(
             teacher, model, calib, recipe.distill, kept=kept, ctx=ctx)
     if quant_cfg is not None:

@@ -16,19 +16,28 @@ from onnxcompress.errors import DataError, InputMismatchError
 from onnxcompress.passes.base import PassContext
 
 
+def kept_from_prune_report(section: dict[str, Any]) -> dict[str, list[int]]:
+    """{tensor: kept indices} from a prune report section (its ``kept`` list of {tensor, axis, kept})."""
+    return {r["tensor"]: list(r["kept"]) for r in section.get("kept", []) if isinstance(r, dict)}
+
+
 def load_kept(path: str | os.PathLike | None) -> dict[str, list[int]]:
-    """Kept channel indices {tensor: [indices]} from a JSON file: a bare mapping, or a prune report that has one
-    under ``kept_channels`` (at the top level or in its ``prune`` section)."""
+    """Kept channel indices {tensor: [indices]} from a JSON file: a report with a ``prune`` stage (report.json of
+    `optimize`/`prune`), a prune report section, or a bare {tensor: [indices]} mapping."""
     if path is None:
         return {}
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read kept-channel record {path}: {e}", hint="give the prune report JSON") from e
-    for candidate in (data.get("kept_channels"), (data.get("prune") or {}).get("kept_channels"), data):
-        if isinstance(candidate, dict) and all(isinstance(v, (list, dict)) for v in candidate.values()):
-            return {k: (v["indices"] if isinstance(v, dict) else v) for k, v in candidate.items()}
-    raise DataError(f"{path} has no kept-channel record", hint='expected {"tensor": [kept indices], ...}')
+    if not isinstance(data, dict):
+        raise DataError(f"{path} is not a JSON object", hint='expected a prune report or {"tensor": [indices]}')
+    for section in ((data.get("stages") or {}).get("prune"), data.get("prune"), data):
+        if isinstance(section, dict) and isinstance(section.get("kept"), list):
+            return kept_from_prune_report(section)
+    if data and all(isinstance(v, list) for v in data.values()):
+        return {k: list(v) for k, v in data.items()}
+    raise DataError(f"{path} has no kept-channel record", hint='expected a prune report or {"tensor": [indices]}')
 
 
 def distill(teacher: onnx.ModelProto, student: onnx.ModelProto, calib: Any, config: DistillConfig = DistillConfig(),

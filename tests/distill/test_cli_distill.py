@@ -24,7 +24,7 @@ def test_distill_default_command_reconstructs(tmp_path):
     (tmp_path / "s.onnx").write_bytes(student.SerializeToString())
     x = np.random.default_rng(0).standard_normal((64, 3, 10, 10)).astype(np.float32)
     np.savez(tmp_path / "calib.npz", x=x)
-    (tmp_path / "kept.json").write_text(json.dumps({"kept_channels": {"c1": [0, 1, 2, 3]}}))
+    (tmp_path / "kept.json").write_text(json.dumps({"prune": {"kept": [{"tensor": "c1", "axis": 1, "kept": [0, 1, 2, 3]}]}}))
     r = runner.invoke(app, ["distill", str(tmp_path / "t.onnx"), str(tmp_path / "s.onnx"), "-o", str(tmp_path / "o.onnx"),
                             "--calib", str(tmp_path / "calib.npz"), "--kept", str(tmp_path / "kept.json"),
                             "--ridge", "1e-9"])
