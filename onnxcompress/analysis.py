@@ -142,7 +142,22 @@ def inspect_model(model: str | os.PathLike | onnx.ModelProto,
         "parameters": count_parameters(model),
         "macs": count_macs(model, input_shapes),
     }
+    info["prune_groups"] = _prune_groups(model, input_shapes)
+    from onnxcompress.quantize.api import quantizable_summary
+
+    info["quantizable"] = quantizable_summary(model)  # which nodes `onnxcompress quantize` would touch
     return info
+
+
+def _prune_groups(model: onnx.ModelProto, input_shapes) -> dict[str, Any]:
+    """Prunable and blocked channel groups (onnxcompress.prune); an analysis failure is reported, not raised."""
+    from onnxcompress.errors import OnnxCompressError
+    from onnxcompress.prune import analyze_groups
+
+    try:
+        return analyze_groups(model, input_shapes)
+    except (OnnxCompressError, ValueError, KeyError, IndexError) as e:  # deliberate skip point, reason recorded
+        return {"summary": f"channel analysis failed: {e}", "groups": [], "blocked": [], "error": str(e)}
 
 
 def _model_info(model: onnx.ModelProto, path: Path | None) -> dict[str, Any]:

@@ -249,8 +249,8 @@ def _collect(teacher: onnx.ModelProto, student: onnx.ModelProto, layer: Layer, f
     from onnxcompress.runtime.session import SessionOptions, make_session, run
 
     opts = SessionOptions(providers="cpu", opt_level="basic")
-    t_sess = make_session(with_outputs(teacher, [layer.y_name]), opts)
-    s_sess = make_session(with_outputs(student, [layer.x_name]), opts)
+    t_sess = make_session(with_outputs(teacher, [layer.y_name], keep_existing=False), opts)
+    s_sess = make_session(with_outputs(student, [layer.x_name], keep_existing=False), opts)
     groups = int(_attr(layer.node, "group", 1)) if layer.node.op_type == "Conv" else 1
     acc = _Accumulator(groups, bias=layer.node.op_type != "MatMul")
     rng = np.random.default_rng(cfg.seed)

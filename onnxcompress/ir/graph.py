@@ -35,12 +35,17 @@ def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.Model
     return model
 
 
-def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    """A copy of ``model`` whose graph also outputs the intermediate tensors ``names`` (types from inference)."""
+def with_outputs(model: onnx.ModelProto, names: list[str], *, keep_existing: bool = True) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph also outputs the intermediate tensors ``names`` (types from inference).
+
+    With ``keep_existing=False`` the graph outputs only ``names`` and the nodes they do not need are removed, so
+    a run computes just the prefix of the graph that produces them."""
     from onnxcompress.ir.shapes import infer_shapes
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    if not keep_existing:
+        del copy.graph.output[:]
     present = {o.name for o in copy.graph.output}
     wanted = [n for n in dict.fromkeys(names) if n not in present]
     if not wanted:
@@ -51,4 +56,8 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
         vi = typed.get(name)
         elem = vi.type.tensor_type.elem_type if vi is not None else onnx.TensorProto.FLOAT
         copy.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
+    if not keep_existing:
+        graph = to_graph(copy)
+        graph.cleanup(remove_unused_graph_inputs=False)
+        copy = to_model(graph, like=copy)
     return copy

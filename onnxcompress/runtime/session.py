@@ -36,6 +36,7 @@ class SessionOptions:
     opt_level: str = "all"
     profile: bool = False
     optimized_model_path: str | None = None
+    profile_prefix: str | None = None  # where ORT writes its profiling JSON (default: the current folder)
 
     def __post_init__(self):
         if self.opt_level not in OPT_LEVELS:
@@ -94,6 +95,8 @@ def make_session(model: onnx.ModelProto | str | os.PathLike | bytes, options: Se
     so.log_severity_level = 3
     if options.profile:
         so.enable_profiling = True
+        if options.profile_prefix:
+            so.profile_file_prefix = str(options.profile_prefix)
     if options.optimized_model_path:
         so.optimized_model_filepath = str(options.optimized_model_path)
     providers = resolve_providers(options.providers)
@@ -124,3 +127,14 @@ def versions() -> dict[str, str]:
     import onnxruntime as ort
 
     return {"onnxruntime": ort.__version__, "onnx": onnx.__version__, "numpy": np.__version__}
+
+
+def optimized_model(model: onnx.ModelProto | str | os.PathLike, options: SessionOptions = SessionOptions()) -> onnx.ModelProto:
+    """The graph onnxruntime actually runs: a session at ``options.opt_level`` saves its optimized model, read back."""
+    import dataclasses
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="onnxcompress-opt-") as tmp:
+        path = Path(tmp) / "optimized.onnx"
+        make_session(model, dataclasses.replace(options, optimized_model_path=str(path)))
+        return onnx.load(str(path), load_external_data=False)

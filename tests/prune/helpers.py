@@ -58,6 +58,7 @@ def prune_and_check(model: onnx.ModelProto, config: PruneConfig | None = None, r
         assert got[name].shape == want[name].shape
         assert_close_rel(want[name], got[name], rel)
     assert all(vi.name not in inits for vi in pruned.graph.value_info)
+    assert len(inits) == len(pruned.graph.initializer), "duplicate initializer names"
     return pruned, report
 
 

@@ -155,3 +155,19 @@ def test_cli_prune_and_inspect(tmp_path):
     info = json.loads(res.output)
     assert res.exit_code == 0 and len(info["prune_groups"]["groups"]) == 2
     assert "prunable groups" in runner.invoke(app, ["inspect", str(src)]).output
+
+
+def test_bias_correction_reduces_the_output_error():
+    from conftest import ort_outputs
+
+    model = wide()
+    data = calib(model, 32)
+    feeds = random_feeds(model, batch=32, seed=1)
+    want = ort_outputs(model, feeds)["y"]
+    errors = []
+    for correct in (False, True):
+        pruned, report = prune_model(model, PruneConfig(ratio=0.5, bias_correction=correct), data)
+        onnx.checker.check_model(pruned, full_check=True)
+        errors.append(float(np.mean((ort_outputs(pruned, feeds)["y"] - want) ** 2)))
+    assert errors[1] < errors[0]
+    assert any("bias correction" in n for n in report["notes"])

@@ -1,0 +1,185 @@
+"""Planning: walk the graph once (topological order), apply the op rules and the selection, and decide which
+activation tensors get a Q/DQ pair, which tensors share one scale (pass-through, Concat), which Relu/Clip are
+absorbed, and which nodes stay float (with the reason)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx_graphsurgeon as gs
+
+from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.quantize.config import QuantizeConfig, matches
+from onnxcompress.quantize.rules import WEIGHTED_OPS, TensorQuantSpec, absorbable, rule_for, specs_for, why_not
+
+#: rule kinds that produce an int8 kernel in ORT (the denominator of coverage)
+KERNEL_KINDS = ("compute", "binary", "unary", "concat")
+#: ops that never compute on activations: not worth a "kept float" record
+UNRECORDED = frozenset({"Constant", "ConstantOfShape", "Shape", "Size", "Range"})
+
+
+class Groups:
+    """Union-find over tensor names: tensors in one group share one scale/zero point."""
+
+    def __init__(self):
+        self.parent: dict[str, str] = {}
+
+    def add(self, name: str) -> None:
+        self.parent.setdefault(name, name)
+
+    def find(self, name: str) -> str:
+        self.add(name)
+        while self.parent[name] != name:
+            self.parent[name] = self.parent[self.parent[name]]
+            name = self.parent[name]
+        return name
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)  # deterministic root
+
+    def members(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name in sorted(self.parent):
+            out.setdefault(self.find(name), []).append(name)
+        return out
+
+
+@dataclass
+class Plan:
+    """Everything the pass materializes, plus the decisions for the report."""
+
+    specs: list[TensorQuantSpec] = field(default_factory=list)
+    nodes: dict[str, str] = field(default_factory=dict)  # quantized node -> rule kind
+    ops: dict[str, str] = field(default_factory=dict)  # quantized node -> op type
+    activations: list[str] = field(default_factory=list)  # tensors that get Q -> DQ, in graph order
+    calibrated: list[str] = field(default_factory=list)  # tensors whose range is measured
+    groups: Groups = field(default_factory=Groups)
+    absorbed: dict[str, str] = field(default_factory=dict)  # Relu/Clip node -> producer node
+    output_of: dict[str, str] = field(default_factory=dict)  # quantized output tensor -> node that owns it
+    skipped: dict[str, str] = field(default_factory=dict)  # node -> reason
+    quantizable: dict[str, str] = field(default_factory=dict)  # node -> op, every node with a kernel-kind rule
+    weighted: set[str] = field(default_factory=set)  # Conv/Gemm/MatMul nodes whose weight is a constant
+
+    def add_activation(self, name: str, calibrate: bool = True) -> None:
+        if name not in self.groups.parent:
+            self.activations.append(name)
+            self.groups.add(name)
+        if calibrate and name not in self.calibrated:
+            self.calibrated.append(name)
+
+    def drop_activation(self, name: str) -> None:
+        """An output un-marked because a Relu/Clip absorbs it (only ever a singleton group)."""
+        self.activations.remove(name)
+        self.calibrated.remove(name)
+        del self.groups.parent[name]
+        self.output_of.pop(name, None)
+
+
+def selected(node: gs.Node, config: QuantizeConfig, first_last: tuple[set[str], set[str]]) -> str | None:
+    """Why the selection leaves ``node`` float (None if it is selected)."""
+    if config.include and not any(matches(p, node.name, node.op) for p in config.include):
+        return "not matched by include"
+    hit = next((p for p in config.exclude if matches(p, node.name, node.op)), None)
+    if hit is not None:
+        return f"excluded by '{hit}'"
+    first, last = first_last
+    if config.layer_policy in ("skip_first", "skip_first_last") and node.name in first:
+        return "first weighted layer (layer_policy)"
+    if config.layer_policy in ("skip_last", "skip_first_last") and node.name in last:
+        return "last weighted layer (layer_policy)"
+    return None
+
+
+def _first_last(graph: gs.Graph) -> tuple[set[str], set[str]]:
+    weighted = [n.name for n in graph.nodes if n.op in WEIGHTED_OPS]
+    return ({weighted[0]} if weighted else set()), ({weighted[-1]} if weighted else set())
+
+
+def ensure_node_names(graph: gs.Graph) -> int:
+    """Give unnamed (or duplicate-named) nodes a unique, deterministic name (decisions are keyed by node name)."""
+    seen: set[str] = set()
+    renamed = 0
+    for i, node in enumerate(graph.nodes):
+        if not node.name or node.name in seen:
+            base = f"{node.op}_{i}"
+            node.name = base if base not in seen else f"{base}_{len(seen)}"
+            renamed += 1
+        seen.add(node.name)
+    return renamed
+
+
+def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
+    """Decide, node by node in topological order, what gets quantized."""
+    plan = Plan()
+    first_last = _first_last(graph)
+    for node in graph.nodes:
+        rule = rule_for(node)
+        if node.op in WEIGHTED_OPS and len(node.inputs) > 1 and constant_value(node.inputs[1]) is not None:
+            plan.weighted.add(node.name)
+        reason = why_not(node, rule, config.target)
+        if reason is None and rule.kind in KERNEL_KINDS:
+            plan.quantizable[node.name] = node.op  # eligible for an int8 kernel (the coverage denominator)
+        if reason is None:
+            reason = selected(node, config, first_last)
+        if reason is None:
+            reason = _apply(graph, node, rule, plan, config)
+        if reason is not None and node.op not in UNRECORDED:
+            plan.skipped[node.name] = reason
+    return plan
+
+
+def _apply(graph: gs.Graph, node: gs.Node, rule, plan: Plan, config: QuantizeConfig) -> str | None:
+    if rule.kind == "absorb":
+        return _absorb(graph, node, plan)
+    if rule.kind == "passthrough":
+        return _passthrough(graph, node, plan)
+    specs = specs_for(node, rule, config.per_channel)
+    for s in specs:
+        if s.role == "activation":
+            plan.add_activation(s.tensor)
+    plan.specs.extend(specs)
+    out = node.outputs[0]
+    skip_output = rule.kind == "compute" and node.op in ("Gemm", "MatMul") and is_graph_output(graph, out)
+    if not skip_output:  # Gemm/MatMul feeding a graph output run as QGemm / MatMulIntegerToFloat with float output
+        plan.add_activation(out.name)
+        plan.output_of[out.name] = node.name
+    if rule.kind == "concat":
+        for s in specs:
+            plan.groups.union(s.tensor, out.name)
+    plan.nodes[node.name] = rule.kind
+    plan.ops[node.name] = node.op
+    return None
+
+
+def _absorb(graph: gs.Graph, node: gs.Node, plan: Plan) -> str | None:
+    x = node.inputs[0]
+    producer = x.inputs[0] if x.inputs else None
+    if not absorbable(node):
+        return "Clip whose lower bound is not a constant >= 0"
+    if producer is None or plan.nodes.get(producer.name) not in ("compute", "binary"):
+        return "its producer is not quantized (nothing to absorb it into)"
+    if len(x.outputs) != 1 or is_graph_output(graph, x) or plan.output_of.get(x.name) != producer.name:
+        return f"{producer.name}'s output has other consumers"
+    plan.drop_activation(x.name)
+    out = node.outputs[0]
+    plan.add_activation(out.name)
+    plan.output_of[out.name] = producer.name
+    plan.absorbed[node.name] = producer.name
+    return None
+
+
+def _passthrough(graph: gs.Graph, node: gs.Node, plan: Plan) -> str | None:
+    x = node.inputs[0]
+    if x.name not in plan.groups.parent:
+        return "its input is not quantized (nothing to pass the scale through)"
+    if x.dtype is not None and x.dtype.kind != "f":
+        return "input is not floating point"
+    for out in node.outputs:
+        plan.add_activation(out.name, calibrate=False)
+        plan.groups.union(x.name, out.name)
+    plan.specs.append(TensorQuantSpec(node.name, 0, x.name, "activation"))
+    plan.nodes[node.name] = "passthrough"
+    plan.ops[node.name] = node.op
+    return None

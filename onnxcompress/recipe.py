@@ -1,0 +1,166 @@
+"""The Recipe: everything a run needs to be reproduced, as frozen, validated dataclasses.
+
+A recipe file (TOML or JSON) has a top-level ``seed`` and the sections ``prune``, ``distill``, ``quantize``,
+``validate`` and ``gate``. A stage section is a table (that stage with those settings), ``true`` (defaults) or
+``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for the CPU target when calibration data is given.
+``gate`` absent means a default policy chosen from what the evaluation data allows (see api.default_policy).
+Unknown keys are errors that list the valid keys. The effective recipe is written into every report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onnxcompress.config import config_from_dict, config_to_dict
+from onnxcompress.errors import RecipeError
+from onnxcompress.validate.config import ValidateConfig
+from onnxcompress.validate.gate import GatePolicy
+
+#: stage section -> (package, config class) exposed by that stage's package
+STAGES = {
+    "prune": ("onnxcompress.prune", "PruneConfig"),
+    "distill": ("onnxcompress.distill", "DistillConfig"),
+    "quantize": ("onnxcompress.quantize", "QuantizeConfig"),
+}
+TOP_LEVEL = ("seed", "prune", "distill", "quantize", "validate", "gate")
+AUTO = "auto"
+
+
+def stage_config_class(stage: str) -> type | None:
+    """The stage's config class, or None when this build does not have the stage (yet)."""
+    module, name = STAGES[stage]
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        return None
+
+
+def _stage_from(stage: str, value: Any) -> Any:
+    if value is None or value is False:
+        return None
+    if value == AUTO and stage == "quantize":
+        return AUTO
+    cls = stage_config_class(stage)
+    if cls is None:
+        raise RecipeError(f"the recipe asks for [{stage}], which this build of onnxcompress does not provide",
+                          hint=f"remove the [{stage}] section (or set {stage} = false)")
+    if value is True:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise RecipeError(f"[{stage}] must be a table, true or false; got {value!r}", hint=f"e.g. [{stage}] ...")
+    return config_from_dict(cls, value, stage)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    seed: int = 0
+    prune: Any = None  # PruneConfig | None
+    distill: Any = None  # DistillConfig | None
+    quantize: Any = AUTO  # QuantizeConfig | None | "auto"
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    gate: GatePolicy | None = None  # None: a default policy chosen from the evaluation data
+
+    def __post_init__(self):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise RecipeError(f"seed must be an integer >= 0, got {self.seed!r}", hint="e.g. seed = 0")
+        for stage in STAGES:
+            object.__setattr__(self, stage, _stage_from(stage, getattr(self, stage)))
+        if not isinstance(self.validate, ValidateConfig):
+            raise RecipeError("[validate] must be a ValidateConfig", hint="build it with Recipe.from_dict")
+        if self.gate is not None and not isinstance(self.gate, GatePolicy):
+            raise RecipeError("[gate] must be a GatePolicy", hint="build it with Recipe.from_dict")
+
+    # --- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Recipe:
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(TOP_LEVEL))
+        if unknown:
+            raise RecipeError(f"unknown recipe key(s) {unknown}", hint=f"valid top-level keys are {list(TOP_LEVEL)}")
+        kwargs: dict[str, Any] = {k: data[k] for k in ("seed", *STAGES) if k in data}
+        if "validate" in data:
+            kwargs["validate"] = config_from_dict(ValidateConfig, data["validate"], "validate")
+        if data.get("gate") not in (None, AUTO):
+            kwargs["gate"] = config_from_dict(GatePolicy, data["gate"], "gate")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Recipe:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"recipe file not found: {path}", hint="give a .toml or .json recipe file")
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+            raise RecipeError(f"{path} cannot be parsed: {e}", hint="fix the TOML/JSON syntax") from e
+        if not isinstance(data, dict):
+            raise RecipeError(f"{path} must hold a table/object at the top level", hint="see docs/recipe.md")
+        return cls.from_dict(data)
+
+    # --- output ------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"seed": self.seed}
+        for stage in STAGES:
+            value = getattr(self, stage)
+            out[stage] = AUTO if value == AUTO else (False if value is None else config_to_dict(value))
+        out["validate"] = config_to_dict(self.validate)
+        out["gate"] = AUTO if self.gate is None else config_to_dict(self.gate)
+        return out
+
+    def to_toml(self) -> str:
+        return dumps_toml(self.to_dict())
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def write(self, path: str | Path) -> Path:
+        from onnxcompress.ir.io import write_text_atomic
+
+        path = Path(path)
+        return write_text_atomic(path, self.to_json() if path.suffix.lower() == ".json" else self.to_toml())
+
+
+# --- a small TOML writer (tomllib reads only); None values are omitted -------------------------------------------
+_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _key(k: str) -> str:
+    return k if _BARE.match(k) else json.dumps(k)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return "nan" if math.isnan(v) else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps_toml(data: dict[str, Any], prefix: str = "") -> str:
+    scalars = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if v is not None and not isinstance(v, dict)]
+    lines = [f"[{prefix}]"] if prefix and (scalars or not data) else []
+    lines += scalars
+    text = "\n".join(lines) + ("\n" if lines else "")
+    for k, v in data.items():
+        if isinstance(v, dict):
+            sub = f"{prefix}.{_key(k)}" if prefix else _key(k)
+            text += ("\n" if text else "") + dumps_toml(v, sub)
+    return text

@@ -1,0 +1,220 @@
+"""The Report of a run: one typed object, written as versioned JSON, Markdown and JUnit XML.
+
+This module and cli.py are the only places that format things for humans. The JSON layout is documented in
+docs/report.md and described by docs/report.schema.json; ``schema_version`` changes when it changes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onnxcompress._version import __version__
+
+SCHEMA_VERSION = "onnxcompress.report/1"
+KINDS = ("validate", "profile", "gate", "optimize")
+REPORT_FILES = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml"}
+
+
+@dataclass
+class Report:
+    """What a run did and measured. ``passed`` is None when no gate was evaluated."""
+
+    kind: str
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recipe: dict[str, Any] | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    passes: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
+    gate: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def passed(self) -> bool | None:
+        return None if self.gate is None else bool(self.gate["passed"])
+
+    @property
+    def verdict(self) -> str:
+        return verdict_line(self)
+
+    # --- JSON --------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable({
+            "schema_version": SCHEMA_VERSION, "tool": {"name": "onnxcompress", "version": __version__},
+            "kind": self.kind, "created": self.created, "passed": self.passed, "verdict": self.verdict,
+            "environment": self.environment, "recipe": self.recipe, "models": self.models, "data": self.data,
+            "passes": self.passes, "decisions": self.decisions, "stages": self.stages,
+            "validation": self.validation, "profile": self.profile, "gate": self.gate, "warnings": self.warnings,
+        })
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+    def to_markdown(self) -> str:
+        return render_markdown(self)
+
+    def to_junit(self) -> str:
+        return render_junit(self)
+
+    def write(self, folder: str | Path) -> dict[str, Path]:
+        """Write report.json, report.md and junit.xml (each atomically) into ``folder`` (created if missing)."""
+        from onnxcompress.errors import OutputPathError
+        from onnxcompress.ir.io import write_text_atomic
+
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputPathError(f"cannot create report folder {folder}: {e}", hint="choose a writable folder") from e
+        texts = {"json": self.to_json(), "markdown": self.to_markdown(), "junit": self.to_junit()}
+        return {k: write_text_atomic(folder / REPORT_FILES[k], texts[k]) for k in REPORT_FILES}
+
+
+def environment_info(providers: list[str] | None = None) -> dict[str, Any]:
+    from onnxcompress.runtime.session import available_providers, versions
+
+    return {"python": platform.python_version(), "platform": platform.platform(), "versions": versions(),
+            "available_providers": available_providers(), "providers": providers or []}
+
+
+def _jsonable(obj: Any) -> Any:
+    """Non-finite floats become strings ("inf", "-inf", "nan") so the JSON stays strict."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf"))
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _jsonable(obj.item())
+    return obj
+
+
+# --- the one-line verdict ---------------------------------------------------------------------------------------
+def _mb(model: dict[str, Any] | None) -> float | None:
+    return None if not model or model.get("bytes") is None else model["bytes"] / 1e6
+
+
+def verdict_line(report: Report) -> str:
+    """``PASSED | 24.1->6.2 MB | p50 3.10->1.21 ms (2.56x) | top-1 98.9->98.7 | agreement 99.6%``."""
+    parts = [{True: "PASSED", False: "FAILED", None: "DONE"}[report.passed]]
+    ref, cand = _mb(report.models.get("reference")), _mb(report.models.get("candidate"))
+    if ref is not None and cand is not None:
+        big = max(ref, cand) >= 1.0
+        parts.append(f"{ref:.1f}->{cand:.1f} MB" if big else f"{ref * 1e3:.1f}->{cand * 1e3:.1f} KB")
+    batches = (report.profile or {}).get("batches") or []
+    if batches and {"reference", "candidate"} <= set(batches[0]["models"]):
+        m = batches[0]["models"]
+        parts.append(f"p50 {m['reference']['p50_ms']:.2f}->{m['candidate']['p50_ms']:.2f} ms "
+                     f"({batches[0]['speedup_p50']:.2f}x)")
+    elif batches:
+        only = next(iter(batches[0]["models"].values()))
+        parts.append(f"p50 {only['p50_ms']:.2f} ms")
+    v = report.validation or {}
+    task = v.get("task") or {}
+    if "top1" in task.get("reference", {}):
+        parts.append(f"top-1 {100 * task['reference']['top1']:.1f}->{100 * task['candidate']['top1']:.1f}")
+    agreement = (v.get("fidelity") or {}).get(v.get("primary_output"), {}).get("top1_agreement")
+    if agreement is not None:
+        parts.append(f"agreement {100 * agreement:.1f}%")
+    return " | ".join(parts)
+
+
+# --- Markdown ---------------------------------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+           ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows] + [""]
+
+
+def render_markdown(report: Report) -> str:
+    lines = [f"# onnxcompress {report.kind} report", "", f"**{report.verdict}**", "",
+             f"onnxcompress {__version__}, onnxruntime {report.environment.get('versions', {}).get('onnxruntime', '?')},"
+             f" providers {report.environment.get('providers')}, {report.created}", ""]
+    if report.models:
+        lines += ["## Models", ""] + _table(["role", "path", "MB", "sha256"], [
+            [k, m.get("path"), _mb(m), (m.get("sha256") or "")[:16]] for k, m in report.models.items()])
+    if report.gate:
+        lines += ["## Gate", ""] + _table(["criterion", "result", "value", "threshold", "detail"], [
+            [c["name"], "pass" if c["passed"] else "**FAIL**", c["value"], c["threshold"], c["message"]]
+            for c in report.gate["criteria"]])
+    lines += _markdown_validation(report.validation)
+    lines += _markdown_profile(report.profile)
+    if report.passes:
+        lines += ["## Passes", ""] + _table(["pass", "modified", "seconds"], [
+            [p["name"], p["modified"], p["seconds"]] for p in report.passes])
+    if report.decisions:
+        lines += [f"## Decisions ({len(report.decisions)})", ""] + _table(["pass", "subject", "action", "reason"], [
+            [d["pass"], d["subject"], d["action"], d["reason"]] for d in report.decisions[:100]])
+    if report.warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report.warnings] + [""]
+    return "\n".join(lines)
+
+
+def _markdown_validation(v: dict[str, Any] | None) -> list[str]:
+    if not v:
+        return []
+    lines = [f"## Validation ({v['samples']} samples)", ""]
+    task = v.get("task")
+    if task:
+        lines += _table(["metric", "reference", "candidate"], [
+            [m, task["reference"].get(m), task["candidate"].get(m)] for m in task["reference"]])
+    lines += _table(["output", "top-1 agreement", "cosine", "SQNR dB", "max abs err", "mean abs err"], [
+        [o, f.get("top1_agreement"), f["cosine"], f["sqnr_db"], f["max_abs_error"], f["mean_abs_error"]]
+        for o, f in v["fidelity"].items()])
+    lines += _table(["output", "atol", "rtol", "stat", "passed", "would pass with atol", "or rtol"], [
+        [o, c["atol"], c["rtol"], c["check_stat"], c["passed"], c["would_pass"]["atol"], c["would_pass"]["rtol"]]
+        for o, c in v["comparison"].items()])
+    return lines + [f"- {n}" for n in v.get("notes", [])] + ([""] if v.get("notes") else [])
+
+
+def _markdown_profile(p: dict[str, Any] | None) -> list[str]:
+    if not p:
+        return []
+    rows = []
+    for b in p["batches"]:
+        for name, s in b["models"].items():
+            rows.append([b["batch_size"], name, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["mean_ms"],
+                         s["throughput_per_s"], b.get("speedup_p50")])
+    lines = [f"## Latency ({p['providers']}, threads {p['threads']}, {p['iterations']} interleaved runs)", ""]
+    lines += _table(["batch", "model", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "speed-up p50"], rows)
+    for name, prof in (p.get("op_profile") or {}).items():
+        top = list(prof["op_type_time"].items())[:10]
+        lines += [f"### Time by op type: {name}", ""] + _table(["op type", "share"], [
+            [op, f"{100 * t['share']:.1f}%"] for op, t in top])
+    return lines
+
+
+# --- JUnit XML --------------------------------------------------------------------------------------------------
+def render_junit(report: Report) -> str:
+    criteria = (report.gate or {}).get("criteria") or []
+    suite = ET.Element("testsuite", name=f"onnxcompress.{report.kind}", tests=str(max(len(criteria), 1)),
+                       failures=str(sum(not c["passed"] for c in criteria)), errors="0", timestamp=report.created)
+    if not criteria:
+        case = ET.SubElement(suite, "testcase", classname=f"onnxcompress.{report.kind}", name="run")
+        ET.SubElement(case, "system-out").text = report.verdict
+    for c in criteria:
+        case = ET.SubElement(suite, "testcase", classname="onnxcompress.gate", name=c["name"])
+        if not c["passed"]:
+            ET.SubElement(case, "failure", message=c["message"], type="GateCriterionFailed").text = c["message"]
+        else:
+            ET.SubElement(case, "system-out").text = c["message"]
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
