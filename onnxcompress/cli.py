@@ -431,7 +431,7 @@ def optimize(
     report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="[default: OUTPUT's folder/<stem>-report]"),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
 ) -> None:
-    """The whole pipeline: preprocess -> prune -> quantize -> validate -> profile -> gate. Exit 1 on a failed gate."""
+    """The whole pipeline: preprocess -> prune -> distill -> quantize -> validate -> profile -> gate. Exit 1 on a failed gate."""
 
     def work():
         from dataclasses import replace

@@ -109,3 +109,7 @@ def analyze_groups(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | 
 
 
 __all__ = ["PruneConfig", "prune_model", "analyze_groups", "CRITERIA", "ALLOCATIONS"]
+
+from onnxcompress._public import make_callable  # noqa: E402
+
+make_callable(__name__)  # `onnxcompress.prune(...)` stays the public function after this import

@@ -9,3 +9,7 @@ from onnxcompress.quantize.api import quantize_model
 from onnxcompress.quantize.config import QuantizeConfig, TensorOverride
 
 __all__ = ["QuantizeConfig", "TensorOverride", "quantize_model"]
+
+from onnxcompress._public import make_callable  # noqa: E402
+
+make_callable(__name__)  # `onnxcompress.quantize(...)` stays the public function after this import

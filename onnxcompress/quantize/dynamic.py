@@ -1,0 +1,196 @@
+"""Dynamic INT8 quantization of MatMul/Gemm with constant weights: the activation is quantized at run time.
+
+``x -> DynamicQuantizeLinear -> (x_q, x_scale, x_zp)``; ``MatMulInteger(x_q, W_q, x_zp, W_zp) -> Cast(float) ->
+Mul(x_scale * W_scale)`` (+ ``Add(bias)`` for a Gemm with C). onnxruntime fuses the chain into
+DynamicQuantizeMatMul / MatMulIntegerToFloat. Weights are int8 symmetric, per output column by default; on x86
+without VNNI they use 7 bits, as in static quantization (u8s8 products would saturate in int16). No calibration
+data is needed; every decision (quantized or kept float, with the reason) is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from onnxcompress.errors import RecipeError, UserError
+from onnxcompress.ir.query import constant_value
+from onnxcompress.passes.base import Pass, PassContext, PassResult
+
+log = logging.getLogger(__name__)
+
+DYNAMIC_OPS = ("MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class DynamicQuantizeConfig:
+    """``include``/``exclude``: node name, op type or ``re:<regex>`` (as in QuantizeConfig)."""
+
+    per_channel: bool = True
+    reduce_range: bool | None = None  # None: auto (7-bit weights on x86 without VNNI)
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        from onnxcompress.quantize.config import _check_pattern
+
+        for key in ("include", "exclude"):
+            value = tuple(getattr(self, key))
+            object.__setattr__(self, key, value)
+            for pattern in value:
+                _check_pattern(key, pattern)
+        if self.reduce_range is not None and not isinstance(self.reduce_range, bool):
+            raise RecipeError(f"reduce_range must be true, false or absent, got {self.reduce_range!r}", hint="true")
+
+    def resolved_reduce_range(self) -> bool:
+        from onnxcompress.quantize.config import x86_without_vnni
+
+        return x86_without_vnni() if self.reduce_range is None else self.reduce_range
+
+
+def why_not_dynamic(node: gs.Node) -> str | None:
+    """Why ``node`` cannot be quantized dynamically (None if it can); returns the (K, N) weight otherwise."""
+    if node.op not in DYNAMIC_OPS:
+        return f"no dynamic quantization rule for {node.op}"
+    x = node.inputs[0]
+    if constant_value(x) is not None or (x.dtype is not None and np.dtype(x.dtype) != np.float32):
+        return "first operand is not a float32 activation"
+    w = constant_value(node.inputs[1])
+    if w is None or w.ndim != 2 or w.dtype != np.float32:
+        return "weight is not a constant 2-D float32 matrix (activation x activation MatMul stays float)"
+    if node.op == "Gemm":
+        if int(node.attrs.get("transA", 0)) or float(node.attrs.get("alpha", 1.0)) != 1.0:
+            return "Gemm with transA=1 or alpha != 1"
+        if len(node.inputs) > 2 and node.inputs[2].name:
+            c = constant_value(node.inputs[2])
+            if c is None or float(node.attrs.get("beta", 1.0)) != 1.0:
+                return "Gemm bias C is not a constant with beta=1"
+    return None
+
+
+def _selected(node: gs.Node, config: DynamicQuantizeConfig) -> str | None:
+    from onnxcompress.quantize.config import matches
+
+    if config.include and not any(matches(p, node.name, node.op) for p in config.include):
+        return "not matched by include"
+    hit = next((p for p in config.exclude if matches(p, node.name, node.op)), None)
+    return None if hit is None else f"excluded by '{hit}'"
+
+
+def weight_scales(w: np.ndarray, per_channel: bool, reduce_range: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 weight, float32 scale per column or scalar) for a (K, N) matrix, symmetric, zero point 0."""
+    qmax = 63.0 if reduce_range else 127.0
+    absmax = np.abs(w).max(axis=0) if per_channel else np.array(np.abs(w).max())
+    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
+    q = np.clip(np.rint(w / scale), -qmax, qmax).astype(np.int8)
+    return q, scale
+
+
+class QuantizeDynamicPass(Pass):
+    """Replace each selected MatMul/Gemm with the dynamic-quantization chain (see the module docstring)."""
+
+    def __init__(self, config: DynamicQuantizeConfig = DynamicQuantizeConfig()):
+        self.config = config
+
+    def requires(self, graph: gs.Graph, ctx: PassContext) -> None:
+        if any(n.op in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger")
+               for n in graph.nodes):
+            raise UserError("the model is already quantized", hint="quantize the float model")
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        from onnxcompress.quantize.plan import ensure_node_names
+
+        graph.toposort()
+        ensure_node_names(graph)
+        reduce = self.config.resolved_reduce_range()
+        done: list[str] = []
+        shared: dict[str, list[gs.Variable]] = {}  # one DynamicQuantizeLinear per activation tensor
+        for node in list(graph.nodes):
+            if node.op not in DYNAMIC_OPS:
+                continue
+            reason = why_not_dynamic(node) or _selected(node, self.config)
+            if reason is not None:
+                ctx.decide(self.name, node.name, "kept float", reason)
+                continue
+            _replace(graph, node, self.config.per_channel, reduce, shared)
+            done.append(node.name)
+        graph.cleanup().toposort()
+        ctx.artifacts["quantize_dynamic"] = {"quantized": done, "reduce_range": reduce}
+        return PassResult(graph, bool(done), {"quantized_nodes": len(done)})
+
+
+def _replace(graph: gs.Graph, node: gs.Node, per_channel: bool, reduce_range: bool, shared: dict) -> None:
+    base = node.name
+    w = constant_value(node.inputs[1]).astype(np.float32)
+    if node.op == "Gemm" and int(node.attrs.get("transB", 0)):
+        w = w.T
+    wq, ws = weight_scales(w, per_channel, reduce_range)
+    bias = constant_value(node.inputs[2]) if node.op == "Gemm" and len(node.inputs) > 2 and node.inputs[2].name else None
+    x, y = node.inputs[0], node.outputs[0]
+    var = lambda suffix, dtype: gs.Variable(f"{base}_{suffix}", dtype=dtype)  # noqa: E731
+    new: list[gs.Node] = []
+    if x.name not in shared:
+        shared[x.name] = [var("x_quantized", np.uint8), var("x_scale", np.float32), var("x_zero_point", np.uint8)]
+        new.append(gs.Node("DynamicQuantizeLinear", f"{base}_DynamicQuantizeLinear", inputs=[x],
+                           outputs=list(shared[x.name])))
+    xq, xs, xzp = shared[x.name]
+    acc, acc_f, scale = var("int32", np.int32), var("int32_float", np.float32), var("scale", np.float32)
+    zp = np.zeros(ws.shape, np.int8)
+    out = var("float", np.float32) if bias is not None else y
+    new += [
+        gs.Node("MatMulInteger", f"{base}_MatMulInteger", inputs=[
+            xq, gs.Constant(f"{base}_W_quantized", wq), xzp, gs.Constant(f"{base}_W_zero_point", zp)], outputs=[acc]),
+        gs.Node("Cast", f"{base}_Cast", attrs={"to": onnx.TensorProto.FLOAT}, inputs=[acc], outputs=[acc_f]),
+        gs.Node("Mul", f"{base}_scales_Mul", inputs=[xs, gs.Constant(f"{base}_W_scale", ws)], outputs=[scale]),
+        gs.Node("Mul", f"{base}_output_Mul", inputs=[acc_f, scale], outputs=[out]),
+    ]
+    if bias is not None:
+        new.append(gs.Node("Add", f"{base}_bias_Add", inputs=[out, gs.Constant(f"{base}_bias", bias.astype(np.float32))],
+                           outputs=[y]))
+    node.outputs.clear()
+    node.inputs.clear()
+    graph.nodes.extend(new)
+
+
+def quantize_dynamic_model(model: onnx.ModelProto, config: DynamicQuantizeConfig = DynamicQuantizeConfig(), *,
+                           ctx: PassContext | None = None, verify: bool = True) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Dynamically quantized model + a JSON-ready report (quantized nodes, kept-float reasons, int8 kernels)."""
+    from onnxcompress.config import config_to_dict
+    from onnxcompress.ir.graph import to_graph, to_model
+    from onnxcompress.ir.io import require_opset, tensor_bytes
+    from onnxcompress.passes.base import Sequential
+    from onnxcompress.passes.cleanup import CleanupPass, InferShapesPass
+
+    require_opset(model, 11, what="dynamic quantization (DynamicQuantizeLinear/MatMulInteger)")
+    ctx = ctx if ctx is not None else PassContext()
+    skipped_before = len(ctx.decisions)
+    graph = Sequential(InferShapesPass(), CleanupPass())(to_graph(model), ctx).graph
+    graph = QuantizeDynamicPass(config)(graph, ctx).graph
+    qmodel = to_model(graph, like=model)
+    art = ctx.artifacts["quantize_dynamic"]
+    report: dict[str, Any] = {
+        "mode": "dynamic", "config": config_to_dict(config), "reduce_range": art["reduce_range"],
+        "quantized": [{"node": n, "kind": "dynamic"} for n in art["quantized"]],
+        "skipped": [{"node": d.subject, "reason": d.reason} for d in ctx.decisions[skipped_before:]
+                    if d.pass_name == "QuantizeDynamicPass"],
+        "size": {"before_bytes": int(tensor_bytes(model)), "after_bytes": int(tensor_bytes(qmodel)),
+                 "model_bytes_before": model.ByteSize(), "model_bytes_after": qmodel.ByteSize()},
+    }
+    if verify:
+        report["kernel_ops"] = dynamic_kernels(qmodel)
+    return qmodel, report
+
+
+def dynamic_kernels(model: onnx.ModelProto) -> dict[str, int]:
+    """Op types of onnxruntime's optimized graph that compute in int8 (DynamicQuantizeMatMul, ...)."""
+    from collections import Counter
+
+    from onnxcompress.quantize.verify import INT8_KERNELS
+    from onnxcompress.runtime.session import SessionOptions, optimized_model
+
+    optimized = optimized_model(model, SessionOptions(providers="cpu", opt_level="all", threads=1))
+    return dict(sorted(Counter(n.op_type for n in optimized.graph.node if n.op_type in INT8_KERNELS).items()))

@@ -1,0 +1,71 @@
+"""TuneConfig: the goal and the budget of the accuracy-aware search (typed, frozen, validated in __post_init__)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnxcompress.errors import RecipeError
+
+#: goal metrics: the drop is a fraction (0.005 = half a point of top-1; for cosine, 1 - mean cosine to fp32)
+METRICS = ("top1", "agreement", "cosine")
+#: higher-precision choices for one node: int16 activations (weights stay int8) or the node kept float
+PRECISIONS = ("int16", "float")
+MODES = ("static", "dynamic")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What the mixed-precision search must reach and how much it may spend.
+
+    ``max_drop``: allowed drop of ``metric`` against the float model (top1: reference top-1 minus candidate
+    top-1; agreement: 1 - top-1 agreement; cosine: 1 - mean cosine). ``time_budget``: seconds for the whole search
+    (None = unlimited); the best model found so far is always kept. ``precisions``: the higher-precision choices
+    tried per node, in order of preference. ``top_k``: nodes whose full-model sensitivity is measured after the
+    one-pass proxy. ``max_candidates``: how many of the ranked nodes the greedy phase may move to higher precision.
+    ``measure_latency``: time every trial against fp32 (interleaved) and prefer the faster of equally good
+    choices; off, the choice follows ``precisions`` order and the result is deterministic.
+    """
+
+    metric: str = "top1"
+    max_drop: float = 0.005
+    time_budget: float | None = None
+    mode: str = "static"
+    precisions: tuple[str, ...] = ("float", "int16")
+    top_k: int = 5
+    max_candidates: int = 16
+    eval_samples: int | None = 1000
+    batch_size: int = 32
+    measure_latency: bool = True
+    latency_batch: int = 32
+    latency_iterations: int = 10
+    threads: int = 0
+    smooth_quant: float | None = None  # SmoothQuant migration strength alpha in (0, 1); None = off
+    labels: str = "labels"
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise RecipeError(f"unknown tuning metric '{self.metric}'", hint=f"use one of {', '.join(METRICS)}")
+        if self.mode not in MODES:
+            raise RecipeError(f"unknown quantization mode '{self.mode}'", hint="use static or dynamic")
+        if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)) or not 0 <= self.max_drop < 1:
+            raise RecipeError(f"max_drop must be a fraction in [0, 1), got {self.max_drop!r}",
+                              hint="e.g. --max-drop 0.005 (half a point of top-1)")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise RecipeError(f"time_budget must be > 0 seconds, got {self.time_budget!r}", hint="e.g. --time-budget 300")
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if not self.precisions or bad:
+            raise RecipeError(f"unknown precision choice(s) {bad or '(none given)'}", hint=f"use any of {PRECISIONS}")
+        if self.mode == "dynamic" and "float" not in self.precisions:
+            raise RecipeError("dynamic quantization can only keep nodes float", hint="add 'float' to precisions")
+        for name in ("top_k", "max_candidates", "batch_size", "latency_batch", "latency_iterations"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "top_k" else 1):
+                raise RecipeError(f"{name} must be a positive integer, got {v!r}", hint=f"e.g. {name} = 8")
+        if self.eval_samples is not None and (not isinstance(self.eval_samples, int) or self.eval_samples <= 0):
+            raise RecipeError(f"eval_samples must be a positive integer, got {self.eval_samples!r}", hint="e.g. 1000")
+        if self.smooth_quant is not None and not 0 < float(self.smooth_quant) < 1:
+            raise RecipeError(f"smooth_quant (alpha) must be in (0, 1), got {self.smooth_quant!r}", hint="e.g. 0.5")
+
+    def usable_precisions(self) -> tuple[str, ...]:
+        return ("float",) if self.mode == "dynamic" else self.precisions

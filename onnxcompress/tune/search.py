@@ -1,0 +1,216 @@
+"""The accuracy-aware mixed-precision search.
+
+Start from the full INT8 plan; if it misses the goal, rank the nodes by sensitivity and move them, most sensitive
+first, to a higher precision (the choices of ``TuneConfig.precisions``: float, or int16 activations) until the
+goal is met; then try to give back each of those nodes while the goal still holds. Among choices that meet the
+goal the faster one wins (latency timed against fp32 in the same process, interleaved), else the one with the
+smaller drop. Every trial is appended to the trace; the best model so far is saved (atomically) as soon as it is
+found, so an interrupted or over-budget search still leaves a usable result. ``report["goal_met"]`` says whether
+the goal was reached (the CLI exits 1 when it was not).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from onnxcompress.quantize.config import QuantizeConfig
+from onnxcompress.tune.config import TuneConfig
+from onnxcompress.tune.measure import Evaluator, LatencyProbe, Score
+from onnxcompress.tune.trials import Choice, TrialBuilder, choice_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Trial:
+    index: int
+    phase: str
+    choice: Choice
+    score: Score
+    met: bool
+    seconds: float
+    latency: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.index, "phase": self.phase, "higher_precision": dict(sorted(self.choice.items())),
+                "goal_met": self.met, **self.score.to_dict(), "latency": self.latency,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class SearchState:
+    trials: list[Trial] = field(default_factory=list)
+    cache: dict[tuple, Trial] = field(default_factory=dict)
+    best: Trial | None = None
+    stopped: str = ""
+
+
+class MixedPrecisionSearch:
+    """One search run: ``run()`` returns (best model, report); ``output``/``trace`` are written as it goes."""
+
+    def __init__(self, model: onnx.ModelProto, calib, quant: QuantizeConfig, tune: TuneConfig, *, eval_data=None,
+                 output: str | Path | None = None, trace: str | Path | None = None, clock=time.monotonic):
+        from onnxcompress.data.inputs import load_input_data
+
+        self.clock = clock
+        self.start = clock()
+        self.quant, self.tune = quant, tune
+        self.output, self.trace = output, trace
+        calib = load_input_data(calib)
+        self.data_note = "evaluation data" if eval_data is not None else \
+            "calibration data (no --eval given: the goal is checked on the data the model was calibrated on)"
+        self.builder = TrialBuilder(model, calib, quant, tune.mode)
+        data = load_input_data(eval_data) if eval_data is not None else calib
+        self.evaluator = Evaluator(model, data, tune, self.data_note)
+        self.probe = LatencyProbe(model, self.evaluator, tune) if tune.measure_latency else None
+        self.state = SearchState()
+        self.sensitivity: dict[str, Any] | None = None
+
+    # --- budget / ordering ------------------------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def over_budget(self) -> bool:
+        return self.tune.time_budget is not None and self.elapsed() >= self.tune.time_budget
+
+    def _key(self, t: Trial) -> tuple:
+        if t.met:
+            speed = round(t.latency["speedup"], 2) if t.latency else 0.0
+            return (1, speed, -len(t.choice), -t.score.drop)
+        return (0, -t.score.drop, -len(t.choice))
+
+    # --- one trial --------------------------------------------------------------------------------------------
+    def trial(self, choice: Choice, phase: str) -> Trial:
+        key = choice_key(choice)
+        if key in self.state.cache:
+            return self.state.cache[key]
+        start = self.clock()
+        model, _ = self.builder.build(choice)
+        score = self.evaluator.score(model)
+        met = score.meets(self.tune.max_drop)
+        latency = self.probe.measure(model) if self.probe is not None and met else None
+        t = Trial(len(self.state.trials), phase, dict(choice), score, met, self.clock() - start, latency)
+        self.state.trials.append(t)
+        self.state.cache[key] = t
+        log.info("trial %d (%s): %s drop %.4f%s", t.index, phase, dict(choice) or "full int8", score.drop,
+                 " (goal met)" if met else "")
+        if self.state.best is None or self._key(t) > self._key(self.state.best):
+            self.state.best = t
+            self._save(model)
+        self._write_trace()
+        return t
+
+    def score_choice(self, choice: Choice) -> Score:
+        return self.trial(choice, "sensitivity").score
+
+    def _save(self, model: onnx.ModelProto) -> None:
+        if self.output is not None:
+            from onnxcompress.ir.io import save_model
+
+            save_model(model, self.output)
+
+    def _write_trace(self) -> None:
+        if self.trace is not None:
+            from onnxcompress.ir.io import write_text_atomic
+
+            write_text_atomic(self.trace, json.dumps(self.summary(), indent=2, default=_json_default) + "\n")
+
+    # --- phases -----------------------------------------------------------------------------------------------
+    def run(self) -> tuple[onnx.ModelProto, dict[str, Any]]:
+        base = self.trial({}, "baseline")
+        if base.met:
+            self.state.stopped = "full INT8 meets the goal"
+        elif self.over_budget():
+            self.state.stopped = "time budget exhausted"
+        else:
+            self._greedy(self._ranking())
+            if self.state.best.met:
+                self._give_back()
+        return self.finish()
+
+    def _ranking(self) -> list[str]:
+        from onnxcompress.tune.sensitivity import analyze
+
+        self.sensitivity = analyze(self.builder, self.evaluator, self.tune, budget=self.over_budget,
+                                   score_choice=self.score_choice)
+        return self.sensitivity["ranking"]
+
+    def _greedy(self, ranking: list[str]) -> None:
+        chosen: Choice = {}
+        for node in ranking[: self.tune.max_candidates]:
+            if self.state.best.met:
+                self.state.stopped = "goal met"
+                return
+            if self.over_budget():
+                self.state.stopped = "time budget exhausted"
+                return
+            options = [self.trial({**chosen, node: p}, "greedy") for p in self.tune.usable_precisions()]
+            pick = self._pick(options)
+            chosen[node] = pick.choice[node]
+        self.state.stopped = "goal met" if self.state.best.met else \
+            f"no candidates left (the {min(len(ranking), self.tune.max_candidates)} most sensitive nodes tried)"
+
+    def _pick(self, options: list[Trial]) -> Trial:
+        met = [t for t in options if t.met]
+        if met:
+            return max(met, key=lambda t: (t.latency["speedup"] if t.latency else 0.0, -options.index(t)))
+        return min(options, key=lambda t: (t.score.drop, options.index(t)))
+
+    def _give_back(self) -> None:
+        """Return nodes to INT8 (least sensitive kept node first) while the goal still holds."""
+        best = dict(self.state.best.choice)
+        for node in reversed(list(best)):
+            if self.over_budget():
+                self.state.stopped += "; give-back cut short by the time budget"
+                return
+            trial = self.trial({k: v for k, v in best.items() if k != node}, "give-back")
+            if trial.met:
+                best.pop(node)
+            elif self.probe is not None:  # the goal needs this node: is another precision cheaper?
+                for p in self.tune.usable_precisions():
+                    alt = self.trial({**best, node: p}, "give-back")
+                    if alt.met and self.state.best is alt:
+                        best[node] = p
+
+    # --- result -----------------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        best = self.state.best
+        return {
+            "goal": {"metric": self.tune.metric, "max_drop": self.tune.max_drop, "data": self.data_note,
+                     "samples": self.evaluator.samples},
+            "goal_met": bool(best and best.met),
+            "stopped": self.state.stopped or "running",
+            "time_budget_s": self.tune.time_budget,
+            "elapsed_s": round(self.elapsed(), 3),
+            "mode": self.tune.mode,
+            "best": best.to_dict() if best else None,
+            "higher_precision": dict(sorted(best.choice.items())) if best else {},
+            "trials": [t.to_dict() for t in self.state.trials],
+            "sensitivity": self.sensitivity,
+        }
+
+    def finish(self) -> tuple[onnx.ModelProto, dict[str, Any]]:
+        model, qreport = self.builder.build(self.state.best.choice, verify=self.quant.verify)
+        self._save(model)
+        report = dict(qreport)
+        report["tune"] = self.summary()
+        self._write_trace()
+        return model, report
+
+
+def _json_default(v):
+    return float(v) if hasattr(v, "__float__") else str(v)
+
+
+def tune_quantization(model: onnx.ModelProto, calib, quant: QuantizeConfig = QuantizeConfig(),
+                      tune: TuneConfig = TuneConfig(), *, eval_data=None, output: str | Path | None = None,
+                      trace: str | Path | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Run the mixed-precision search; ``report["tune"]["goal_met"]`` says whether the goal was reached."""
+    return MixedPrecisionSearch(model, calib, quant, tune, eval_data=eval_data, output=output, trace=trace).run()
