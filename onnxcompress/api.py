@@ -294,7 +294,12 @@ def _transform(model, recipe: Recipe, quant_cfg, calib, ctx, report: Report, say
             teacher, model, calib, recipe.distill, kept=kept, ctx=ctx)
     if quant_cfg is not None:
         say("quantize")
-        model, report.stages["quantize"] = _stage_fn("quantize", "quantize_model")(model, calib, quant_cfg, ctx=ctx)
+        tuned = _stage_fn("tune", "tune_for_gate")  # the gate has an accuracy criterion: mixed-precision search
+        tuned = tuned(model, calib, quant_cfg, recipe.gate, ctx=ctx) if tuned is not None else None
+        if tuned is not None:
+            model, report.stages["quantize"] = tuned
+        else:
+            model, report.stages["quantize"] = _stage_fn("quantize", "quantize_model")(model, calib, quant_cfg, ctx=ctx)
     return model
 
 
