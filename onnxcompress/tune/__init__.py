@@ -72,7 +72,7 @@ def tune_for_gate(model, calib, quant, policy, *, ctx=None, time_budget: float |
     if goal is None:
         return None
     tune = TuneConfig(metric=goal[0], max_drop=min(goal[1], 0.999999), time_budget=time_budget, measure_latency=False)
-    model, report = tune_quantization(model, data, quant, tune)
+    model, report = tune_quantization(model, data, quant, tune, ctx=ctx)
     if ctx is not None:
         for node, precision in report["tune"]["higher_precision"].items():
             ctx.decide("MixedPrecisionSearch", node, f"kept {precision}",

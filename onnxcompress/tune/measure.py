@@ -50,7 +50,9 @@ class Evaluator:
 
         self.config = config
         self.source = source
-        bound = data.batched(config.batch_size).limited(config.eval_samples).bind(model_input_specs(reference))
+        limit = min(x for x in (data.limit, config.eval_samples) if x is not None) \
+            if (data.limit or config.eval_samples) else None  # a limit already on the data is kept
+        bound = data.batched(config.batch_size).limited(limit).bind(model_input_specs(reference))
         self.batches = [(feeds, extras.get(config.labels)) for feeds, extras in bound.batches()]
         if not self.batches:
             raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one evaluation sample")

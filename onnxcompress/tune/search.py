@@ -56,13 +56,15 @@ class MixedPrecisionSearch:
     """One search run: ``run()`` returns (best model, report); ``output``/``trace`` are written as it goes."""
 
     def __init__(self, model: onnx.ModelProto, calib, quant: QuantizeConfig, tune: TuneConfig, *, eval_data=None,
-                 output: str | Path | None = None, trace: str | Path | None = None, clock=time.monotonic):
+                 output: str | Path | None = None, trace: str | Path | None = None, clock=time.monotonic,
+                 ctx=None):
         from onnxcompress.data.inputs import load_input_data
 
         self.clock = clock
         self.start = clock()
         self.quant, self.tune = quant, tune
         self.output, self.trace = output, trace
+        self.ctx = ctx  # the caller's PassContext: the final build's pass records and decisions go there
         calib = load_input_data(calib)
         self.data_note = "evaluation data" if eval_data is not None else \
             "calibration data (no --eval given: the goal is checked on the data the model was calibrated on)"
@@ -197,7 +199,7 @@ class MixedPrecisionSearch:
         }
 
     def finish(self) -> tuple[onnx.ModelProto, dict[str, Any]]:
-        model, qreport = self.builder.build(self.state.best.choice, verify=self.quant.verify)
+        model, qreport = self.builder.build(self.state.best.choice, verify=self.quant.verify, ctx=self.ctx)
         self._save(model)
         report = dict(qreport)
         report["tune"] = self.summary()
@@ -211,6 +213,7 @@ def _json_default(v):
 
 def tune_quantization(model: onnx.ModelProto, calib, quant: QuantizeConfig = QuantizeConfig(),
                       tune: TuneConfig = TuneConfig(), *, eval_data=None, output: str | Path | None = None,
-                      trace: str | Path | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+                      trace: str | Path | None = None, ctx=None) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """Run the mixed-precision search; ``report["tune"]["goal_met"]`` says whether the goal was reached."""
-    return MixedPrecisionSearch(model, calib, quant, tune, eval_data=eval_data, output=output, trace=trace).run()
+    return MixedPrecisionSearch(model, calib, quant, tune, eval_data=eval_data, output=output, trace=trace,
+                                ctx=ctx).run()

@@ -107,14 +107,15 @@ class TrialBuilder:
         ctx = PassContext(calibration=self.calib)
         self.ranges.update(calibrate(self._graph(), Plan(calibrated=missing), self.config, ctx))
 
-    def build(self, choice: Choice, *, verify: bool = False) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    def build(self, choice: Choice, *, verify: bool = False, ctx: PassContext | None = None
+              ) -> tuple[onnx.ModelProto, dict[str, Any]]:
         if self.mode == "dynamic":
             from onnxcompress.quantize.dynamic import DynamicQuantizeConfig, quantize_dynamic_model
 
             dyn = DynamicQuantizeConfig(per_channel=self.config.per_channel, reduce_range=self.config.reduce_range,
                                         include=self.config.include,
                                         exclude=self.config.exclude + tuple(exact(n) for n in sorted(choice)))
-            return quantize_dynamic_model(self.model, dyn, verify=verify)
+            return quantize_dynamic_model(self.model, dyn, verify=verify, ctx=ctx)
         from onnxcompress.quantize.api import quantize_model
 
-        return quantize_model(self.model, self.calib, replace(self.static_config(choice), verify=verify))
+        return quantize_model(self.model, self.calib, replace(self.static_config(choice), verify=verify), ctx=ctx)

@@ -66,11 +66,9 @@ def test_proxy_matches_a_direct_computation(fixture):
     calib = load_input_data(data)
     builder = TrialBuilder(model, calib, QuantizeConfig())
     sqnr, _ = proxy_sqnr(builder, {FRAGILE: "MatMul"}, builder.build({})[0], calib, samples=None)
-    only = builder.build({})  # the single-node model: every other node float
     from onnxcompress.tune.sensitivity import build_only
 
-    single = build_only(builder, FRAGILE)
-    ref = ort_outputs(builder.model, {"x": data["x"]})
+    single = build_only(builder, FRAGILE)  # the model with only this node quantized
     names = [n.output[0] for n in builder.model.graph.node if n.name == FRAGILE]
     from onnxcompress.ir.graph import with_outputs
 
@@ -78,7 +76,6 @@ def test_proxy_matches_a_direct_computation(fixture):
     b = ort_outputs(with_outputs(single, names), {"x": data["x"]})[names[0]].astype(np.float64)
     direct = 10 * np.log10((a ** 2).sum() / ((a - b) ** 2).sum())
     assert abs(direct - sqnr[FRAGILE]) < 0.05, (direct, sqnr[FRAGILE])
-    assert only[0] is not None and ref
 
 
 def test_max_drop_keeps_exactly_the_fragile_layer(fixture, tmp_path):
@@ -174,3 +171,28 @@ def test_typed_errors(fixture):
         TuneConfig(precisions=("int4",))
     with pytest.raises(DataError, match="labels"):
         tune_quantization(model, {"x": data["x"]}, QuantizeConfig(), TuneConfig(metric="top1", **FAST))
+
+
+def test_optimize_uses_the_search_when_the_gate_has_an_accuracy_criterion(fixture):
+    from onnxcompress import api
+    from onnxcompress.recipe import Recipe
+
+    model, data = fixture
+    recipe = Recipe.from_dict({"gate": {"max_accuracy_drop": 0.01},
+                               "validate": {"profile": {"enabled": False}}})
+    _, report = api.optimize(model, recipe=recipe, calib=data, eval=data)
+    tune = report.stages["quantize"]["tune"]
+    assert tune["goal_met"] and list(tune["higher_precision"].values()) == ["float"]
+    assert report.gate["passed"] is True
+    assert any(d["pass"] == "MixedPrecisionSearch" for d in report.decisions)
+    _, plain = api.optimize(model, recipe=Recipe.from_dict({"validate": {"profile": {"enabled": False}}}),
+                            calib=data, eval=data)
+    assert "tune" not in plain.stages["quantize"]  # no gate: plain INT8, as before
+
+
+def test_dynamic_mode_search_keeps_the_fragile_layer_float(fixture):
+    model, data = fixture
+    q, report = tune_quantization(model, data, QuantizeConfig(), TuneConfig(mode="dynamic", max_drop=0.01, **FAST))
+    assert report["tune"]["goal_met"] and report["tune"]["higher_precision"] == {FRAGILE: "float"}
+    assert report["tune"]["sensitivity"]["ranking"][0] == FRAGILE  # emulated dynamic proxy
+    assert sum(n.op_type == "MatMulInteger" for n in q.graph.node) == 3
