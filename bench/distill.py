@@ -22,39 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import sources  # noqa: E402
 
 from onnxcompress.distill.api import distill, kept_from_prune_report  # noqa: E402
 from onnxcompress.distill.reconstruct import DistillConfig  # noqa: E402
-from onnxcompress.ir.io import convert_opset, load_model, opset_of  # noqa: E402
-from onnxcompress.passes import (  # noqa: E402
-    CleanupPass,
-    FoldBatchNormPass,
-    InferShapesPass,
-    LiftConstantsPass,
-    Sequential,
-    apply_to_model,
-)
+from onnxcompress.ir.io import load_model  # noqa: E402
+from onnxcompress.passes import preprocess_model  # noqa: E402
 from onnxcompress.prune import PruneConfig, prune_model  # noqa: E402
 from onnxcompress.quantize import QuantizeConfig, quantize_model  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session, run  # noqa: E402
 
 
-def sources(name: str):
-    if name in ("resnet_mnist", "vit_mnist"):
-        return (ROOT / "models" / f"{name}.onnx", ROOT / "calibration" / f"{name}_calib.npz",
-                ROOT / "calibration" / f"{name}_eval.npz")
-    base = ROOT / ".cache" / "third_party" / name
-    return base / "model.onnx", base / "calib.npz", base / "eval.npz"
-
-
 def teacher_of(path: Path):
-    model = load_model(path)
-    if opset_of(model) < 13:
-        model = convert_opset(model, 13)
-    passes = Sequential(LiftConstantsPass(), InferShapesPass(), FoldBatchNormPass(), CleanupPass())
-    return apply_to_model(model, passes)[0]
+    return preprocess_model(load_model(path))[0]
 
 
 def logits(model, x: np.ndarray, name: str) -> np.ndarray:

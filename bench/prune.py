@@ -18,21 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, sources  # noqa: E402
 
 from onnxcompress.data.inputs import from_npz  # noqa: E402
 from onnxcompress.ir.io import load_model  # noqa: E402
 from onnxcompress.prune import PruneConfig, prune_model  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session, run  # noqa: E402
-
-
-def sources(name: str):
-    if name in ("resnet_mnist", "vit_mnist"):
-        return (ROOT / "models" / f"{name}.onnx", ROOT / "calibration" / f"{name}_calib.npz",
-                ROOT / "calibration" / f"{name}_eval.npz")
-    base = ROOT / ".cache" / "third_party" / name
-    return base / "model.onnx", base / "calib.npz", base / "eval.npz"
 
 
 def predictions(model, x: np.ndarray, name: str) -> np.ndarray:

@@ -212,27 +212,9 @@ def _resolve_quantize(recipe: Recipe, calib, report: Report):
 
 
 def _preprocess(model: onnx.ModelProto, ctx) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """Opset < 13 is converted to 13 (what the passes are written for; recorded), then Constant nodes lifted to
-    initializers, shapes, BN folding, cleanup."""
-    from onnxcompress.ir.io import MIN_OPSET, convert_opset, opset_of
-    from onnxcompress.passes import (
-        CleanupPass,
-        FoldBatchNormPass,
-        InferShapesPass,
-        LiftConstantsPass,
-        Sequential,
-        apply_to_model,
-    )
+    from onnxcompress.passes.preprocess import preprocess_model
 
-    stats: dict[str, Any] = {}
-    found = opset_of(model)
-    if found < MIN_OPSET:
-        model = convert_opset(model, MIN_OPSET)
-        ctx.decide("optimize", "model", "converted", f"opset {found} -> {MIN_OPSET} (onnx version converter)")
-        stats["opset_converted"] = [found, MIN_OPSET]
-    passes = Sequential(LiftConstantsPass(), InferShapesPass(), FoldBatchNormPass(), CleanupPass())
-    out, result = apply_to_model(model, passes, ctx)
-    return out, {**stats, **result.stats}
+    return preprocess_model(model, ctx)
 
 
 def _eval_data(calib, evaluation, model: onnx.ModelProto, seed: int, report: Report):

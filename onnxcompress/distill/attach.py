@@ -44,19 +44,13 @@ def export_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def save_npz_atomic(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
-    from onnxcompress.ir.io import _check_writable, _tmp_path
+    import io
 
-    path = Path(path)
-    _check_writable(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    from onnxcompress.ir.io import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:

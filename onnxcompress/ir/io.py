@@ -179,16 +179,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data
         external_data = tensor_bytes(model) >= PROTOBUF_LIMIT - (1 << 24)
     if external_data:
         return _save_external(model, path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_bytes_atomic(path, model.SerializeToString())
 
 
 def _save_external(model: onnx.ModelProto, path: Path) -> Path:
@@ -230,19 +221,24 @@ def _check_writable(path: Path) -> None:
         raise OutputPathError(f"output file {path} exists and is read-only", hint="remove it or choose another name")
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file (report, recipe) atomically."""
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file next to ``path`` and rename it into place; nothing is left on failure."""
     path = Path(path)
     _check_writable(path)
     tmp = _tmp_path(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file (report, recipe) atomically."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def file_size(path: str | os.PathLike) -> tuple[int, int]:
