@@ -1,0 +1,77 @@
+"""The `onnxcompress` command line: parsing, rendering and exit codes only; the work happens in the API.
+
+This module holds the typer app and the error handling; the commands live in the sibling modules.
+
+Exit codes: 0 passed, 1 gate failed, 2 usage error, 3 user error (one clear message, no traceback),
+4 internal error (traceback).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from onnxcompress._version import __version__
+from onnxcompress.errors import EXIT_INTERNAL, OnnxCompressError, UserError
+
+app = typer.Typer(
+    name="onnxcompress",
+    help="Post-training optimizer for ONNX models: prune, distill, quantize, validate, gate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"onnxcompress {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Post-training optimizer for ONNX models."""
+
+
+def _guarded(fn: Callable[[], Any]) -> Any:
+    """Run ``fn``; a user error prints one message and exits 3, anything else prints a traceback and exits 4."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except UserError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(e.exit_code) from None
+    except OnnxCompressError as e:
+        if e.exit_code == 3:
+            typer.echo(f"error: {e}", err=True)
+        else:
+            traceback.print_exc()
+            typer.echo(f"internal error: {e}", err=True)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as e:  # deliberate: an unexpected exception is a bug, reported as exit 4 with a traceback
+        traceback.print_exc()
+        typer.echo(f"internal error: {e!r} (please report it)", err=True)
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def _fmt_count(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -1,0 +1,237 @@
+"""CLI commands: validate, profile, gate and optimize."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from onnxcompress.cli.app import _guarded, _stderr_console, app
+
+
+# --- validate / profile / gate / optimize ---------------------------------------------------------------------
+_PROVIDERS_HELP = "Execution providers: auto (CUDA if available, else CPU), cpu, cuda, tensorrt."
+
+
+def _validate_config(labels, metric, output_name, tolerance, check_stat, providers, threads, batch_size, max_samples,
+                     base=None):
+    from dataclasses import replace
+
+    from onnxcompress.validate.compare import parse_tolerance
+    from onnxcompress.validate.config import ValidateConfig
+
+    changes: dict[str, Any] = {"providers": providers, "threads": threads}
+    for key, value in (("labels", labels), ("output", output_name), ("check_stat", check_stat),
+                       ("batch_size", batch_size), ("max_samples", max_samples)):
+        if value is not None:
+            changes[key] = value
+    if metric:
+        changes["metrics"] = tuple(metric)
+    if tolerance:
+        changes["tolerances"] = dict(parse_tolerance(t) for t in tolerance)
+    return replace(base or ValidateConfig(), **changes)
+
+
+def _finish(report, report_dir: Optional[Path], json_out: bool, exit_on_gate: bool = True) -> None:
+    """Write the report files, print the summary (or JSON) and end with the verdict line; exit 1 on a failed gate."""
+    paths = report.write(report_dir) if report_dir is not None else {}
+    if json_out:
+        typer.echo(report.to_json(), nl=False)
+    else:
+        _render_report(report, paths)
+        typer.echo(report.verdict)
+    if exit_on_gate and report.passed is False:
+        raise typer.Exit(1)
+
+
+def _render_report(report, paths: dict[str, Path]) -> None:
+    for w in report.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    v = report.validation
+    if v:
+        task = v.get("task") or {}
+        for m in task.get("reference", {}):
+            typer.echo(f"{m:<16} {task['reference'][m]:.4f} -> {task['candidate'][m]:.4f}")
+        for out, f in v["fidelity"].items():
+            agree = "" if f["top1_agreement"] is None else f"agreement {100 * f['top1_agreement']:.2f}%, "
+            typer.echo(f"output {out}: {agree}cosine {f['cosine']:.5f}, SQNR {f['sqnr_db']:.1f} dB, "
+                       f"max abs err {f['max_abs_error']:.3g}")
+        for out, c in v["comparison"].items():
+            word = "PASS" if c["passed"] else "FAIL"
+            typer.echo(f"compare {out}: {word} at atol={c['atol']:g} rtol={c['rtol']:g} ({c['check_stat']}); "
+                       f"would pass with atol={c['would_pass']['atol']:.3g} or rtol={c['would_pass']['rtol']:.3g}")
+        for note in v.get("notes", []):
+            typer.echo(f"note: {note}")
+    if report.profile:
+        _render_profile(report.profile)
+    for c in (report.gate or {}).get("criteria", []):
+        typer.echo(f"{'pass' if c['passed'] else 'FAIL'}  {c['message']}")
+    for kind, path in paths.items():
+        typer.echo(f"{kind:<8} {path}")
+
+
+def _render_profile(p: dict[str, Any]) -> None:
+    typer.echo(f"providers {p['providers']}, threads {p['threads'] or 'default'}, "
+               f"{p['warmup']} warm-up + {p['iterations']} interleaved runs; peak RSS {p['peak_rss_mb']:.0f} MB")
+    for b in p["batches"]:
+        for name, s in b["models"].items():
+            typer.echo(f"batch {b['batch_size']:<4} {name:<10} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f}  "
+                       f"p99 {s['p99_ms']:.3f}  mean {s['mean_ms']:.3f}  {s['throughput_per_s']:.1f}/s")
+        if "speedup_p50" in b:
+            typer.echo(f"batch {b['batch_size']:<4} speed-up (p50) {b['speedup_p50']:.2f}x")
+    for name, prof in (p.get("op_profile") or {}).items():
+        top = ", ".join(f"{op} {100 * t['share']:.0f}%" for op, t in list(prof["op_type_time"].items())[:6])
+        typer.echo(f"ops {name}: {top}; nodes by provider {prof['nodes_by_provider']}")
+
+
+@app.command()
+def validate(
+    reference: Path = typer.Argument(..., help="The reference (original) model."),
+    candidate: Path = typer.Argument(..., help="The candidate (optimized) model."),
+    data: Path = typer.Option(..., "--data", help="Evaluation data (.npz or folder); extra keys such as labels."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Data key holding integer labels [default: labels]."),
+    metric: Optional[list[str]] = typer.Option(None, "--metric", help="auto, top1, top5, f1, auc (repeatable)."),
+    output_name: Optional[str] = typer.Option(None, "--output", help="Output holding the class scores."),
+    tolerance: Optional[list[str]] = typer.Option(None, "--tolerance", help="[OUTPUT:]atol=X,rtol=Y (repeatable)."),
+    check_stat: Optional[str] = typer.Option(None, "--check-stat", help="elemwise, max, mean or median."),
+    providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
+    threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 32]."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when an output exceeds its tolerances."),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+) -> None:
+    """Compare a candidate with its reference: task metrics, fidelity, output tolerances (Polygraphy semantics)."""
+
+    def work():
+        from onnxcompress import api
+
+        config = _validate_config(labels, metric, output_name, tolerance, check_stat, providers, threads,
+                                  batch_size, max_samples)
+        report = api.validate(reference, candidate, data, config=config)
+        _finish(report, report_dir, json_out)
+        if strict and not report.validation["comparison_passed"]:
+            raise typer.Exit(1)
+
+    _guarded(work)
+
+
+def _batch_list(spec: str) -> tuple[int, ...]:
+    from onnxcompress.errors import RecipeError
+
+    try:
+        return tuple(int(b) for b in spec.split(",") if b.strip())
+    except ValueError as e:
+        raise RecipeError(f"bad --batch '{spec}'", hint="give batch sizes such as 1,8,32") from e
+
+
+@app.command()
+def profile(
+    model: Path = typer.Argument(..., help="The model to time."),
+    vs: Optional[Path] = typer.Option(None, "--vs", help="Time this model too, interleaved; speed-up = VS / MODEL."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated, e.g. 1,8,32."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Inputs to time with (default: seeded random)."),
+    providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
+    threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
+    warmup: int = typer.Option(10, "--warmup", help="Untimed runs per model and batch size."),
+    iterations: int = typer.Option(50, "--iterations", help="Timed runs per model and batch size."),
+    op_profile: bool = typer.Option(True, "--op-profile/--no-op-profile", help="Per-op-type time and node placement."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+) -> None:
+    """Latency p50/p90/p99/mean and throughput per batch size, per-op-type time, node placement, peak memory."""
+
+    def work():
+        from onnxcompress import api
+        from onnxcompress.validate.config import ProfileConfig
+
+        config = ProfileConfig(batch_sizes=_batch_list(batch), warmup=warmup, iterations=iterations,
+                               op_profile=op_profile)
+        report = api.profile(model, vs=vs, data=data, config=config, providers=providers, threads=threads, seed=seed)
+        _finish(report, report_dir, json_out)
+
+    _guarded(work)
+
+
+@app.command()
+def gate(
+    reference: Path = typer.Argument(..., help="The reference (original) model."),
+    candidate: Path = typer.Argument(..., help="The candidate (optimized) model."),
+    policy: Path = typer.Option(..., "--policy", help="TOML file with a [gate] table (a recipe works too)."),
+    data: Path = typer.Option(..., "--data", help="Evaluation data (.npz or folder), with labels for accuracy."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Data key holding integer labels [default: labels]."),
+    providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
+    threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
+    report_dir: Path = typer.Option(Path("onnxcompress-report"), "--report-dir",
+                                    help="Where report.json, report.md and junit.xml go."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+) -> None:
+    """Check a candidate against a gate policy. Exit 0 pass, 1 fail (report still written), 3 bad input."""
+
+    def work():
+        from onnxcompress import api
+        from onnxcompress.validate.gate import load_policy
+
+        gate_policy = load_policy(policy)
+        base = _recipe_validate(policy)
+        config = _validate_config(labels, None, None, None, None, providers, threads, None, max_samples, base)
+        _finish(api.gate(reference, candidate, data, gate_policy, config=config), report_dir, json_out)
+
+    _guarded(work)
+
+
+def _recipe_validate(path: Path):
+    """The [validate] table of a policy file that is a whole recipe (else the defaults)."""
+    import tomllib
+
+    from onnxcompress.config import config_from_dict
+    from onnxcompress.validate.config import ValidateConfig
+
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get("validate")
+    return config_from_dict(ValidateConfig, table, "validate") if table is not None else None
+
+
+_STAGES = ("load", "preprocess", "prune", "distill", "quantize", "validate", "profile", "gate")
+
+
+@app.command()
+def optimize(
+    model: Path = typer.Argument(..., help="The exported .onnx model."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the optimized model."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Recipe file (.toml or .json)."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration data (.npz or folder)."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval", help="Evaluation data [default: the calibration data]."),
+    providers: Optional[str] = typer.Option(None, "--providers", help=_PROVIDERS_HELP),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice [default: recipe seed]."),
+    no_profile: bool = typer.Option(False, "--no-profile", help="Skip latency profiling (unless the gate needs it)."),
+    dump_recipe: Optional[Path] = typer.Option(None, "--dump-recipe", help="Write the effective recipe (.toml/.json)."),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="[default: OUTPUT's folder/<stem>-report]"),
+    json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+) -> None:
+    """The whole pipeline: preprocess -> prune -> distill -> quantize -> validate -> profile -> gate. Exit 1 on a failed gate."""
+
+    def work():
+        from dataclasses import replace
+
+        from rich.progress import Progress
+
+        from onnxcompress import api
+        from onnxcompress.recipe import Recipe
+
+        rec = Recipe.from_file(recipe) if recipe is not None else Recipe()
+        validate_cfg = replace(rec.validate, providers=providers or rec.validate.providers,
+                               profile=replace(rec.validate.profile, enabled=rec.validate.profile.enabled and not no_profile))
+        rec = replace(rec, validate=validate_cfg, seed=rec.seed if seed is None else seed)
+        with Progress(transient=True, console=_stderr_console()) as bar:
+            task = bar.add_task("optimize", total=len(_STAGES))
+            step = lambda stage: bar.update(task, completed=_STAGES.index(stage), description=stage)  # noqa: E731
+            _, report = api.optimize(model, recipe=rec, calib=calib, eval=eval_data, output=output, progress=step)
+        if dump_recipe is not None:
+            Recipe.from_dict(report.recipe).write(dump_recipe)
+        _finish(report, report_dir or output.parent / f"{output.stem}-report", json_out)
+
+    _guarded(work)

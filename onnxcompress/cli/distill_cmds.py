@@ -1,0 +1,97 @@
+"""CLI commands: distill: reconstruct, export-weights, attach."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from onnxcompress.cli.app import _guarded, app
+
+
+# --- distill ----------------------------------------------------------------------------------------------------
+from typer.core import TyperGroup  # noqa: E402
+
+
+class _DistillGroup(TyperGroup):
+    """`distill TEACHER STUDENT ...` runs `reconstruct`; `distill export-weights|attach ...` run those."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args.insert(0, "reconstruct")
+        return super().resolve_command(ctx, args)
+
+
+distill_app = typer.Typer(cls=_DistillGroup, no_args_is_help=True,
+                          help="Recover accuracy without a training loop; attach weights trained elsewhere.")
+app.add_typer(distill_app, name="distill")
+
+
+@distill_app.command("reconstruct")
+def distill_reconstruct(
+    teacher: Path = typer.Argument(..., help="The original (teacher) model."),
+    student: Path = typer.Argument(..., help="The compressed (student) model."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the reconstructed student."),
+    calib: Path = typer.Option(..., "--calib", help="Calibration data (.npz or folder)."),
+    ridge: float = typer.Option(1e-3, "--ridge", help="Ridge strength, relative to the mean diagonal of X^T X."),
+    samples: int = typer.Option(256, "--samples", help="Calibration samples to use."),
+    kept: Optional[Path] = typer.Option(None, "--kept", help="Kept-channel record (the prune report JSON)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the reconstruction report as JSON."),
+) -> None:
+    """Refit the student's Conv/Gemm/MatMul weights, layer by layer, to the teacher's activations."""
+
+    def work():
+        from onnxcompress.distill.api import distill, load_kept
+        from onnxcompress.distill.reconstruct import DistillConfig
+        from onnxcompress.ir.io import load_model, save_model
+
+        config = DistillConfig(ridge=ridge, samples=samples)
+        model, report = distill(load_model(teacher), load_model(student), calib, config, kept=load_kept(kept))
+        save_model(model, output)
+        if json_out:
+            typer.echo(json.dumps(report, indent=2))
+        typer.echo(f"reconstructed {len(report['reconstructed'])} layers, skipped {len(report['skipped'])} "
+                   f"-> {output}")
+
+    _guarded(work)
+
+
+@distill_app.command("export-weights")
+def distill_export(
+    model: Path = typer.Argument(..., help="The (compressed) model whose weights a trainer must produce."),
+    output: Path = typer.Option(..., "-o", "--output", help="The .npz to write (name -> array)."),
+) -> None:
+    """Write the names, shapes and current values of the model's trainable weights to an .npz."""
+
+    def work():
+        from onnxcompress.distill.attach import export_weights, save_npz_atomic
+        from onnxcompress.ir.io import load_model
+
+        weights = export_weights(load_model(model))
+        save_npz_atomic(weights, output)
+        typer.echo(f"{len(weights)} tensors -> {output}")
+
+    _guarded(work)
+
+
+@distill_app.command("attach")
+def distill_attach(
+    model: Path = typer.Argument(..., help="The model to receive the weights."),
+    weights: Path = typer.Argument(..., help="Weights: .npz, .safetensors or .onnx."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the model with the new weights."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="JSON {model_name: name_in_file}."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Data to validate with (default: seeded random)."),
+) -> None:
+    """Attach weights trained elsewhere (name/shape/dtype checked), validate by running, and save."""
+
+    def work():
+        from onnxcompress.distill.api import attach
+        from onnxcompress.ir.io import load_model, save_model
+
+        out, report = attach(load_model(model), weights, mapping, data)
+        save_model(out, output)
+        typer.echo(f"attached {len(report['attached'])} tensors, validated on {report['validated_on']} -> {output}")
+
+    _guarded(work)

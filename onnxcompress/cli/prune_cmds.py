@@ -1,0 +1,82 @@
+"""CLI commands: prune."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from onnxcompress.cli.app import _fmt_count, _guarded, app
+
+
+# --- prune ------------------------------------------------------------------------------------------------------
+def _parse_overrides(items: Optional[list[str]]) -> dict[str, float]:
+    from onnxcompress.errors import RecipeError
+
+    out: dict[str, float] = {}
+    for item in items or []:
+        pattern, sep, value = item.rpartition("=")
+        try:
+            if not sep or not pattern:
+                raise ValueError
+            out[pattern] = float(value)
+        except ValueError as e:
+            raise RecipeError(f"bad --override '{item}'", hint="write it as NODE_PATTERN=RATIO, e.g. 'block2*=0.5'") from e
+    return out
+
+
+@app.command()
+def prune(
+    model: Path = typer.Argument(..., help="The .onnx model."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the pruned model."),
+    ratio: float = typer.Option(0.3, "--ratio", help="Fraction of each group's channels to remove, in [0, 1)."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration data (.npz or folder): needed by "
+                                         "activation/reconstruction, gives shapes to models with dynamic dims."),
+    criterion: str = typer.Option("l1", "--criterion", help="l1 | l2 | bn_scale | activation | reconstruction | random."),
+    allocation: str = typer.Option("local", "--allocation", help="local (same ratio per group) | global."),
+    min_channels: int = typer.Option(1, "--min-channels", help="Never keep fewer units than this in a group."),
+    round_to: int = typer.Option(1, "--round-to", help="Kept channels per group are a multiple of this (e.g. 8)."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Node-name pattern or op type whose output "
+                                                "channels are never pruned (repeatable)."),
+    override: Optional[list[str]] = typer.Option(None, "--override", help="PATTERN=RATIO for the groups of "
+                                                 "matching nodes (repeatable)."),
+    target_macs: Optional[float] = typer.Option(None, "--target-macs", help="Keep this fraction of the MACs "
+                                                "(0.5 halves them); the ratio is searched."),
+    target_params: Optional[float] = typer.Option(None, "--target-params", help="Keep this fraction of the parameters."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random criterion."),
+    max_samples: int = typer.Option(128, "--max-samples", help="Calibration samples for data-driven criteria."),
+    bias_correction: bool = typer.Option(False, "--bias-correction", help="Fold the calibration mean of removed "
+                                         "channels into the next layer's bias (needs --calib; recommended)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the pruning report (JSON) here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the pruning report as JSON."),
+) -> None:
+    """Structured channel pruning on the ONNX graph (dependency-aware: residuals, Concat, depthwise, Flatten)."""
+
+    def work():
+        from onnxcompress.data.inputs import load_input_data
+        from onnxcompress.ir.io import load_model, save_model, write_text_atomic
+        from onnxcompress.prune import PruneConfig, prune_model
+
+        config = PruneConfig(ratio=ratio, criterion=criterion, allocation=allocation, min_channels=min_channels,
+                             round_to=round_to, exclude=tuple(exclude or ()), overrides=_parse_overrides(override),
+                             target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,
+                             bias_correction=bias_correction)
+        data = load_input_data(calib) if calib is not None else None
+        pruned, info = prune_model(load_model(model), config, data)
+        save_model(pruned, output)
+        info["output"] = str(output)
+        if report is not None:
+            write_text_atomic(report, json.dumps(info, indent=2))
+        if json_out:
+            typer.echo(json.dumps(info, indent=2))
+        for b in info["blocked"][:8]:
+            typer.echo(f"blocked   {b['units']} units at {b['slots'][0]}: {b['reasons'][0]}", err=True)
+        b, a = info["before"], info["after"]
+        typer.echo(f"PRUNED | MACs {_fmt_count(b['macs'])}->{_fmt_count(a['macs'])} "
+                   f"(x{a['macs'] / max(b['macs'], 1):.2f}) | params {_fmt_count(b['params'])}->"
+                   f"{_fmt_count(a['params'])} | {b['bytes'] / 1e6:.2f}->{a['bytes'] / 1e6:.2f} MB | "
+                   f"{info['summary'].split(';')[0]} -> {output}")
+
+    _guarded(work)

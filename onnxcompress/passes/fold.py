@@ -1,0 +1,415 @@
+"""Constant folding and small algebraic rewrites that let onnxruntime fuse (and the quantizer cover) more.
+
+- :class:`FoldConstantsPass`: a node whose inputs are all constants (``Shape``: whose input shape is static) is
+  evaluated with numpy and replaced by an initializer, for the ops in :data:`FOLDERS` only; a result larger than
+  ``max_bytes`` that is also larger than the constants it consumes is not folded (the model never grows past the
+  cap). ``Identity`` is bypassed; ``Div`` by a float constant becomes ``Mul`` by its reciprocal (the form ORT's
+  Conv/MatMul scale fusions and our hard-swish matcher recognise).
+- :class:`FoldBiasAddPass`: ``Conv -> Add(per-channel constant)`` becomes the Conv's bias (ORT does this for float
+  graphs; for QDQ graphs the Add would stay a float island between two int8 kernels).
+- :class:`RewriteHardSwishPass`: ``x * Clip(x + 3, 0, 6) / 6`` (and ``* (1/6)``) becomes
+  ``x * HardSigmoid(x, 1/6, 0.5)``: two nodes instead of four, and a QLinearMul in a QDQ graph.
+
+Every folded, rewritten or skipped node is recorded with ``ctx.decide``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from onnxcompress.errors import RecipeError
+from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.passes.base import Pass, PassContext, PassResult
+
+log = logging.getLogger(__name__)
+
+#: never fold a result larger than this (and larger than the constants it consumes)
+DEFAULT_MAX_BYTES = 1 << 20
+
+
+# --- the registry: op type -> numpy evaluation (inputs: numpy arrays or None for an omitted optional input) ------
+def _attr(node: gs.Node, key: str, default=None):
+    return node.attrs.get(key, default)
+
+
+def _axes(node: gs.Node, inputs: list, index: int = 1) -> list[int] | None:
+    """Axes from the input (opset >= 13) or the attribute (older opsets)."""
+    if len(inputs) > index and inputs[index] is not None:
+        return [int(a) for a in np.asarray(inputs[index]).reshape(-1)]
+    axes = _attr(node, "axes")
+    return None if axes is None else [int(a) for a in axes]
+
+
+def _shape(node: gs.Node, inputs: list) -> np.ndarray:
+    shape = np.asarray(inputs[0], dtype=np.int64)
+    rank = shape.size
+    start, end = int(_attr(node, "start", 0)), _attr(node, "end")
+    start = start + rank if start < 0 else start
+    end = rank if end is None else (int(end) + rank if int(end) < 0 else int(end))
+    return shape[max(start, 0):max(min(end, rank), 0)]
+
+
+def _slice(node: gs.Node, inputs: list) -> np.ndarray:
+    data, starts, ends = inputs[0], inputs[1], inputs[2]
+    axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else np.arange(len(starts))
+    steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else np.ones(len(starts), np.int64)
+    index = [slice(None)] * data.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[int(a)] = slice(int(s), int(e), int(st))
+    return data[tuple(index)]
+
+
+def _unsqueeze(node: gs.Node, inputs: list) -> np.ndarray:
+    axes = _axes(node, inputs)
+    rank = inputs[0].ndim + len(axes)
+    return np.expand_dims(inputs[0], tuple(sorted(a + rank if a < 0 else a for a in axes)))
+
+
+def _squeeze(node: gs.Node, inputs: list) -> np.ndarray:
+    axes = _axes(node, inputs)
+    return np.squeeze(inputs[0]) if axes is None else np.squeeze(inputs[0], tuple(axes))
+
+
+def _reshape(node: gs.Node, inputs: list) -> np.ndarray:
+    data, shape = inputs[0], [int(d) for d in inputs[1]]
+    if not int(_attr(node, "allowzero", 0)):
+        shape = [data.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return data.reshape(shape)
+
+
+def _div(node: gs.Node, inputs: list) -> np.ndarray:
+    a, b = inputs
+    if np.issubdtype(a.dtype, np.integer):  # ONNX integer Div truncates toward zero
+        return (np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))).astype(a.dtype)
+    return (a / b).astype(a.dtype)
+
+
+def _cast(node: gs.Node, inputs: list) -> np.ndarray:
+    return inputs[0].astype(onnx.helper.tensor_dtype_to_np_dtype(int(_attr(node, "to"))))
+
+
+def _constant_of_shape(node: gs.Node, inputs: list) -> np.ndarray:
+    value = _attr(node, "value")
+    fill = value.values.reshape(-1) if isinstance(value, gs.Constant) else np.zeros(1, np.float32)
+    return np.full([int(d) for d in inputs[0]], fill[0], dtype=fill.dtype)
+
+
+def _same_dtype(fn: Callable) -> Callable:
+    return lambda node, inputs: np.asarray(fn(*inputs)).astype(inputs[0].dtype)
+
+
+FOLDERS: dict[str, Callable[[gs.Node, list], np.ndarray]] = {
+    "Shape": _shape,
+    "Size": lambda node, inputs: np.array(int(np.prod(inputs[0])), np.int64),
+    "Gather": lambda node, inputs: np.take(inputs[0], inputs[1].astype(np.int64), axis=int(_attr(node, "axis", 0))),
+    "Concat": lambda node, inputs: np.concatenate([i for i in inputs], axis=int(_attr(node, "axis"))),
+    "Slice": _slice,
+    "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
+    "Reshape": _reshape,
+    "Flatten": lambda node, inputs: inputs[0].reshape(
+        int(np.prod(inputs[0].shape[:int(_attr(node, "axis", 1))])), -1),
+    "Cast": _cast,
+    "Add": _same_dtype(np.add),
+    "Sub": _same_dtype(np.subtract),
+    "Mul": _same_dtype(np.multiply),
+    "Div": _div,
+    "Neg": _same_dtype(np.negative),
+    "Sqrt": _same_dtype(np.sqrt),
+    "Pow": _same_dtype(np.power),
+    "Min": lambda node, inputs: np.minimum.reduce(np.broadcast_arrays(*inputs)).astype(inputs[0].dtype),
+    "Max": lambda node, inputs: np.maximum.reduce(np.broadcast_arrays(*inputs)).astype(inputs[0].dtype),
+    "Equal": lambda node, inputs: np.equal(*inputs),
+    "Where": lambda node, inputs: np.where(*inputs).astype(inputs[1].dtype),
+    "Expand": lambda node, inputs: inputs[0] * np.ones([int(d) for d in inputs[1]], inputs[0].dtype),
+    "Transpose": lambda node, inputs: np.transpose(inputs[0], _attr(node, "perm")),
+    "Range": lambda node, inputs: np.arange(inputs[0], inputs[1], inputs[2]).astype(inputs[0].dtype),
+    "Identity": lambda node, inputs: inputs[0],
+    "ConstantOfShape": _constant_of_shape,
+}
+#: Shape/Size only need the input's (static) shape, not its value
+SHAPE_ONLY = frozenset({"Shape", "Size"})
+
+
+class FoldConstantsPass(Pass):
+    """Evaluate constant sub-graphs (registry :data:`FOLDERS`), bypass Identity, turn Div-by-constant into Mul."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, div_to_mul: bool = True):
+        if int(max_bytes) < 0:
+            raise RecipeError(f"max_bytes must be >= 0, got {max_bytes}", hint="e.g. 1048576 (1 MiB)")
+        self.max_bytes = int(max_bytes)
+        self.div_to_mul = bool(div_to_mul)
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        graph.toposort()
+        stats = {"folded": 0, "identity_removed": 0, "div_to_mul": 0, "skipped": 0}
+        for node in list(graph.nodes):
+            if not node.outputs:
+                continue
+            if node.op == "Identity" and constant_value(node.inputs[0]) is None:
+                key = "identity_removed" if self._bypass_identity(graph, node, ctx) else "skipped"
+            elif node.op == "Div" and self.div_to_mul and _reciprocal_ok(node):
+                key = "div_to_mul"
+                self._div_to_mul(graph, node, ctx)
+            else:
+                key = self._fold(graph, node, ctx)
+            if key:
+                stats[key] += 1
+        modified = any(stats[k] for k in ("folded", "identity_removed", "div_to_mul"))
+        if modified:
+            graph.cleanup(remove_unused_node_outputs=False).toposort()
+        return PassResult(graph, modified, stats)
+
+    def _fold(self, graph: gs.Graph, node: gs.Node, ctx: PassContext) -> str | None:
+        inputs = _constant_inputs(node)
+        if inputs is None or node.op == "Constant" or node.domain not in (None, "", "ai.onnx"):
+            return None
+        if node.op not in FOLDERS:
+            ctx.decide(self.name, node.name, "kept", f"no folding rule for {node.op}")
+            return "skipped"
+        reason = self._why_not(graph, node, inputs)
+        if reason is None:
+            try:
+                value = np.asarray(FOLDERS[node.op](node, inputs))
+            except Exception as e:  # a malformed constant sub-graph: leave it to the runtime, with the reason
+                reason = f"numpy evaluation failed: {type(e).__name__}: {e}"
+        if reason is None:
+            reason = self._too_big(node, inputs, value)
+        if reason is not None:
+            ctx.decide(self.name, node.name, "kept", reason)
+            return "skipped"
+        _replace_output(node, gs.Constant(node.outputs[0].name, np.array(value, order="C")))
+        ctx.decide(self.name, node.name, "folded", f"{node.op} -> constant {list(value.shape)} {value.dtype}")
+        return "folded"
+
+    def _why_not(self, graph: gs.Graph, node: gs.Node, inputs: list) -> str | None:
+        if len(node.outputs) != 1:
+            return f"{node.op} with {len(node.outputs)} outputs"
+        if is_graph_output(graph, node.outputs[0]):
+            return "its output is a graph output"
+        return None
+
+    def _too_big(self, node: gs.Node, inputs: list, value: np.ndarray) -> str | None:
+        consumed = sum(i.nbytes for i in inputs if isinstance(i, np.ndarray) and node.op not in SHAPE_ONLY)
+        if value.nbytes > self.max_bytes and value.nbytes > consumed:
+            return f"result of {value.nbytes} bytes would grow the model (cap {self.max_bytes} bytes)"
+        return None
+
+    def _bypass_identity(self, graph: gs.Graph, node: gs.Node, ctx: PassContext) -> bool:
+        x, out = node.inputs[0], node.outputs[0]
+        if not is_graph_output(graph, out):
+            _rewire(out, x)
+        elif x.inputs and not is_graph_output(graph, x) and x not in graph.inputs:
+            producer = x.inputs[0]  # the producer writes the graph output directly
+            _rewire(x, out)
+            producer.outputs[producer.outputs.index(x)] = out
+        else:
+            ctx.decide(self.name, node.name, "kept", "Identity between a graph input/output and a graph output")
+            return False
+        node.outputs.clear()
+        ctx.decide(self.name, node.name, "removed", "Identity bypassed")
+        return True
+
+    def _div_to_mul(self, graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
+        c = constant_value(node.inputs[1])
+        recip = np.asarray((1.0 / c.astype(np.float64)).astype(c.dtype))
+        node.op = "Mul"
+        node.inputs[1] = gs.Constant(_fresh(graph, node.inputs[1].name + "_reciprocal"), recip)
+        ctx.decide(self.name, node.name, "rewritten", "Div by a constant -> Mul by its reciprocal")
+
+
+def _reciprocal_ok(node: gs.Node) -> bool:
+    """Div(x, c): x computed at run time, c a finite non-zero float constant."""
+    if constant_value(node.inputs[0]) is not None:
+        return False
+    c = constant_value(node.inputs[1])
+    return (c is not None and c.dtype.kind == "f" and c.size > 0 and bool(np.all(np.isfinite(c)))
+            and bool(np.all(c != 0)))
+
+
+def _constant_inputs(node: gs.Node) -> list | None:
+    """The input values (None for an omitted optional input), or None if any input is computed at run time."""
+    values = []
+    for i, t in enumerate(node.inputs):
+        if not t.name:
+            values.append(None)
+            continue
+        if node.op in SHAPE_ONLY and i == 0:
+            shape = t.shape
+            if shape is None or not all(isinstance(d, (int, np.integer)) and d >= 0 for d in shape):
+                return None
+            values.append(np.array(shape, np.int64))
+            continue
+        v = constant_value(t)
+        if v is None:
+            return None
+        values.append(v)
+    return values if node.inputs else None
+
+
+def _replace_output(node: gs.Node, const: gs.Constant) -> None:
+    _rewire(node.outputs[0], const)
+    node.outputs.clear()
+
+
+def _rewire(old: gs.Tensor, new: gs.Tensor) -> None:
+    """Every consumer of ``old`` reads ``new`` instead."""
+    for consumer in list(old.outputs):
+        for i, t in enumerate(consumer.inputs):
+            if t is old:
+                consumer.inputs[i] = new
+
+
+def _fresh(graph: gs.Graph, base: str) -> str:
+    tensors = graph.tensors()
+    name, i = base, 0
+    while name in tensors:
+        i += 1
+        name = f"{base}_{i}"
+    return name
+
+
+# --- Conv + per-channel constant Add -> Conv bias ------------------------------------------------------------------
+class FoldBiasAddPass(Pass):
+    """``Conv(x, W[, b]) -> Add(., c)`` with ``c`` a per-output-channel (or scalar) constant becomes
+    ``Conv(x, W, b + c)``. Every Add after a Conv that stays is recorded with the reason."""
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        folded = 0
+        for add in [n for n in graph.nodes if n.op == "Add"]:
+            conv, c = _conv_and_constant(add)
+            if conv is None:
+                continue
+            reason = _why_not_bias(graph, conv, add, c)
+            if reason is not None:
+                ctx.decide(self.name, add.name, "kept", reason)
+                continue
+            _add_to_bias(graph, conv, c)
+            out = add.outputs[0]
+            add.outputs.clear()
+            conv.outputs[0] = out
+            folded += 1
+            ctx.decide(self.name, add.name, "folded", f"into {conv.name}'s bias")
+        if folded:
+            graph.cleanup(remove_unused_node_outputs=False).toposort()
+        return PassResult(graph, folded > 0, {"folded": folded})
+
+
+def _conv_and_constant(add: gs.Node) -> tuple[gs.Node | None, np.ndarray | None]:
+    for i in (0, 1):
+        x, c = add.inputs[i], constant_value(add.inputs[1 - i])
+        if c is not None and len(x.inputs) == 1 and x.inputs[0].op == "Conv":
+            return x.inputs[0], c
+    return None, None
+
+
+def _why_not_bias(graph: gs.Graph, conv: gs.Node, add: gs.Node, c: np.ndarray) -> str | None:
+    w = constant_value(conv.inputs[1])
+    x = conv.outputs[0]
+    if w is None or (len(conv.inputs) > 2 and conv.inputs[2].name and constant_value(conv.inputs[2]) is None):
+        return f"{conv.name}'s weight or bias is not a constant"
+    if len(x.outputs) != 1 or is_graph_output(graph, x):
+        return f"{conv.name}'s output has other consumers"
+    if c.dtype != w.dtype or c.ndim > w.ndim:
+        return f"the constant {list(c.shape)} {c.dtype} does not broadcast as a per-channel bias"
+    shape = (1,) * (w.ndim - c.ndim) + tuple(c.shape)
+    if any(d != 1 for i, d in enumerate(shape) if i != 1) or shape[1] not in (1, w.shape[0]):
+        return f"the constant {list(c.shape)} is not per output channel"
+    return None
+
+
+def _add_to_bias(graph: gs.Graph, conv: gs.Node, c: np.ndarray) -> None:
+    w = constant_value(conv.inputs[1])
+    cout = w.shape[0]
+    bias = np.zeros(cout, np.float64)
+    if len(conv.inputs) > 2 and conv.inputs[2].name:
+        bias += constant_value(conv.inputs[2]).astype(np.float64).reshape(-1)
+    bias = (bias + np.broadcast_to(c.astype(np.float64).reshape(-1), (cout,))).astype(w.dtype)
+    base = conv.inputs[2].name if len(conv.inputs) > 2 and conv.inputs[2].name else conv.inputs[1].name + "_bias"
+    const = gs.Constant(_fresh(graph, base + "_addfold"), bias)
+    if len(conv.inputs) > 2:
+        conv.inputs[2] = const
+    else:
+        conv.inputs.append(const)
+
+
+# --- hard-swish ---------------------------------------------------------------------------------------------------
+class RewriteHardSwishPass(Pass):
+    """``x * Clip(x + b, 0, c) / c`` (or ``* (1/c)``; c = 6, b = 3 for hard-swish) becomes
+    ``x * HardSigmoid(x, alpha=1/c, beta=b/c)``. In a QDQ graph the Mul runs as QLinearMul on the int8 input and
+    only the HardSigmoid stays float; onnxruntime has no int8 HardSwish and decomposes HardSwish into the same two
+    ops, so this is the form it runs fastest either way."""
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        rewritten = 0
+        for last in [n for n in graph.nodes if n.op in ("Mul", "Div")]:
+            match = _match_hardswish(graph, last)
+            if match is None:
+                continue
+            x, alpha, beta, dead = match
+            h = gs.Variable(_fresh(graph, last.outputs[0].name + "_hardsigmoid"), dtype=x.dtype, shape=x.shape)
+            graph.nodes.append(gs.Node("HardSigmoid", _fresh_node(graph, last.name + "_hardsigmoid"),
+                                       attrs={"alpha": alpha, "beta": beta}, inputs=[x], outputs=[h]))
+            last.op = "Mul"
+            last.inputs[:] = [x, h]
+            for node in dead:
+                node.outputs.clear()
+            rewritten += 1
+            ctx.decide(self.name, last.name, "rewritten", f"hard-swish -> {x.name} * HardSigmoid({x.name})")
+        if rewritten:
+            graph.cleanup(remove_unused_node_outputs=False).toposort()
+        return PassResult(graph, rewritten > 0, {"rewritten": rewritten})
+
+
+def _match_hardswish(graph: gs.Graph, last: gs.Node):
+    """(x, alpha, beta, nodes made dead) when ``last`` ends a hard-swish, else None."""
+    k = constant_value(last.inputs[1]) if len(last.inputs) == 2 else None
+    if k is None or k.size != 1 or not np.isfinite(k).all() or float(k.reshape(-1)[0]) == 0:
+        return None
+    scale = float(k.reshape(-1)[0]) if last.op == "Mul" else 1.0 / float(k.reshape(-1)[0])
+    mul = _sole_producer(graph, last.inputs[0], "Mul")
+    if mul is None:
+        return None
+    for x, other in ((mul.inputs[0], mul.inputs[1]), (mul.inputs[1], mul.inputs[0])):
+        clip = _sole_producer(graph, other, "Clip")
+        add = _sole_producer(graph, clip.inputs[0], "Add") if clip is not None else None
+        if add is None or not any(t is x for t in add.inputs):
+            continue
+        b = constant_value(add.inputs[1] if add.inputs[0] is x else add.inputs[0])
+        lo, hi = _clip_bounds(clip)
+        if b is None or b.size != 1 or lo != 0.0 or hi is None or hi <= 0 or abs(scale * hi - 1.0) > 1e-6:
+            continue
+        return x, float(1.0 / hi), float(b.reshape(-1)[0]) / hi, (mul, clip, add)
+    return None
+
+
+def _sole_producer(graph: gs.Graph, t: gs.Tensor, op: str) -> gs.Node | None:
+    """The node of type ``op`` producing ``t`` when ``t`` has one consumer and is not a graph output."""
+    if len(t.inputs) != 1 or t.inputs[0].op != op or len(t.outputs) != 1 or is_graph_output(graph, t):
+        return None
+    return t.inputs[0]
+
+
+def _clip_bounds(clip: gs.Node) -> tuple[float | None, float | None]:
+    def bound(i: int, key: str):
+        if len(clip.inputs) > i and clip.inputs[i].name:
+            v = constant_value(clip.inputs[i])
+            return None if v is None or v.size != 1 else float(v.reshape(-1)[0])
+        v = clip.attrs.get(key)
+        return None if v is None else float(v)
+
+    return bound(1, "min"), bound(2, "max")
+
+
+def _fresh_node(graph: gs.Graph, base: str) -> str:
+    names = {n.name for n in graph.nodes}
+    name, i = base, 0
+    while name in names:
+        i += 1
+        name = f"{base}_{i}"
+    return name
