@@ -27,6 +27,7 @@ from common import sources  # noqa: E402
 
 from onnxcompress.distill.api import distill, kept_from_prune_report  # noqa: E402
 from onnxcompress.distill.reconstruct import DistillConfig  # noqa: E402
+from onnxcompress.errors import RecipeError  # noqa: E402
 from onnxcompress.ir.io import load_model  # noqa: E402
 from onnxcompress.passes import preprocess_model  # noqa: E402
 from onnxcompress.prune import PruneConfig, prune_model  # noqa: E402
@@ -89,7 +90,13 @@ def bench_model(name: str, settings: list[str], args) -> list[dict]:
     rows = [{"model": name, "setting": "fp32", "variant": "fp32", "top1": float((ref == labels).mean()),
              "agreement": 1.0}]
     for setting in settings:
-        pruned, rep = prune_model(teacher, prune_config(setting, args.round_to))
+        try:
+            pruned, rep = prune_model(teacher, prune_config(setting, args.round_to))
+        except RecipeError as e:  # e.g. a MACs target this architecture cannot reach
+            print(f"{name} {setting}: {e.message}", file=sys.stderr)
+            rows.append({"model": name, "setting": setting, "variant": f"not reachable: {e.message}",
+                         "top1": float("nan"), "agreement": float("nan")})
+            continue
         kept = kept_from_prune_report(rep)
         cfg = DistillConfig(ridge=args.ridge, samples=args.samples)
         recon, seconds, rss = reconstruct_in_child(teacher, pruned, calib, cfg, kept)

@@ -138,8 +138,8 @@ def test_optimize_writes_model_report_and_recipe(case, tmp_path):
     assert data["models"]["candidate"]["path"] == str(out) and out.exists()
     assert any("calibration data" in w for w in data["warnings"])  # eval falls back to calib, recorded
     assert data["data"]["evaluation"]["is_calibration_data"] is True
-    assert [p["name"] for p in data["passes"]][:4] == ["LiftConstantsPass", "InferShapesPass", "FoldBatchNormPass",
-                                                     "CleanupPass"]
+    assert [p["name"] for p in data["passes"]][:5] == ["LiftConstantsPass", "InferShapesPass", "FoldConstantsPass",
+                                                     "FoldBatchNormPass", "CleanupPass"]
     assert any(d["action"] == "folded" for d in data["decisions"])
     assert data["stages"]["quantize"]["coverage"] > 0  # INT8 by default when calibration data is given
     assert data["recipe"]["gate"]["min_top1_agreement"] == 0.98  # the default policy, written out

@@ -162,6 +162,7 @@ class FoldConstantsPass(Pass):
                 stats[key] += 1
         modified = any(stats[k] for k in ("folded", "identity_removed", "div_to_mul"))
         if modified:
+            _detach_dead_constants(graph)
             graph.cleanup(remove_unused_node_outputs=False).toposort()
         return PassResult(graph, modified, stats)
 
@@ -170,7 +171,7 @@ class FoldConstantsPass(Pass):
         if inputs is None or node.op == "Constant" or node.domain not in (None, "", "ai.onnx"):
             return None
         if node.op not in FOLDERS:
-            ctx.decide(self.name, node.name, "kept", f"no folding rule for {node.op}")
+            ctx.decide(self.name, _subject(node), "kept", f"no folding rule for {node.op}")
             return "skipped"
         reason = self._why_not(graph, node, inputs)
         if reason is None:
@@ -181,10 +182,10 @@ class FoldConstantsPass(Pass):
         if reason is None:
             reason = self._too_big(node, inputs, value)
         if reason is not None:
-            ctx.decide(self.name, node.name, "kept", reason)
+            ctx.decide(self.name, _subject(node), "kept", reason)
             return "skipped"
         _replace_output(node, gs.Constant(node.outputs[0].name, np.array(value, order="C")))
-        ctx.decide(self.name, node.name, "folded", f"{node.op} -> constant {list(value.shape)} {value.dtype}")
+        ctx.decide(self.name, _subject(node), "folded", f"{node.op} -> constant {list(value.shape)} {value.dtype}")
         return "folded"
 
     def _why_not(self, graph: gs.Graph, node: gs.Node, inputs: list) -> str | None:
@@ -209,10 +210,10 @@ class FoldConstantsPass(Pass):
             _rewire(x, out)
             producer.outputs[producer.outputs.index(x)] = out
         else:
-            ctx.decide(self.name, node.name, "kept", "Identity between a graph input/output and a graph output")
+            ctx.decide(self.name, _subject(node), "kept", "Identity between a graph input/output and a graph output")
             return False
-        node.outputs.clear()
-        ctx.decide(self.name, node.name, "removed", "Identity bypassed")
+        _detach(node)
+        ctx.decide(self.name, _subject(node), "removed", "Identity bypassed")
         return True
 
     def _div_to_mul(self, graph: gs.Graph, node: gs.Node, ctx: PassContext) -> None:
@@ -220,7 +221,11 @@ class FoldConstantsPass(Pass):
         recip = np.asarray((1.0 / c.astype(np.float64)).astype(c.dtype))
         node.op = "Mul"
         node.inputs[1] = gs.Constant(_fresh(graph, node.inputs[1].name + "_reciprocal"), recip)
-        ctx.decide(self.name, node.name, "rewritten", "Div by a constant -> Mul by its reciprocal")
+        ctx.decide(self.name, _subject(node), "rewritten", "Div by a constant -> Mul by its reciprocal")
+
+
+def _subject(node: gs.Node) -> str:
+    return node.name or (node.outputs[0].name if node.outputs else node.op)
 
 
 def _reciprocal_ok(node: gs.Node) -> bool:
@@ -254,7 +259,22 @@ def _constant_inputs(node: gs.Node) -> list | None:
 
 def _replace_output(node: gs.Node, const: gs.Constant) -> None:
     _rewire(node.outputs[0], const)
+    _detach(node)
+
+
+def _detach(node: gs.Node) -> None:
+    """Disconnect a dead node completely: graph.cleanup formats every node it removes (eagerly, into a log line),
+    and a node that still holds constant inputs or a Constant's value attribute prints whole arrays."""
     node.outputs.clear()
+    node.inputs.clear()
+    node.attrs.clear()
+
+
+def _detach_dead_constants(graph: gs.Graph) -> None:
+    outputs = {o.name for o in graph.outputs}
+    for node in graph.nodes:
+        if node.op == "Constant" and node.outputs and not node.outputs[0].outputs and node.outputs[0].name not in outputs:
+            _detach(node)
 
 
 def _rewire(old: gs.Tensor, new: gs.Tensor) -> None:
@@ -291,7 +311,7 @@ class FoldBiasAddPass(Pass):
                 continue
             _add_to_bias(graph, conv, c)
             out = add.outputs[0]
-            add.outputs.clear()
+            _detach(add)
             conv.outputs[0] = out
             folded += 1
             ctx.decide(self.name, add.name, "folded", f"into {conv.name}'s bias")
@@ -356,9 +376,10 @@ class RewriteHardSwishPass(Pass):
             graph.nodes.append(gs.Node("HardSigmoid", _fresh_node(graph, last.name + "_hardsigmoid"),
                                        attrs={"alpha": alpha, "beta": beta}, inputs=[x], outputs=[h]))
             last.op = "Mul"
-            last.inputs[:] = [x, h]
+            last.inputs.clear()
+            last.inputs.extend([x, h])
             for node in dead:
-                node.outputs.clear()
+                _detach(node)
             rewritten += 1
             ctx.decide(self.name, last.name, "rewritten", f"hard-swish -> {x.name} * HardSigmoid({x.name})")
         if rewritten:

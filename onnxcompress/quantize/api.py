@@ -22,9 +22,15 @@ log = logging.getLogger(__name__)
 
 
 def preprocess_passes(config: QuantizeConfig) -> list:
+    from onnxcompress.passes.fold import FoldBiasAddPass, FoldConstantsPass, RewriteHardSwishPass
+
     passes = [InferShapesPass()]
+    if config.fold_constants:
+        passes.append(FoldConstantsPass())
     if config.fold_batchnorm:
         passes.append(FoldBatchNormPass())
+    if config.fold_constants:  # after BN folding: the Conv+Add patterns only appear once BN is gone
+        passes += [RewriteHardSwishPass(), FoldBiasAddPass()]
     passes.append(CleanupPass())
     return passes
 

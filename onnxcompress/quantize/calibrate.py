@@ -1,8 +1,11 @@
 """Streaming range collectors: min/max, and bounded histograms of |x| for percentile, entropy (KL) and MSE.
 
 Memory is bounded by (number of calibrated tensors) x (number of bins): every batch is folded into the collectors
-and dropped. Histogram calibrators take two passes over the data: the first finds each tensor's |x| maximum
-(fixing the histogram's range), the second fills the histograms.
+and dropped. :meth:`Collector.collect` takes ONE pass over the data for every calibrator: min/max are running, and
+each |x| histogram starts at the first batch's maximum and, when a later batch exceeds it, doubles its range by
+merging adjacent bins (exact: the bin edges of the wider histogram are edges of the narrower one). It keeps
+2 x num_bins bins so that at least num_bins cover [0, max|x|]; trailing empty bins are trimmed at the end.
+(The older two-pass API, :meth:`minmax_pass` then :meth:`histogram_pass`, is kept: exactly num_bins bins.)
 """
 
 from __future__ import annotations
@@ -35,6 +38,54 @@ class TensorStats:
         self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
         self.count += x.size
 
+    def update_adaptive(self, x: np.ndarray, bins: int) -> None:
+        """Running min/max and an |x| histogram whose range grows by powers of two (one pass)."""
+        if x.size == 0:
+            return
+        lo, hi = float(x.min()), float(x.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN propagates through min/max; +-inf shows up directly
+            raise ValueError("non-finite")
+        self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
+        self.count += x.size
+        absmax = max(abs(lo), abs(hi))
+        if self.hist is None:
+            self.hist = np.zeros(bins, np.int64)
+        if absmax > self.edge:
+            self._grow(absmax)
+        if self.edge <= 0:  # all zeros so far
+            self.hist[0] += x.size
+            return
+        a = x.reshape(-1).astype(np.float32, copy=True)
+        if lo < 0:
+            np.abs(a, out=a)
+        a *= np.float32(bins / self.edge)
+        np.minimum(a, bins - 1, out=a)
+        self.hist += np.bincount(a.astype(np.intp), minlength=bins)
+
+    def _grow(self, absmax: float) -> None:
+        if self.edge <= 0:
+            self.edge = absmax
+            return
+        bins = self.hist.size
+        factor = 1 << int(np.ceil(np.log2(absmax / self.edge)))
+        while self.edge * factor < absmax:  # float rounding of log2
+            factor <<= 1
+        merged = np.zeros(bins, np.int64)
+        if factor >= bins:
+            merged[0] = self.hist.sum()
+        else:
+            merged[: bins // factor] = self.hist.reshape(bins // factor, factor).sum(axis=1)
+        self.hist, self.edge = merged, self.edge * factor
+
+    def trim(self) -> None:
+        """Drop trailing empty bins (the histogram then covers [0, ~max|x|])."""
+        if self.hist is None or self.edge <= 0:
+            return
+        nz = np.flatnonzero(self.hist)
+        last = int(nz[-1]) + 1 if nz.size else 1
+        self.edge = self.edge * last / self.hist.size
+        self.hist = self.hist[:last].copy()
+
     def update_hist(self, x: np.ndarray) -> None:
         if self.hist is None or x.size == 0 or self.edge <= 0:
             return
@@ -60,12 +111,30 @@ class Collector:
         for outputs in batches:
             seen += 1
             for name in self.names:
-                x = outputs[name]
-                if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+                s = self.stats[name]
+                s.update_minmax(outputs[name])
+                if not (np.isfinite(s.rmin) and np.isfinite(s.rmax)) and s.count:  # NaN propagates through min/max
                     raise NonFiniteDataError(
                         f"tensor '{name}' has non-finite values on the calibration data",
                         hint="check the calibration data and the model (NaN/Inf appear in this activation)")
-                self.stats[name].update_minmax(x)
+        return seen
+
+    def collect(self, batches: Iterable[dict[str, np.ndarray]]) -> int:
+        """One pass: min/max, and (num_bins > 0) adaptive histograms with 2 x num_bins bins. Returns batches seen."""
+        if not self.num_bins:
+            return self.minmax_pass(batches)
+        seen = 0
+        for outputs in batches:
+            seen += 1
+            for name in self.names:
+                try:
+                    self.stats[name].update_adaptive(outputs[name], 2 * self.num_bins)
+                except ValueError:
+                    raise NonFiniteDataError(
+                        f"tensor '{name}' has non-finite values on the calibration data",
+                        hint="check the calibration data and the model (NaN/Inf appear in this activation)") from None
+        for s in self.stats.values():
+            s.trim()
         return seen
 
     def histogram_pass(self, batches: Iterable[dict[str, np.ndarray]]) -> None:
@@ -121,35 +190,43 @@ def _mse_threshold(hist: np.ndarray, edge: float, levels: int, one_sided: bool) 
 
 
 def _entropy_threshold(hist: np.ndarray, edge: float, target_bins: int = 128) -> float:
-    """TensorRT-style KL calibration: the threshold whose 128-level quantized distribution is closest to |x|'s."""
+    """TensorRT-style KL calibration: the threshold whose 128-level quantized distribution is closest to |x|'s.
+
+    Group sums come from prefix sums (O(target_bins) per candidate), so one candidate costs a few O(k) vector ops."""
     bins = hist.size
     counts = hist.astype(np.float64)
     counts[0] = 0.0  # exact zeros (ReLU outputs, padding) carry no range information and swamp the divergence
-    if counts.sum() == 0:
+    total = counts.sum()
+    if total == 0:
         return float(edge)
+    nonzero = counts > 0
+    cs = np.concatenate([[0.0], np.cumsum(counts)])
+    cnz = np.concatenate([[0], np.cumsum(nonzero)])
+    levels = np.arange(target_bins)
     best, best_k = np.inf, bins
     step = max((bins - target_bins) // 128, 1)
     for k in range(target_bins, bins + 1, step):
-        p = counts[:k].copy()
-        p[k - 1] += counts[k:].sum()
-        kl = _kl_to_quantized(p, counts[:k], target_bins)
+        starts = (levels * k) // target_bins
+        ends = np.append(starts[1:], k)
+        kl = _kl_to_quantized(counts, nonzero, cs, cnz, starts, ends, total)
         if kl < best:
             best, best_k = kl, k
     return float(best_k * edge / bins)
 
 
-def _kl_to_quantized(p: np.ndarray, ref: np.ndarray, target_bins: int) -> float:
-    """KL(p || q): p is |x|'s histogram clipped at bin k (the tail folded into its last bin); q is the unclipped
-    part merged into ``target_bins`` levels and spread back over its non-empty bins (TensorRT's calibration)."""
-    k = p.size
-    starts = (np.arange(target_bins) * k) // target_bins
-    lengths = np.diff(np.append(starts, k))
-    nonzero = (ref > 0).astype(np.float64)
-    sums = np.add.reduceat(ref, starts)
-    nz = np.add.reduceat(nonzero, starts)
-    q = np.repeat(sums / np.maximum(nz, 1.0), lengths) * nonzero
-    mask = p > 0
-    if q.sum() <= 0:
+def _kl_to_quantized(counts, nonzero, cs, cnz, starts, ends, total: float) -> float:
+    """KL(p || q) for the clip at bin k = ends[-1]: p is |x|'s histogram with the tail folded into bin k-1; q is
+    counts[:k] merged into ``len(starts)`` levels and spread back over each level's non-empty bins (TensorRT)."""
+    k = int(ends[-1])
+    qsum = cs[k]  # the sum of q equals the sum of counts[:k]
+    if qsum <= 0:
         return float("inf")
-    ps, qs = p[mask] / p.sum(), q[mask] / q.sum()
-    return float(np.sum(ps * np.log(ps / np.maximum(qs, 1e-12))))
+    nz = cnz[ends] - cnz[starts]
+    per = (cs[ends] - cs[starts]) / np.maximum(nz, 1)
+    q = np.repeat(per, ends - starts)
+    p = counts[:k].copy()
+    p[k - 1] += total - cs[k]
+    mask = p > 0
+    q = np.where(nonzero[:k], q, 0.0)[mask] / qsum
+    ps = p[mask] / total
+    return float(np.sum(ps * np.log(ps / np.maximum(q, 1e-12))))

@@ -56,6 +56,7 @@ class QuantizeConfig:
     calibration_samples: int | None = None
     batch_size: int = 32
     fold_batchnorm: bool = True
+    fold_constants: bool = True  # constant folding, Div->Mul, Conv+Add->bias, hard-swish -> x * HardSigmoid(x)
     verify: bool = True
 
     def __post_init__(self):

@@ -91,10 +91,8 @@ def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassCont
     bound = data.bind(model_input_specs(model))
     session = make_session(model, SessionOptions(providers="cpu", opt_level="basic"))
     collector = Collector(names, config.num_bins if config.calibrator != "minmax" else 0)
-    if collector.minmax_pass(_outputs(session, bound, names)) == 0:
+    if collector.collect(_outputs(session, bound, names)) == 0:  # one pass over the data, every calibrator
         raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one calibration sample")
-    if config.calibrator != "minmax":
-        collector.histogram_pass(_outputs(session, bound, names))
     levels = P.qrange(config.act_dtype)[1] - P.qrange(config.act_dtype)[0]
     ranges = {}
     inputs = {t.name for t in graph.inputs}  # the data itself (spiky: e.g. a constant background) keeps min/max
