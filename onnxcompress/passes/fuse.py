@@ -88,6 +88,7 @@ def _bypass(bn: gs.Node) -> None:
     producer = bn.inputs[0].inputs[0]
     out = bn.outputs[0]
     bn.outputs.clear()
+    bn.inputs.clear()  # fully disconnected: cleanup drops it without formatting its weights into a log line
     producer.outputs[0] = out
 
 
