@@ -252,7 +252,8 @@ def optimize(model, *, recipe: Recipe | None = None, calib=None, eval=None, outp
     eval_data = _eval_data(calib_data, eval_data, original, recipe.seed, report)
     _describe_data(report, calib, calib_data, eval, eval_data)
     _check(original, candidate, eval_data, recipe, report, say, user_metrics)
-    effective = replace(recipe, quantize=quant_cfg, gate=_policy_of(recipe, report))
+    effective = replace(recipe, quantize=quant_cfg, distill=ctx.artifacts.get("effective_distill"),
+                        gate=_policy_of(recipe, report))
     report.recipe = effective.to_dict()
     report.passes = [r.to_dict() for r in ctx.records]
     report.decisions = [d.to_dict() for d in ctx.decisions]
@@ -266,14 +267,12 @@ def _transform(model, recipe: Recipe, quant_cfg, calib, ctx, report: Report, say
     if recipe.prune is not None:
         say("prune")
         model, report.stages["prune"] = _stage_fn("prune", "prune_model")(model, recipe.prune, calib, ctx=ctx)
-    if recipe.distill is not None:
-        if calib is None:
-            raise DataError("the recipe asks for distillation but no calibration data was given",
-                            hint="pass --calib DATA, or remove the [distill] section")
+    distill_cfg = ctx.artifacts["effective_distill"] = _resolve_distill(recipe, calib, ctx)
+    if distill_cfg is not None:
         say("distill")
         kept = _stage_fn("distill.api", "kept_from_prune_report")(report.stages.get("prune") or {})
         model, report.stages["distill"] = _stage_fn("distill.api", "distill")(
-            teacher, model, calib, recipe.distill, kept=kept, ctx=ctx)
+            teacher, model, calib, distill_cfg, kept=kept, ctx=ctx)
     if quant_cfg is not None:
         say("quantize")
         tuned = _stage_fn("tune", "tune_for_gate")  # the gate has an accuracy criterion: mixed-precision search
@@ -283,6 +282,23 @@ def _transform(model, recipe: Recipe, quant_cfg, calib, ctx, report: Report, say
         else:
             model, report.stages["quantize"] = _stage_fn("quantize", "quantize_model")(model, calib, quant_cfg, ctx=ctx)
     return model
+
+
+def _resolve_distill(recipe: Recipe, calib, ctx):
+    """``auto`` (the default): reconstruct after pruning when calibration data is given; the choice is recorded."""
+    value = recipe.distill
+    if value == AUTO:
+        if recipe.prune is None:
+            return None
+        if calib is None:
+            ctx.decide("optimize", "distill", "skipped", "no calibration data: the pruned model is not reconstructed")
+            return None
+        ctx.decide("optimize", "distill", "auto", "reconstructing the pruned model against the original")
+        return stage_config_class("distill")()
+    if value is not None and calib is None:
+        raise DataError("the recipe asks for distillation but no calibration data was given",
+                        hint="pass --calib DATA, or set distill = false")
+    return value
 
 
 def _save(model: onnx.ModelProto, output) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A recipe file (TOML or JSON) has a top-level ``seed`` and the sections ``prune``, ``distill``, ``quantize``,
 ``validate`` and ``gate``. A stage section is a table (that stage with those settings), ``true`` (defaults) or
-``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for the CPU target when calibration data is given.
+``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for the CPU target when calibration data is given;
+``distill`` absent means ``"auto"``: layer-wise reconstruction after pruning when calibration data is given.
 ``gate`` absent means a default policy chosen from what the evaluation data allows (see api.default_policy).
 Unknown keys are errors that list the valid keys. The effective recipe is written into every report.
 """
@@ -45,7 +46,7 @@ def stage_config_class(stage: str) -> type | None:
 def _stage_from(stage: str, value: Any) -> Any:
     if value is None or value is False:
         return None
-    if value == AUTO and stage == "quantize":
+    if value == AUTO and stage in ("quantize", "distill"):
         return AUTO
     cls = stage_config_class(stage)
     if cls is None:
@@ -64,7 +65,7 @@ def _stage_from(stage: str, value: Any) -> Any:
 class Recipe:
     seed: int = 0
     prune: Any = None  # PruneConfig | None
-    distill: Any = None  # DistillConfig | None
+    distill: Any = AUTO  # DistillConfig | None | "auto"
     quantize: Any = AUTO  # QuantizeConfig | None | "auto"
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     gate: GatePolicy | None = None  # None: a default policy chosen from the evaluation data
@@ -98,10 +99,10 @@ class Recipe:
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"recipe file not found: {path}", hint="give a .toml or .json recipe file")
-        text = path.read_text(encoding="utf-8")
         try:
+            text = path.read_text(encoding="utf-8")
             data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise RecipeError(f"{path} cannot be parsed: {e}", hint="fix the TOML/JSON syntax") from e
         if not isinstance(data, dict):
             raise RecipeError(f"{path} must hold a table/object at the top level", hint="see docs/recipe.md")
@@ -123,10 +124,18 @@ class Recipe:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
+    @staticmethod
+    def check_path(path: str | Path) -> None:
+        """A recipe is written as TOML or JSON, chosen by the suffix; anything else is an error."""
+        if Path(path).suffix.lower() not in (".toml", ".json"):
+            raise RecipeError(f"cannot write a recipe to {path}: unknown format '{Path(path).suffix}'",
+                              hint="name the file *.toml or *.json")
+
     def write(self, path: str | Path) -> Path:
         from onnxcompress.ir.io import write_text_atomic
 
         path = Path(path)
+        self.check_path(path)
         return write_text_atomic(path, self.to_json() if path.suffix.lower() == ".json" else self.to_toml())
 
 

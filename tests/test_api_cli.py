@@ -205,6 +205,21 @@ def test_full_pipeline_prune_distill_quantize(case):
         rel=1e-4)
 
 
+@pytest.mark.parametrize("distill", ["absent", False])
+def test_reconstruction_runs_automatically_after_pruning(case, distill):
+    data = {"prune": {"ratio": 0.25}, "quantize": False, "validate": {"profile": {"enabled": False}}}
+    if distill != "absent":
+        data["distill"] = distill
+    _, report = api.optimize(case / "ref.onnx", recipe=Recipe.from_dict(data), calib=case / "calib.npz",
+                             eval=case / "eval.npz")
+    decisions = [d for d in report.decisions if d["subject"] == "distill"]
+    if distill == "absent":  # "auto": reconstruct after pruning when calibration data is given, and say so
+        assert "distill" in report.stages and decisions[0]["action"] == "auto"
+        assert report.recipe["distill"] not in (False, "auto")  # the effective recipe names the config used
+    else:
+        assert "distill" not in report.stages and report.recipe["distill"] is False
+
+
 @pytest.mark.parametrize("name", ["resnet_mnist", "vit_mnist"])
 def test_interleaved_comparison_on_bundled_models(name, tmp_path):
     from conftest import bundled_data, bundled_model

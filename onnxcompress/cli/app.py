@@ -64,6 +64,16 @@ def _guarded(fn: Callable[[], Any]) -> Any:
         raise typer.Exit(EXIT_INTERNAL) from None
 
 
+def _check_outputs(outputs: list, inputs: list, dirs: list = ()) -> None:
+    """Before any work: each output file is writable and is none of the inputs; each report folder is not a file."""
+    from onnxcompress.ir.io import check_output, check_output_dir
+
+    for out in outputs:
+        check_output(out, *inputs)
+    for folder in dirs:
+        check_output_dir(folder)
+
+
 def _fmt_count(n: float) -> str:
     for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= div:

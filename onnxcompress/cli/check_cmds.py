@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from onnxcompress.cli.app import _guarded, _stderr_console, app
+from onnxcompress.cli.app import _check_outputs, _guarded, _stderr_console, app
 
 
 # --- validate / profile / gate / optimize ---------------------------------------------------------------------
@@ -108,6 +108,7 @@ def validate(
     def work():
         from onnxcompress import api
 
+        _check_outputs([], [], [report_dir])
         config = _validate_config(labels, metric, output_name, tolerance, check_stat, providers, threads,
                                   batch_size, max_samples)
         report = api.validate(reference, candidate, data, config=config)
@@ -148,6 +149,7 @@ def profile(
         from onnxcompress import api
         from onnxcompress.validate.config import ProfileConfig
 
+        _check_outputs([], [], [report_dir])
         config = ProfileConfig(batch_sizes=_batch_list(batch), warmup=warmup, iterations=iterations,
                                op_profile=op_profile)
         report = api.profile(model, vs=vs, data=data, config=config, providers=providers, threads=threads, seed=seed)
@@ -176,6 +178,7 @@ def gate(
         from onnxcompress import api
         from onnxcompress.validate.gate import load_policy
 
+        _check_outputs([], [], [report_dir])
         gate_policy = load_policy(policy)
         base = _recipe_validate(policy)
         config = _validate_config(labels, None, None, None, None, providers, threads, None, max_samples, base)
@@ -222,6 +225,10 @@ def optimize(
         from onnxcompress import api
         from onnxcompress.recipe import Recipe
 
+        reports = report_dir or output.parent / f"{output.stem}-report"
+        _check_outputs([output, dump_recipe], [model, recipe, calib, eval_data], [reports])
+        if dump_recipe is not None:
+            Recipe.check_path(dump_recipe)
         rec = Recipe.from_file(recipe) if recipe is not None else Recipe()
         validate_cfg = replace(rec.validate, providers=providers or rec.validate.providers,
                                profile=replace(rec.validate.profile, enabled=rec.validate.profile.enabled and not no_profile))
@@ -232,6 +239,6 @@ def optimize(
             _, report = api.optimize(model, recipe=rec, calib=calib, eval=eval_data, output=output, progress=step)
         if dump_recipe is not None:
             Recipe.from_dict(report.recipe).write(dump_recipe)
-        _finish(report, report_dir or output.parent / f"{output.stem}-report", json_out)
+        _finish(report, reports, json_out)
 
     _guarded(work)

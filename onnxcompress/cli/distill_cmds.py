@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from onnxcompress.cli.app import _guarded, app
+from onnxcompress.cli.app import _check_outputs, _guarded, app
 
 
 # --- distill ----------------------------------------------------------------------------------------------------
@@ -47,6 +47,7 @@ def distill_reconstruct(
         from onnxcompress.distill.reconstruct import DistillConfig
         from onnxcompress.ir.io import load_model, save_model
 
+        _check_outputs([output], [teacher, student, calib, kept])
         config = DistillConfig(ridge=ridge, samples=samples)
         model, report = distill(load_model(teacher), load_model(student), calib, config, kept=load_kept(kept))
         save_model(model, output)
@@ -69,6 +70,7 @@ def distill_export(
         from onnxcompress.distill.attach import export_weights, save_npz_atomic
         from onnxcompress.ir.io import load_model
 
+        _check_outputs([output], [model])
         weights = export_weights(load_model(model))
         save_npz_atomic(weights, output)
         typer.echo(f"{len(weights)} tensors -> {output}")
@@ -90,6 +92,7 @@ def distill_attach(
         from onnxcompress.distill.api import attach
         from onnxcompress.ir.io import load_model, save_model
 
+        _check_outputs([output], [model, weights, mapping, data])
         out, report = attach(load_model(model), weights, mapping, data)
         save_model(out, output)
         typer.echo(f"attached {len(report['attached'])} tensors, validated on {report['validated_on']} -> {output}")

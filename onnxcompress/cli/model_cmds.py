@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from onnxcompress.cli.app import _fmt_count, _guarded, app
+from onnxcompress.cli.app import _check_outputs, _fmt_count, _guarded, app
 
 
 # --- inspect ----------------------------------------------------------------------------------------------------
@@ -69,6 +69,7 @@ def convert(
         from onnxcompress.ir.io import convert_opset, load_model, opset_of, save_model
         from onnxcompress.passes import LiftConstantsPass, PassContext, apply_to_model
 
+        _check_outputs([output], [model])
         src = load_model(model)
         before = opset_of(src)
         out = convert_opset(src, opset) if before != opset else src

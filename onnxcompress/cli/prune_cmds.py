@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from onnxcompress.cli.app import _fmt_count, _guarded, app
+from onnxcompress.cli.app import _check_outputs, _fmt_count, _guarded, app
 
 
 # --- prune ------------------------------------------------------------------------------------------------------
@@ -63,6 +63,7 @@ def prune(
                              round_to=round_to, exclude=tuple(exclude or ()), overrides=_parse_overrides(override),
                              target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,
                              bias_correction=bias_correction)
+        _check_outputs([output, report], [model, calib])
         data = load_input_data(calib) if calib is not None else None
         pruned, info = prune_model(load_model(model), config, data)
         save_model(pruned, output)

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from onnxcompress.cli.app import _guarded, app
+from onnxcompress.cli.app import _check_outputs, _guarded, app
 
 
 # --- quantize ---------------------------------------------------------------------------------------------------
@@ -55,8 +55,10 @@ def quantize(
             target=target, calibrator=calibrator, percentile=percentile, per_channel=not per_tensor,
             include=tuple(include or ()), exclude=tuple(exclude or ()), layer_policy=layer_policy,
             calibration_samples=samples, batch_size=batch_size, bias_correction=bias_correction)
-        from onnxcompress.tune.run import quantize_command
+        from onnxcompress.tune.run import quantize_command, trace_path_for
 
+        traced = (trace or trace_path_for(output)) if max_drop is not None else None
+        _check_outputs([output, report, traced], [model, calib, eval_data])
         qmodel, info = quantize_command(load_model(model), calib, config, mode=mode, max_drop=max_drop, metric=metric,
                                         time_budget=time_budget, eval_data=eval_data, smooth_quant=smooth_quant,
                                         output=output, trace=trace)
@@ -128,6 +130,7 @@ def sensitivity(
         from onnxcompress.quantize import QuantizeConfig
         from onnxcompress.tune import TuneConfig, resolve_metric, sensitivity_analysis
 
+        _check_outputs([report], [model, calib, eval_data])
         data = load_input_data(eval_data if eval_data is not None else calib)
         tune = TuneConfig(metric=resolve_metric(metric, data), mode=mode, top_k=top_k, measure_latency=False)
         info = sensitivity_analysis(load_model(model), calib, QuantizeConfig(target=target, calibrator=calibrator),

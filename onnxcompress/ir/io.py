@@ -221,6 +221,38 @@ def _check_writable(path: Path) -> None:
         raise OutputPathError(f"output file {path} exists and is read-only", hint="remove it or choose another name")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_output(path: str | os.PathLike | None, *inputs: object) -> None:
+    """Fail early (before any work) when ``path`` cannot be written or is one of ``inputs``.
+
+    ``inputs`` are the paths the command reads (``None`` and in-memory objects are ignored); writing onto one would
+    modify the input, which onnxcompress never does.
+    """
+    if path is None:
+        return
+    path = Path(path)
+    _check_writable(path)
+    for src in inputs:
+        if isinstance(src, (str, os.PathLike)) and _same_file(path, Path(src)):
+            raise OutputPathError(f"output path {path} is also an input ({src}); the input is never overwritten",
+                                  hint="write the result to a new file, e.g. model.opt.onnx")
+
+
+def check_output_dir(folder: str | os.PathLike | None) -> None:
+    """Fail early when the report folder ``folder`` is an existing file."""
+    if folder is None:
+        return
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputPathError(f"report folder {folder} is an existing file", hint="give a folder path")
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file next to ``path`` and rename it into place; nothing is left on failure."""
     path = Path(path)

@@ -4,7 +4,8 @@
   evaluated with numpy and replaced by an initializer, for the ops in :data:`FOLDERS` only; a result larger than
   ``max_bytes`` that is also larger than the constants it consumes is not folded (the model never grows past the
   cap). ``Identity`` is bypassed; ``Div`` by a float constant becomes ``Mul`` by its reciprocal (the form ORT's
-  Conv/MatMul scale fusions and our hard-swish matcher recognise).
+  Conv/MatMul scale fusions and our hard-swish matcher recognise), except the ``x / sqrt(2)`` feeding an Erf
+  (ORT's GELU fusion needs the Div).
 - :class:`FoldBiasAddPass`: ``Conv -> Add(per-channel constant)`` becomes the Conv's bias (ORT does this for float
   graphs; for QDQ graphs the Add would stay a float island between two int8 kernels).
 - :class:`RewriteHardSwishPass`: ``x * Clip(x + 3, 0, 6) / 6`` (and ``* (1/6)``) becomes
@@ -229,8 +230,11 @@ def _subject(node: gs.Node) -> str:
 
 
 def _reciprocal_ok(node: gs.Node) -> bool:
-    """Div(x, c): x computed at run time, c a finite non-zero float constant."""
+    """Div(x, c): x computed at run time, c a finite non-zero float constant, and not the ``x / sqrt(2)`` of an
+    Erf GELU (onnxruntime fuses ``Div -> Erf -> Add -> Mul -> Mul`` into Gelu/BiasGelu only with the Div)."""
     if constant_value(node.inputs[0]) is not None:
+        return False
+    if any(c.op == "Erf" for c in node.outputs[0].outputs):
         return False
     c = constant_value(node.inputs[1])
     return (c is not None and c.dtype.kind == "f" and c.size > 0 and bool(np.all(np.isfinite(c)))

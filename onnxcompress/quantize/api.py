@@ -87,6 +87,7 @@ def build_report(model, qmodel, art: dict, config: QuantizeConfig, seconds: floa
         "activation_dtype": config.act_dtype,
         "quantized": [{"node": n, "op": plan.ops[n], "kind": k} for n, k in plan.nodes.items()],
         "absorbed": [{"node": n, "into": p} for n, p in plan.absorbed.items()],
+        "float_outputs": [{"node": n, "tensor": t} for n, t in plan.float_outputs.items()],
         "skipped": [{"node": n, "reason": r} for n, r in plan.skipped.items()],
         "tensors": tensors,
         "size": {"before_bytes": int(tensor_bytes(model)), "after_bytes": int(tensor_bytes(qmodel)),

@@ -61,6 +61,7 @@ class Plan:
     skipped: dict[str, str] = field(default_factory=dict)  # node -> reason
     quantizable: dict[str, str] = field(default_factory=dict)  # node -> op, every node with a kernel-kind rule
     weighted: set[str] = field(default_factory=set)  # Conv/Gemm/MatMul nodes whose weight is a constant
+    float_outputs: dict[str, str] = field(default_factory=dict)  # node -> output left float (no consumer is int8)
 
     def add_activation(self, name: str, calibrate: bool = True) -> None:
         if name not in self.groups.parent:
@@ -70,7 +71,7 @@ class Plan:
             self.calibrated.append(name)
 
     def drop_activation(self, name: str) -> None:
-        """An output un-marked because a Relu/Clip absorbs it (only ever a singleton group)."""
+        """An output un-marked (a Relu/Clip absorbs it, or no consumer is int8); only ever a singleton group."""
         self.activations.remove(name)
         self.calibrated.remove(name)
         del self.groups.parent[name]
@@ -127,7 +128,29 @@ def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
             reason = _apply(graph, node, rule, plan, config)
         if reason is not None and node.op not in UNRECORDED:
             plan.skipped[node.name] = reason
+    drop_float_only_outputs(graph, plan)
     return plan
+
+
+#: compute ops that onnxruntime runs in int8 with a float output (QGemm, MatMulIntegerToFloat: DQ -> op, no Q)
+FLOAT_OUTPUT_OPS = ("MatMul", "Gemm")
+
+
+def drop_float_only_outputs(graph: gs.Graph, plan: Plan) -> None:
+    """Un-mark the output Q/DQ of a weighted MatMul/Gemm whose consumers all stay float (e.g. a transformer's bias
+    Add): the pair would only round the value and cost a Q and a DQ; without it onnxruntime fuses the node into
+    MatMulIntegerToFloat / QGemm with a float output (and folds the following bias Add into it)."""
+    consumed = {s.tensor for s in plan.specs if s.role == "activation"}
+    members = plan.groups.members()
+    nodes = {n.name: n for n in graph.nodes}
+    for tensor, owner in list(plan.output_of.items()):
+        node = nodes.get(owner)
+        if node is None or node.op not in FLOAT_OUTPUT_OPS or owner not in plan.weighted:
+            continue
+        if tensor != node.outputs[0].name or tensor in consumed or len(members.get(tensor, [])) != 1:
+            continue
+        plan.drop_activation(tensor)
+        plan.float_outputs[owner] = tensor
 
 
 def _apply(graph: gs.Graph, node: gs.Node, rule, plan: Plan, config: QuantizeConfig) -> str | None:

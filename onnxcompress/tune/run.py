@@ -25,8 +25,12 @@ def quantize_command(model: onnx.ModelProto, calib, config: QuantizeConfig, *, m
     """(quantized model, report). With ``max_drop`` the mixed-precision search runs and the best model so far is
     written to ``output`` as it goes (``report["tune"]["goal_met"]`` says whether the goal was reached)."""
     from onnxcompress.data.inputs import load_input_data
+    from onnxcompress.errors import RecipeError
     from onnxcompress.tune import TuneConfig, resolve_metric, tune_quantization
+    from onnxcompress.tune.config import MODES
 
+    if mode not in MODES:
+        raise RecipeError(f"unknown quantization mode '{mode}'", hint=f"use one of {', '.join(MODES)}")
     calib = load_input_data(calib) if calib is not None else None
     smoothing = None
     if smooth_quant is not None:
