@@ -6,6 +6,8 @@ a forked child process so the figure is the reconstruction's own).
 
 Usage:  .venv/bin/python bench/distill.py [--models resnet_mnist,vit_mnist,ppocr_cls] [--settings r0.3,r0.5,m0.5]
                                           [--round-to 8] [--samples 256] [--ridge 1e-3]
+        .venv/bin/python bench/distill.py --quant-bias [--models ...]   (quantization-aware bias correction only:
+        INT8 vs INT8 + bias correction against the float model, no pruning)
 Settings: rX = prune ratio X per group (l1, local); mX = --target-macs X (keep X of the MACs).
 """
 
@@ -113,6 +115,35 @@ def bench_model(name: str, settings: list[str], args) -> list[dict]:
     return rows
 
 
+def bench_quant_bias(name: str) -> list[dict]:
+    """INT8 with and without quantization-aware bias correction: top-1, agreement and logit MSE vs fp32."""
+    path, calib, evaluation = sources(name)
+    teacher = teacher_of(path)
+    z = np.load(evaluation)
+    input_name = teacher.graph.input[0].name
+    x, labels = z[input_name], z["labels"]
+    ref = logits(teacher, x, input_name)
+    rows = []
+    for corrected in (False, True):
+        t = time.perf_counter()
+        quant, _ = quantize_model(teacher, str(calib), QuantizeConfig(verify=False, bias_correction=corrected))
+        seconds = time.perf_counter() - t
+        out = logits(quant, x, input_name)
+        rows.append({"model": name, "variant": "int8 + bias correction" if corrected else "int8",
+                     "top1": float((out.argmax(1) == labels).mean()),
+                     "agreement": float((out.argmax(1) == ref.argmax(1)).mean()),
+                     "mse": float(((out - ref) ** 2).mean()), "seconds": round(seconds, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def quant_bias_table(rows: list[dict]) -> str:
+    lines = ["| model | variant | top-1 | agreement | logit MSE vs fp32 | quantize s |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['variant']} | {r['top1']:.4f} | {r['agreement']:.4f} | {r['mse']:.3g} | "
+              f"{r['seconds']} |" for r in rows]
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| model | setting | variant | MACs kept | top-1 | agreement | recon s | recon peak RSS MB |",
              "|---|---|---|---|---|---|---|---|"]
@@ -130,14 +161,15 @@ def main() -> None:
     p.add_argument("--round-to", type=int, default=8)
     p.add_argument("--samples", type=int, default=256)
     p.add_argument("--ridge", type=float, default=1e-3)
+    p.add_argument("--quant-bias", action="store_true", help="only INT8 vs INT8 + bias correction")
     args = p.parse_args()
     rows = []
     for name in args.models.split(","):
         if not sources(name)[0].exists():
             print(f"skipping {name}: {sources(name)[0]} not found", file=sys.stderr)
             continue
-        rows += bench_model(name, args.settings.split(","), args)
-    print(table(rows))
+        rows += bench_quant_bias(name) if args.quant_bias else bench_model(name, args.settings.split(","), args)
+    print(quant_bias_table(rows) if args.quant_bias else table(rows))
 
 
 if __name__ == "__main__":
