@@ -35,6 +35,13 @@ def _model(model):
     return model if hasattr(model, "graph") else load_model(model)
 
 
+def _output_ok(output, *inputs) -> None:
+    """Before any work: ``output`` (if given) is writable and is none of the input paths."""
+    from onnxcompress.ir.io import check_output
+
+    check_output(output, *inputs)
+
+
 def _saved(model, report: dict, output):
     """Save ``model`` atomically to ``output`` when given; returns (model, report)."""
     if output is not None:
@@ -50,6 +57,7 @@ def quantize(model, calib, config=None, output=None):
     (atomically) when given. The input model is never modified."""
     from onnxcompress.quantize import QuantizeConfig, quantize_model
 
+    _output_ok(output, model, calib)
     return _saved(*quantize_model(_model(model), calib, config if config is not None else QuantizeConfig()), output)
 
 
@@ -61,6 +69,7 @@ def prune(model, config=None, calib=None, output=None):
     from onnxcompress.data.inputs import InputData, load_input_data
     from onnxcompress.prune import PruneConfig, prune_model
 
+    _output_ok(output, model, calib)
     if calib is not None and not isinstance(calib, InputData):
         calib = load_input_data(calib)
     return _saved(*prune_model(_model(model), config if config is not None else PruneConfig(), calib), output)
@@ -73,6 +82,7 @@ def distill(teacher, student, calib, config=None, *, kept=None, output=None):
     from onnxcompress.distill.api import distill as _distill
     from onnxcompress.distill.reconstruct import DistillConfig
 
+    _output_ok(output, teacher, student, calib)
     cfg = config if config is not None else DistillConfig()
     return _saved(*_distill(_model(teacher), _model(student), calib, cfg, kept=kept), output)
 
@@ -82,6 +92,7 @@ def attach(model, weights, mapping=None, data=None, output=None):
     and validate by running; returns (model, report dict); saves to ``output``."""
     from onnxcompress.distill.api import attach as _attach
 
+    _output_ok(output, model, weights, mapping, data)
     return _saved(*_attach(_model(model), weights, mapping, data), output)
 
 

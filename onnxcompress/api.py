@@ -238,18 +238,22 @@ def optimize(model, *, recipe: Recipe | None = None, calib=None, eval=None, outp
     failed gate). With ``output`` the model is saved atomically before validation."""
     from onnxcompress.passes import PassContext
 
+    from onnxcompress.ir.io import check_output
+
     say = progress or (lambda stage: None)
     recipe = recipe or Recipe()
+    check_output(output, model, calib, eval)
     say("load")
     original, ref_info = load(model)
     calib_data, eval_data = _data(calib), _data(eval)
     report = Report("optimize", models={"reference": ref_info}, environment=environment_info(
         _providers(recipe.validate.providers)))
     quant_cfg = _resolve_quantize(recipe, calib_data, report)
+    eval_data = _eval_data(calib_data, eval_data, original, recipe.seed, report)
+    _check_data(eval_data, original, recipe.validate)
     ctx = PassContext(seed=recipe.seed, calibration=calib_data)
     candidate = _transform(original, recipe, quant_cfg, calib_data, ctx, report, say)
     report.models["candidate"] = _save(candidate, output)
-    eval_data = _eval_data(calib_data, eval_data, original, recipe.seed, report)
     _describe_data(report, calib, calib_data, eval, eval_data)
     _check(original, candidate, eval_data, recipe, report, say, user_metrics)
     effective = replace(recipe, quantize=quant_cfg, distill=ctx.artifacts.get("effective_distill"),
@@ -258,6 +262,16 @@ def optimize(model, *, recipe: Recipe | None = None, calib=None, eval=None, outp
     report.passes = [r.to_dict() for r in ctx.records]
     report.decisions = [d.to_dict() for d in ctx.decisions]
     return candidate, report
+
+
+def _check_data(data, model: onnx.ModelProto, config: ValidateConfig) -> None:
+    """Check every evaluation sample (names, dtypes, shapes, NaN/Inf) before anything is written."""
+    from onnxcompress.data.inputs import model_input_specs
+
+    bound = data.batched(config.batch_size).limited(config.max_samples).bind(model_input_specs(model))
+    bound.check_first()
+    for _ in bound.batches():
+        pass
 
 
 def _transform(model, recipe: Recipe, quant_cfg, calib, ctx, report: Report, say: Progress) -> onnx.ModelProto:

@@ -169,7 +169,8 @@ def check_batch(batch: Batch, specs: list[InputSpec], allow_nonfinite: bool, sou
             bad = int(np.size(arr) - np.isfinite(arr).sum())
             raise NonFiniteDataError(
                 f"input '{spec.name}' in {source} contains {bad} NaN/Inf value(s)",
-                hint="clean the data, or allow it explicitly (--allow-nonfinite / allow_nonfinite=True)",
+                hint="clean the data (e.g. np.nan_to_num), or allow it explicitly in Python: "
+                     "load_input_data(...).allowing_nonfinite()",
             )
 
 
@@ -278,10 +279,15 @@ def _limit(stream: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
 
 # --- constructors -----------------------------------------------------------------------------------------------
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"cannot read {path}: not a valid .npz file (not a zip archive of .npy arrays, or truncated)",
+                        hint="write the data with numpy.savez(path, input_name=array, ...)")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read {path}: {e}", hint="give a .npz written by numpy.savez") from e
 
 

@@ -136,6 +136,14 @@ def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
 FLOAT_OUTPUT_OPS = ("MatMul", "Gemm")
 
 
+def _gemm_fusable(node: gs.Node) -> bool:
+    """A 2-D MatMul followed by an Add: onnxruntime's MatMulAddFusion would turn it into a float Gemm (its bias is
+    not quantized) before the QDQ fusions run, so that MatMul keeps its output Q/DQ and runs as QLinearMatMul."""
+    x = node.inputs[0]
+    rank = len(x.shape) if x.shape is not None else None
+    return node.op == "MatMul" and rank in (None, 2) and any(c.op == "Add" for c in node.outputs[0].outputs)
+
+
 def drop_float_only_outputs(graph: gs.Graph, plan: Plan) -> None:
     """Un-mark the output Q/DQ of a weighted MatMul/Gemm whose consumers all stay float (e.g. a transformer's bias
     Add): the pair would only round the value and cost a Q and a DQ; without it onnxruntime fuses the node into
@@ -148,6 +156,8 @@ def drop_float_only_outputs(graph: gs.Graph, plan: Plan) -> None:
         if node is None or node.op not in FLOAT_OUTPUT_OPS or owner not in plan.weighted:
             continue
         if tensor != node.outputs[0].name or tensor in consumed or len(members.get(tensor, [])) != 1:
+            continue
+        if _gemm_fusable(node):
             continue
         plan.drop_activation(tensor)
         plan.float_outputs[owner] = tensor

@@ -34,6 +34,10 @@ def sensitivity_analysis(model, calib, quant=None, tune: TuneConfig = TuneConfig
     from onnxcompress.tune.sensitivity import analyze, prune_sensitivity
     from onnxcompress.tune.trials import TrialBuilder
 
+    if not 0.0 <= prune_ratio < 1.0:
+        from onnxcompress.errors import RecipeError
+
+        raise RecipeError(f"prune_ratio must be in [0, 1), got {prune_ratio}", hint="e.g. --prune-ratio 0.3")
     calib = load_input_data(calib)
     data = load_input_data(eval_data) if eval_data is not None else calib
     builder = TrialBuilder(model, calib, quant or QuantizeConfig(), tune.mode)

@@ -4,8 +4,10 @@ Start from the full INT8 plan; if it misses the goal, rank the nodes by sensitiv
 first, to a higher precision (the choices of ``TuneConfig.precisions``: float, or int16 activations) until the
 goal is met; then try to give back each of those nodes while the goal still holds. Among choices that meet the
 goal the faster one wins (latency timed against fp32 in the same process, interleaved), else the one with the
-smaller drop. Every trial is appended to the trace; the best model so far is saved (atomically) as soon as it is
-found, so an interrupted or over-budget search still leaves a usable result. ``report["goal_met"]`` says whether
+smaller drop. With latency measured, whole-model presets (only the layers with weights in INT8; dynamic
+quantization) are timed right after the baseline, so the search can pick one of them when it is the fastest
+model that meets the goal (a preset that meets it ends the search). Every trial is appended to the trace; the
+best model so far is saved (atomically) as soon as it is found, so an interrupted or over-budget search still leaves a usable result. ``report["goal_met"]`` says whether
 the goal was reached (the CLI exits 1 when it was not).
 """
 
@@ -37,9 +39,11 @@ class Trial:
     met: bool
     seconds: float
     latency: dict[str, float] | None = None
+    mode: str = "static"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trial": self.index, "phase": self.phase, "higher_precision": dict(sorted(self.choice.items())),
+        return {"trial": self.index, "phase": self.phase, "mode": self.mode,
+                "higher_precision": dict(sorted(self.choice.items())),
                 "goal_met": self.met, **self.score.to_dict(), "latency": self.latency,
                 "seconds": round(self.seconds, 3)}
 
@@ -89,19 +93,20 @@ class MixedPrecisionSearch:
         return (0, -t.score.drop, -len(t.choice))
 
     # --- one trial --------------------------------------------------------------------------------------------
-    def trial(self, choice: Choice, phase: str) -> Trial:
-        key = choice_key(choice)
+    def trial(self, choice: Choice, phase: str, mode: str | None = None) -> Trial:
+        mode = mode or self.tune.mode
+        key = (mode, choice_key(choice))
         if key in self.state.cache:
             return self.state.cache[key]
         start = self.clock()
-        model, _ = self.builder.build(choice)
+        model, _ = self.builder.build(choice, mode=mode)
         score = self.evaluator.score(model)
         met = score.meets(self.tune.max_drop)
         latency = self.probe.measure(model) if self.probe is not None and met else None
-        t = Trial(len(self.state.trials), phase, dict(choice), score, met, self.clock() - start, latency)
+        t = Trial(len(self.state.trials), phase, dict(choice), score, met, self.clock() - start, latency, mode)
         self.state.trials.append(t)
         self.state.cache[key] = t
-        log.info("trial %d (%s): %s drop %.4f%s", t.index, phase, dict(choice) or "full int8", score.drop,
+        log.info("trial %d (%s, %s): %s drop %.4f%s", t.index, phase, mode, dict(choice) or "full int8", score.drop,
                  " (goal met)" if met else "")
         if self.state.best is None or self._key(t) > self._key(self.state.best):
             self.state.best = t
@@ -127,8 +132,12 @@ class MixedPrecisionSearch:
     # --- phases -----------------------------------------------------------------------------------------------
     def run(self) -> tuple[onnx.ModelProto, dict[str, Any]]:
         base = self.trial({}, "baseline")
+        self._presets()
         if base.met:
-            self.state.stopped = "full INT8 meets the goal"
+            self.state.stopped = "full INT8 meets the goal" + (
+                "" if self.state.best is base else f"; preset '{self._preset_name(self.state.best)}' is faster")
+        elif self.state.best.met:
+            self.state.stopped = f"preset '{self._preset_name(self.state.best)}' meets the goal"
         elif self.over_budget():
             self.state.stopped = "time budget exhausted"
         else:
@@ -136,6 +145,21 @@ class MixedPrecisionSearch:
             if self.state.best.met:
                 self._give_back()
         return self.finish()
+
+    def _presets(self) -> None:
+        """With latency measured, time the whole-model alternatives too (linear layers only, dynamic): on CPUs where
+        int8 attention/Softmax or Q/DQ pairs cost more than they save, one of them is the fastest model that meets
+        the goal. Without latency they are skipped (ties prefer fewer higher-precision nodes: full INT8)."""
+        if self.probe is None:
+            return
+        for name, (mode, choice) in self.builder.presets().items():
+            if self.over_budget():
+                return
+            self.trial(choice, f"preset:{name}", mode)
+
+    @staticmethod
+    def _preset_name(t: Trial) -> str:
+        return t.phase.split(":", 1)[1] if t.phase.startswith("preset:") else t.phase
 
     def _ranking(self) -> list[str]:
         from onnxcompress.tune.sensitivity import analyze
@@ -167,17 +191,17 @@ class MixedPrecisionSearch:
 
     def _give_back(self) -> None:
         """Return nodes to INT8 (least sensitive kept node first) while the goal still holds."""
-        best = dict(self.state.best.choice)
+        best, mode = dict(self.state.best.choice), self.state.best.mode
         for node in reversed(list(best)):
             if self.over_budget():
                 self.state.stopped += "; give-back cut short by the time budget"
                 return
-            trial = self.trial({k: v for k, v in best.items() if k != node}, "give-back")
+            trial = self.trial({k: v for k, v in best.items() if k != node}, "give-back", mode)
             if trial.met:
                 best.pop(node)
             elif self.probe is not None:  # the goal needs this node: is another precision cheaper?
                 for p in self.tune.usable_precisions():
-                    alt = self.trial({**best, node: p}, "give-back")
+                    alt = self.trial({**best, node: p}, "give-back", mode)
                     if alt.met and self.state.best is alt:
                         best[node] = p
 
@@ -191,7 +215,7 @@ class MixedPrecisionSearch:
             "stopped": self.state.stopped or "running",
             "time_budget_s": self.tune.time_budget,
             "elapsed_s": round(self.elapsed(), 3),
-            "mode": self.tune.mode,
+            "mode": best.mode if best else self.tune.mode,
             "best": best.to_dict() if best else None,
             "higher_precision": dict(sorted(best.choice.items())) if best else {},
             "trials": [t.to_dict() for t in self.state.trials],
@@ -199,7 +223,8 @@ class MixedPrecisionSearch:
         }
 
     def finish(self) -> tuple[onnx.ModelProto, dict[str, Any]]:
-        model, qreport = self.builder.build(self.state.best.choice, verify=self.quant.verify, ctx=self.ctx)
+        best = self.state.best
+        model, qreport = self.builder.build(best.choice, verify=self.quant.verify, ctx=self.ctx, mode=best.mode)
         self._save(model)
         report = dict(qreport)
         report["tune"] = self.summary()

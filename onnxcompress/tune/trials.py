@@ -67,9 +67,9 @@ class TrialBuilder:
 
         return plan_graph(self._graph(), config or self.config)
 
-    def units(self) -> dict[str, str]:
+    def units(self, mode: str | None = None) -> dict[str, str]:
         """Quantizable nodes of the full INT8 plan (name -> op type), in graph order: the search's units."""
-        if self.mode == "dynamic":
+        if (mode or self.mode) == "dynamic":
             from onnxcompress.quantize.dynamic import why_not_dynamic
 
             return {n.name: n.op for n in self._graph().nodes if n.op in ("MatMul", "Gemm") and why_not_dynamic(n) is None}
@@ -107,9 +107,26 @@ class TrialBuilder:
         ctx = PassContext(calibration=self.calib)
         self.ranges.update(calibrate(self._graph(), Plan(calibrated=missing), self.config, ctx))
 
-    def build(self, choice: Choice, *, verify: bool = False, ctx: PassContext | None = None
-              ) -> tuple[onnx.ModelProto, dict[str, Any]]:
-        if self.mode == "dynamic":
+    def presets(self) -> dict[str, tuple[str, Choice]]:
+        """Whole-model alternatives to full INT8 that the search times as well: name -> (mode, choice).
+
+        ``linear-only``: only the layers with weights (Conv/Gemm/MatMul with a constant weight) in INT8; attention's
+        activation x activation MatMuls, Softmax, Add/Mul and pools stay float (on x86 CPUs without VNNI their int8
+        kernels and Q/DQ pairs cost more than they save). ``dynamic``: MatMul/Gemm with weights quantized at run
+        time (MatMulInteger), no calibrated ranges."""
+        out: dict[str, tuple[str, Choice]] = {}
+        if self.mode == "static":
+            plan = self.plan()
+            floats = {n: "float" for n, kind in plan.nodes.items() if kind != "passthrough" and n not in plan.weighted}
+            if floats and any(n in plan.nodes for n in plan.weighted):
+                out["linear-only"] = ("static", floats)
+            if any(self.units(mode="dynamic")):
+                out["dynamic"] = ("dynamic", {})
+        return out
+
+    def build(self, choice: Choice, *, verify: bool = False, ctx: PassContext | None = None,
+              mode: str | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+        if (mode or self.mode) == "dynamic":
             from onnxcompress.quantize.dynamic import DynamicQuantizeConfig, quantize_dynamic_model
 
             dyn = DynamicQuantizeConfig(per_channel=self.config.per_channel, reduce_range=self.config.reduce_range,
