@@ -355,3 +355,14 @@ def test_api_leaves_model_protos_unchanged(ws, tmp_path):
     oc.profile(model, vs=pruned, config=oc.ProfileConfig(warmup=1, iterations=2, op_profile=False))
     oc.inspect(model)
     assert _bytes(model) == pristine and _bytes(pruned) == student
+
+
+def test_prune_ratio_and_target_together_is_an_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import bundled_model
+    from onnxcompress.cli import app
+
+    r = CliRunner().invoke(app, ["prune", str(bundled_model("resnet_mnist")), "-o", str(tmp_path / "p.onnx"),
+                                 "--ratio", "0.3", "--target-macs", "0.5"])
+    assert r.exit_code == 3 and "not both" in r.output and list(tmp_path.iterdir()) == []

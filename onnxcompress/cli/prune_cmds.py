@@ -31,7 +31,8 @@ def _parse_overrides(items: Optional[list[str]]) -> dict[str, float]:
 def prune(
     model: Path = typer.Argument(..., help="The .onnx model."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the pruned model."),
-    ratio: float = typer.Option(0.3, "--ratio", help="Fraction of each group's channels to remove, in [0, 1)."),
+    ratio: Optional[float] = typer.Option(None, "--ratio", help="Fraction of each group's channels to remove, in "
+                                          "[0, 1) (default 0.3 when no target is given)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration data (.npz or folder): needed by "
                                          "activation/reconstruction, gives shapes to models with dynamic dims."),
     criterion: str = typer.Option("l1", "--criterion", help="l1 | l2 | bn_scale | activation | reconstruction | random."),
@@ -59,7 +60,12 @@ def prune(
         from onnxcompress.ir.io import load_model, save_model, write_text_atomic
         from onnxcompress.prune import PruneConfig, prune_model
 
-        config = PruneConfig(ratio=ratio, criterion=criterion, allocation=allocation, min_channels=min_channels,
+        from onnxcompress.errors import RecipeError
+
+        if ratio is not None and (target_macs is not None or target_params is not None):
+            raise RecipeError("give --ratio or a target (--target-macs/--target-params), not both",
+                              hint="a target searches the ratio itself; drop --ratio")
+        config = PruneConfig(ratio=0.3 if ratio is None else ratio, criterion=criterion, allocation=allocation, min_channels=min_channels,
                              round_to=round_to, exclude=tuple(exclude or ()), overrides=_parse_overrides(override),
                              target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,
                              bias_correction=bias_correction)
