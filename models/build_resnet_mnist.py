@@ -108,23 +108,14 @@ def main():
     model = ResNetMNIST()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"ResNetMNIST: {n_params} parameters")
-    hp = {k: v for k, v in HP.items() if k in
-          ("epochs", "lr", "weight_decay", "batch_size", "label_smoothing", "warmup_epochs", "seed")}
-    hp["aug_kwargs"] = None
-    secs = zc.train(model, splits, **hp)
-    print(f"training wall time {secs:.1f}s")
-    zc.export_onnx(model, OUT)
-    acc, maxdiff = zc.verify_onnx(OUT, model)
-    hist = zc.op_histogram(OUT)
-    print("op histogram:", hist)
+    zc.build(model, splits, OUT, HP, build_script="models/build_resnet_mnist.py", n_params=n_params,
+             description="ResNet-style CNN with unfused BatchNorm, residual Adds, depthwise-separable block, "
+             "inception-style Concat block, ReLU/ReLU6(Clip), GlobalAveragePool->Flatten->Gemm head",
+             check_ops=_check_ops)
+
+
+def _check_ops(hist):
     assert hist.get("BatchNormalization", 0) == 10 and hist.get("Conv", 0) == 13
-    entry = zc.update_manifest(
-        OUT, description="ResNet-style CNN with unfused BatchNorm, residual Adds, "
-        "depthwise-separable block, inception-style Concat block, ReLU/ReLU6(Clip), "
-        "GlobalAveragePool->Flatten->Gemm head",
-        build_script="models/build_resnet_mnist.py", param_count=n_params,
-        eval_top1=acc, max_abs_diff=maxdiff, train_seconds=secs, hyperparams=HP)
-    print(f"wrote {OUT} ({entry['size_bytes']} bytes, sha256 {entry['sha256'][:16]}...)")
 
 
 if __name__ == "__main__":

@@ -103,23 +103,16 @@ def main():
     model = ViTMNIST()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"ViTMNIST: {n_params} parameters")
-    hp = {k: v for k, v in HP.items() if k in
-          ("epochs", "lr", "weight_decay", "batch_size", "label_smoothing", "warmup_epochs", "seed")}
-    secs = zc.train(model, splits, **hp)
-    print(f"training wall time {secs:.1f}s")
-    zc.export_onnx(model, OUT)
-    acc, maxdiff = zc.verify_onnx(OUT, model)
-    hist = zc.op_histogram(OUT)
-    print("op histogram:", hist)
+    zc.build(model, splits, OUT, HP, build_script="models/build_vit_mnist.py", n_params=n_params,
+             description="Small ViT: Conv patch embedding (4x4), learned position embedding, 3 pre-LN encoder "
+             "blocks with hand-written 4-head self-attention (MatMul/Softmax), GELU MLP, LayerNormalization, "
+             "mean-pool, Gemm head",
+             check_ops=_check_ops)
+
+
+def _check_ops(hist):
     assert hist.get("Softmax", 0) == DEPTH and hist.get("MatMul", 0) >= 2 * DEPTH
     assert hist.get("LayerNormalization", 0) == 2 * DEPTH + 1
-    entry = zc.update_manifest(
-        OUT, description="Small ViT: Conv patch embedding (4x4), learned position "
-        "embedding, 3 pre-LN encoder blocks with hand-written 4-head self-attention "
-        "(MatMul/Softmax), GELU MLP, LayerNormalization, mean-pool, Gemm head",
-        build_script="models/build_vit_mnist.py", param_count=n_params,
-        eval_top1=acc, max_abs_diff=maxdiff, train_seconds=secs, hyperparams=HP)
-    print(f"wrote {OUT} ({entry['size_bytes']} bytes, sha256 {entry['sha256'][:16]}...)")
 
 
 if __name__ == "__main__":

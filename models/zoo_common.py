@@ -12,7 +12,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 
 import numpy as np
@@ -145,7 +144,6 @@ def clean_graph(m):
     """Remove Identity nodes that merely alias initializers, turn Constant nodes
     into initializers, drop unused initializers, then topologically keep order."""
     import onnx
-    from onnx import numpy_helper
 
     g = m.graph
     inits = {i.name: i for i in g.initializer}
@@ -297,3 +295,20 @@ def update_manifest(path, *, description, build_script, param_count, eval_top1,
         json.dump(data, f, indent=2)
         f.write("\n")
     return entry
+
+
+TRAIN_KEYS = ("epochs", "lr", "weight_decay", "batch_size", "label_smoothing", "warmup_epochs", "seed")
+
+
+def build(model, splits, out, hp, *, description, build_script, n_params, check_ops):
+    """Train, export, verify the exported model with ORT, check its op histogram, record the manifest entry."""
+    secs = train(model, splits, **{k: v for k, v in hp.items() if k in TRAIN_KEYS})
+    print(f"training wall time {secs:.1f}s")
+    export_onnx(model, out)
+    acc, maxdiff = verify_onnx(out, model)
+    hist = op_histogram(out)
+    print("op histogram:", hist)
+    check_ops(hist)
+    entry = update_manifest(out, description=description, build_script=build_script, param_count=n_params,
+                            eval_top1=acc, max_abs_diff=maxdiff, train_seconds=secs, hyperparams=hp)
+    print(f"wrote {out} ({entry['size_bytes']} bytes, sha256 {entry['sha256'][:16]}...)")
