@@ -61,6 +61,17 @@ def outputs(path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate([sess.run(None, {name: b})[0] for b in np.array_split(x, max(len(x) // 64, 1))])
 
 
+def _kept(choice: dict) -> str:
+    """The higher-precision nodes, summarised when many (a preset keeps every non-linear node float)."""
+    if len(choice) <= 3:
+        return str(choice)
+    ops: dict[str, int] = {}
+    for node in choice:
+        op = node.rsplit("/", 1)[-1].split("_")[0]
+        ops[op] = ops.get(op, 0) + 1
+    return f"{len(choice)} float ({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))})"
+
+
 def build_variants(name, model_path, calib, tune_split, tmp: Path, args) -> tuple[dict[str, Path], dict]:
     model = load_model(model_path)
     paths, info = {"fp32": Path(model_path)}, {}
@@ -76,7 +87,8 @@ def build_variants(name, model_path, calib, tune_split, tmp: Path, args) -> tupl
     paths["ours-mixed"] = out
     t = rep["tune"]
     info["ours-mixed"] = {"s": time.perf_counter() - start, "trials": len(t["trials"]), "goal_met": t["goal_met"],
-                          "kept": t["higher_precision"], "stopped": t["stopped"], "tune_drop": t["best"]["drop"]}
+                          "kept": _kept(t["higher_precision"]), "stopped": t["stopped"], "tune_drop": t["best"]["drop"],
+                          "picked": f"{t['best']['phase']} ({t['mode']})"}
     start = time.perf_counter()
     q, _ = quantize_dynamic(model, QuantizeConfig(verify=False))
     paths["ours-dynamic"], info["ours-dynamic"] = save_model(q, tmp / f"{name}-dyn.onnx"), {"s": time.perf_counter() - start}
@@ -130,7 +142,7 @@ def main() -> None:
                 notes = ""
                 if "trials" in r:
                     notes = (f"goal {'met' if r['goal_met'] else 'NOT met'} (tune-split drop {r['tune_drop']:.4f}), "
-                             f"{r['trials']} trials, kept {r['kept']}; {r['stopped']}")
+                             f"{r['trials']} trials, picked {r['picked']}, kept {r['kept']}; {r['stopped']}")
                 print(f"{r['model']:<13} {r['variant']:<14} {r['top1']:>6.3f} {r['agree']:>6.3f} {r['cos']:>7.4f} "
                       f"{r['size_kb']:>8.0f} {r['ms_b32']:>8.2f} {r['x_b32']:>6.2f} {r.get('s', 0.0):>8.1f}  {notes}",
                       flush=True)

@@ -86,7 +86,15 @@ def bench_model(name, ratios, criteria, rounds, threads, lines):
 
 
 def target_line(name, model, calib, x, labels, ref, feeds, rounds, threads, round_to, bc, lines):
-    pruned, rep = prune_model(model, PruneConfig(target_macs=0.5, round_to=round_to, bias_correction=bc), calib)
+    from onnxcompress.errors import RecipeError
+
+    try:
+        pruned, rep = prune_model(model, PruneConfig(target_macs=0.5, round_to=round_to, bias_correction=bc), calib)
+    except RecipeError as e:  # e.g. round_to=8 on a narrow model: the target is out of reach, say so and go on
+        lines.append(f"\n{name} --target-macs 0.5 --round-to {round_to}{' --bias-correction' if bc else ''}: "
+                     f"not reachable: {str(e).splitlines()[0]}")
+        print(lines[-1], flush=True)
+        return
     a, b, s = latency_ratio(model, pruned, feeds, rounds, threads)
     pred = predictions(pruned, x, in_name_of(model, feeds))
     lines.append(f"\n{name} --target-macs 0.5 --round-to {round_to}{' --bias-correction' if bc else ''} (l1, local): MACs kept {rep['target']['achieved']:.3f} at ratio "

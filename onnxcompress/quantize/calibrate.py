@@ -19,6 +19,7 @@ import numpy as np
 from onnxcompress.errors import NonFiniteDataError
 
 log = logging.getLogger(__name__)
+CHUNK = 1 << 18  # values per histogram step: bounds the temporaries (~3.5 MB)
 
 
 @dataclass
@@ -42,7 +43,8 @@ class TensorStats:
         """Running min/max and an |x| histogram whose range grows by powers of two (one pass)."""
         if x.size == 0:
             return
-        lo, hi = float(x.min()), float(x.max())
+        flat = x.reshape(-1)
+        lo, hi = float(flat.min()), float(flat.max())
         if not (np.isfinite(lo) and np.isfinite(hi)):  # NaN propagates through min/max; +-inf shows up directly
             raise ValueError("non-finite")
         self.rmin, self.rmax = min(self.rmin, lo), max(self.rmax, hi)
@@ -55,12 +57,7 @@ class TensorStats:
         if self.edge <= 0:  # all zeros so far
             self.hist[0] += x.size
             return
-        a = x.reshape(-1).astype(np.float32, copy=True)
-        if lo < 0:
-            np.abs(a, out=a)
-        a *= np.float32(bins / self.edge)
-        np.minimum(a, bins - 1, out=a)
-        self.hist += np.bincount(a.astype(np.intp), minlength=bins)
+        self.hist += _bin_counts(flat, np.float32(bins / self.edge), bins, signed=lo < 0)
 
     def _grow(self, absmax: float) -> None:
         if self.edge <= 0:
@@ -93,6 +90,24 @@ class TensorStats:
         idx = np.abs(x.reshape(-1)) * np.float32(bins / self.edge)
         idx = np.minimum(idx.astype(np.int64), bins - 1)
         self.hist += np.bincount(idx, minlength=bins)
+
+
+def _bin_counts(flat: np.ndarray, scale: np.float32, bins: int, signed: bool) -> np.ndarray:
+    """Counts of floor(|x| * scale) clamped to bins - 1, for |x| <= bins / scale.
+
+    Per chunk of ``CHUNK`` values: scale, |.|, to int, bincount; the temporaries stay bounded (and cache-sized)
+    whatever the tensor's size. floor(|x| * scale) <= bins (float32 rounding adds < 1 below 2**23), so the clamp is
+    a fold of bin ``bins`` into ``bins - 1`` instead of a pass over the data: the counts equal clip-then-floor.
+    Indices are uint16 where they fit (numpy's bincount is fastest on uint16; int32/uint32 are 2-3x slower)."""
+    itype = np.uint16 if bins < 65535 else np.intp
+    counts = np.zeros(bins + 1, np.int64)
+    for i in range(0, flat.size, CHUNK):
+        a = np.multiply(flat[i:i + CHUNK], scale, dtype=np.float32)
+        if signed:
+            np.abs(a, out=a)
+        counts += np.bincount(a.astype(itype), minlength=bins + 1)
+    counts[bins - 1] += counts[bins]
+    return counts[:bins]
 
 
 @dataclass
@@ -192,41 +207,42 @@ def _mse_threshold(hist: np.ndarray, edge: float, levels: int, one_sided: bool) 
 def _entropy_threshold(hist: np.ndarray, edge: float, target_bins: int = 128) -> float:
     """TensorRT-style KL calibration: the threshold whose 128-level quantized distribution is closest to |x|'s.
 
-    Group sums come from prefix sums (O(target_bins) per candidate), so one candidate costs a few O(k) vector ops."""
+    Candidates: every ``(bins - 128) // 128``-th bin from 128 (about 129). All are scored at once from prefix sums
+    (O(candidates x target_bins), see :func:`_kl_divergences`); the first minimum wins."""
     bins = hist.size
     counts = hist.astype(np.float64)
     counts[0] = 0.0  # exact zeros (ReLU outputs, padding) carry no range information and swamp the divergence
-    total = counts.sum()
-    if total == 0:
+    if counts.sum() == 0:
         return float(edge)
-    nonzero = counts > 0
+    ks = np.arange(target_bins, bins + 1, max((bins - target_bins) // 128, 1))
+    kl = _kl_divergences(counts, ks, target_bins) if ks.size else np.empty(0)
+    if not np.isfinite(kl).any():  # fewer bins than levels, or nothing to score: no clipping
+        return float(edge)
+    return float(ks[int(np.argmin(kl))] * edge / bins)
+
+
+def _kl_divergences(counts: np.ndarray, ks: np.ndarray, target_bins: int) -> np.ndarray:
+    """KL(p || q) for every clip bin k in ``ks``, where p is |x|'s histogram ``counts[:k]`` with the tail folded
+    into bin k-1, and q is ``counts[:k]`` merged into ``target_bins`` levels, spread evenly over each level's
+    non-empty bins and normalized (TensorRT; q floored at 1e-12). Per candidate, with T the total and Q = sum(q):
+    ``sum_{i<k-1} p_i/T log((p_i/T) / q_i) = (C[k-1] - S[k-1] log T - sum_j S'_j L_j) / T`` where C, S are prefix
+    sums of c log c and c, S'_j the level sums without bin k-1 and ``L_j = log(max(level_mean_j / Q, 1e-12))``;
+    bin k-1 (which carries the tail) is added on its own. Returns inf where Q is 0."""
+    total = counts.sum()
     cs = np.concatenate([[0.0], np.cumsum(counts)])
-    cnz = np.concatenate([[0], np.cumsum(nonzero)])
-    levels = np.arange(target_bins)
-    best, best_k = np.inf, bins
-    step = max((bins - target_bins) // 128, 1)
-    for k in range(target_bins, bins + 1, step):
-        starts = (levels * k) // target_bins
-        ends = np.append(starts[1:], k)
-        kl = _kl_to_quantized(counts, nonzero, cs, cnz, starts, ends, total)
-        if kl < best:
-            best, best_k = kl, k
-    return float(best_k * edge / bins)
-
-
-def _kl_to_quantized(counts, nonzero, cs, cnz, starts, ends, total: float) -> float:
-    """KL(p || q) for the clip at bin k = ends[-1]: p is |x|'s histogram with the tail folded into bin k-1; q is
-    counts[:k] merged into ``len(starts)`` levels and spread back over each level's non-empty bins (TensorRT)."""
-    k = int(ends[-1])
-    qsum = cs[k]  # the sum of q equals the sum of counts[:k]
-    if qsum <= 0:
-        return float("inf")
-    nz = cnz[ends] - cnz[starts]
-    per = (cs[ends] - cs[starts]) / np.maximum(nz, 1)
-    q = np.repeat(per, ends - starts)
-    p = counts[:k].copy()
-    p[k - 1] += total - cs[k]
-    mask = p > 0
-    q = np.where(nonzero[:k], q, 0.0)[mask] / qsum
-    ps = p[mask] / total
-    return float(np.sum(ps * np.log(ps / np.maximum(q, 1e-12))))
+    cnz = np.concatenate([[0], np.cumsum(counts > 0)])
+    clogc = np.concatenate([[0.0], np.cumsum(counts * np.log(np.where(counts > 0, counts, 1.0)))])
+    starts = (np.arange(target_bins)[None, :] * ks[:, None]) // target_bins
+    ends = np.concatenate([starts[:, 1:], ks[:, None]], axis=1)
+    sums, nonempty = cs[ends] - cs[starts], cnz[ends] - cnz[starts]
+    qsum = cs[ks]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logq = np.log(np.maximum(sums / np.maximum(nonempty, 1) / qsum[:, None], 1e-12))
+        logq = np.where(sums > 0, logq, 0.0)
+        last = counts[ks - 1]
+        inner = clogc[ks - 1] - cs[ks - 1] * np.log(total) - (sums * logq).sum(axis=1) + last * logq[:, -1]
+        p_last = (last + total - cs[ks]) / total
+        q_last = np.where(last > 0, logq[:, -1], np.log(1e-12))
+        tail = np.where(p_last > 0, p_last * (np.log(p_last) - q_last), 0.0)
+        kl = inner / total + tail
+    return np.where((qsum > 0) & np.isfinite(kl), kl, np.inf)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import onnx_graphsurgeon as gs
 
+from onnxcompress.errors import RecipeError
+
 from onnxcompress.ir.query import constant_value, is_graph_output
 from onnxcompress.quantize.config import QuantizeConfig, matches
 from onnxcompress.quantize.rules import WEIGHTED_OPS, TensorQuantSpec, absorbable, rule_for, specs_for, why_not
@@ -114,6 +116,7 @@ def ensure_node_names(graph: gs.Graph) -> int:
 def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
     """Decide, node by node in topological order, what gets quantized."""
     plan = Plan()
+    _check_selection(graph, config)
     first_last = _first_last(graph)
     for node in graph.nodes:
         rule = rule_for(node)
@@ -130,6 +133,18 @@ def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
             plan.skipped[node.name] = reason
     drop_float_only_outputs(graph, plan)
     return plan
+
+
+def _check_selection(graph: gs.Graph, config: QuantizeConfig) -> None:
+    """An include/exclude entry that matches no node is almost always a typo: say so instead of quietly
+    quantizing nothing (include) or everything (exclude)."""
+    for key in ("include", "exclude"):
+        dead = [p for p in getattr(config, key) if not any(matches(p, n.name, n.op) for n in graph.nodes)]
+        if dead:
+            ops = sorted({n.op for n in graph.nodes})
+            raise RecipeError(f"{key} entries {dead} match no node of the model",
+                              hint=f"use a node name (see `onnxcompress inspect --json`), an op type such as "
+                              f"{ops[:6]}, or re:<regex on node names>")
 
 
 #: compute ops that onnxruntime runs in int8 with a float output (QGemm, MatMulIntegerToFloat: DQ -> op, no Q)
