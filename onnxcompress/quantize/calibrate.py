@@ -57,7 +57,7 @@ class TensorStats:
         if self.edge <= 0:  # all zeros so far
             self.hist[0] += x.size
             return
-        self.hist += _bin_counts(flat, np.float32(bins / self.edge), bins, signed=lo < 0)
+        self.hist += _bin_counts(flat, bins / self.edge, bins, signed=lo < 0)
 
     def _grow(self, absmax: float) -> None:
         if self.edge <= 0:
@@ -92,17 +92,20 @@ class TensorStats:
         self.hist += np.bincount(idx, minlength=bins)
 
 
-def _bin_counts(flat: np.ndarray, scale: np.float32, bins: int, signed: bool) -> np.ndarray:
+def _bin_counts(flat: np.ndarray, scale: float, bins: int, signed: bool) -> np.ndarray:
     """Counts of floor(|x| * scale) clamped to bins - 1, for |x| <= bins / scale.
 
     Per chunk of ``CHUNK`` values: scale, |.|, to int, bincount; the temporaries stay bounded (and cache-sized)
     whatever the tensor's size. floor(|x| * scale) <= bins (float32 rounding adds < 1 below 2**23), so the clamp is
     a fold of bin ``bins`` into ``bins - 1`` instead of a pass over the data: the counts equal clip-then-floor.
-    Indices are uint16 where they fit (numpy's bincount is fastest on uint16; int32/uint32 are 2-3x slower)."""
+    Indices are uint16 where they fit (numpy's bincount is fastest on uint16; int32/uint32 are 2-3x slower).
+    float32 arithmetic, unless bins / edge overflows it (a denormal-sized range): then float64."""
     itype = np.uint16 if bins < 65535 else np.intp
+    ftype = np.float32 if scale < float(np.finfo(np.float32).max) else np.float64
+    scale = ftype(scale)
     counts = np.zeros(bins + 1, np.int64)
     for i in range(0, flat.size, CHUNK):
-        a = np.multiply(flat[i:i + CHUNK], scale, dtype=np.float32)
+        a = np.multiply(flat[i:i + CHUNK], scale, dtype=ftype)
         if signed:
             np.abs(a, out=a)
         counts += np.bincount(a.astype(itype), minlength=bins + 1)
