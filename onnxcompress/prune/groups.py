@@ -22,6 +22,7 @@ import onnx_graphsurgeon as gs
 
 from onnxcompress.ir.query import constant_value
 from onnxcompress.prune.rules import RULES, WEIGHT, Block, Info, Relation
+from onnxcompress.unionfind import UnionFind
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class _State:
     tensors: dict[str, gs.Tensor] = field(default_factory=dict)
     elem_slot: list[int] = field(default_factory=list)
     elem_pos: list[int] = field(default_factory=list)
-    parent: list[int] = field(default_factory=list)
+    uf: UnionFind = field(default_factory=UnionFind)
     reasons: dict[int, list[str]] = field(default_factory=dict)
     roles: dict[Slot, str] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
@@ -102,17 +103,10 @@ class _State:
     seen: set = field(default_factory=set)
 
     def find(self, e: int) -> int:
-        root = e
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[e] != root:
-            self.parent[e], e = root, self.parent[e]
-        return root
+        return self.uf.find(e)
 
     def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+        self.uf.union(a, b)
 
 
 def _shape_info(graph: gs.Graph, input_shapes: dict[str, list[int]] | None = None) -> Info:
@@ -165,11 +159,11 @@ class _Analyzer:
         shape = self.info.shape(t)
         if shape is None or axis >= len(shape):
             return None
-        st, start = self.st, len(self.st.parent)
+        st, start = self.st, len(self.st.uf)
         st.base[slot], st.tensors[t.name] = start, t
         st.slots.append(slot)
         index = len(st.slots) - 1
-        st.parent.extend(range(start, start + shape[axis]))
+        st.uf.add_all(range(start, start + shape[axis]))
         st.elem_slot.extend([index] * shape[axis])
         st.elem_pos.extend(range(shape[axis]))
         st.queue.append((t, axis))
@@ -266,7 +260,7 @@ class _Analyzer:
     # --- results ------------------------------------------------------------------------------------------------
     def collect(self) -> Analysis:
         st = self.st
-        roots = np.array([st.find(e) for e in range(len(st.parent))], dtype=np.int64)
+        roots = np.array([st.find(e) for e in range(len(st.uf))], dtype=np.int64)
         bad: dict[int, list[str]] = {}
         for e, reasons in sorted(st.reasons.items()):
             acc = bad.setdefault(int(roots[e]), [])

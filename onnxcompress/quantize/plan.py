@@ -13,6 +13,7 @@ from onnxcompress.errors import RecipeError
 from onnxcompress.ir.query import constant_value, is_graph_output
 from onnxcompress.quantize.config import QuantizeConfig, matches
 from onnxcompress.quantize.rules import WEIGHTED_OPS, TensorQuantSpec, absorbable, rule_for, specs_for, why_not
+from onnxcompress.unionfind import UnionFind
 
 #: rule kinds that produce an int8 kernel in ORT (the denominator of coverage)
 KERNEL_KINDS = ("compute", "binary", "unary", "concat")
@@ -20,32 +21,8 @@ KERNEL_KINDS = ("compute", "binary", "unary", "concat")
 UNRECORDED = frozenset({"Constant", "ConstantOfShape", "Shape", "Size", "Range"})
 
 
-class Groups:
+class Groups(UnionFind):
     """Union-find over tensor names: tensors in one group share one scale/zero point."""
-
-    def __init__(self):
-        self.parent: dict[str, str] = {}
-
-    def add(self, name: str) -> None:
-        self.parent.setdefault(name, name)
-
-    def find(self, name: str) -> str:
-        self.add(name)
-        while self.parent[name] != name:
-            self.parent[name] = self.parent[self.parent[name]]
-            name = self.parent[name]
-        return name
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)  # deterministic root
-
-    def members(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for name in sorted(self.parent):
-            out.setdefault(self.find(name), []).append(name)
-        return out
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""Union-find over hashable keys, with a deterministic root (the smallest key of each set).
+
+Shared by the quantizer (tensors that share one scale) and the pruner (channel positions that shrink together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+
+class UnionFind:
+    def __init__(self):
+        self.parent: dict[Hashable, Hashable] = {}
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+    def add(self, key: Hashable) -> None:
+        self.parent.setdefault(key, key)
+
+    def add_all(self, keys: Iterable[Hashable]) -> None:
+        for key in keys:
+            self.parent.setdefault(key, key)
+
+    def find(self, key: Hashable) -> Hashable:
+        self.add(key)
+        root = key
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[key] != root:  # path compression
+            self.parent[key], key = root, self.parent[key]
+        return root
+
+    def union(self, a: Hashable, b: Hashable) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)  # deterministic root
+
+    def members(self) -> dict[Hashable, list[Hashable]]:
+        """root -> sorted members, for every set."""
+        out: dict[Hashable, list[Hashable]] = {}
+        for key in sorted(self.parent):
+            out.setdefault(self.find(key), []).append(key)
+        return out
