@@ -18,6 +18,7 @@ import onnx
 
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.graph import with_outputs
+from onnxcompress.ir.query import initializer_map
 from onnxcompress.passes.base import PassContext
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,9 @@ class BiasTarget:
     axis: int  # channel axis of the output
 
 
-def _inits(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
-    return {t.name: t for t in model.graph.initializer}
-
-
 def find_targets(qmodel: onnx.ModelProto, teacher_tensors: set[str], ctx: PassContext) -> list[BiasTarget]:
     """Quantized layers with an int32 bias behind a DequantizeLinear and a teacher tensor to compare against."""
-    inits = _inits(qmodel)
+    inits = initializer_map(qmodel)
     producers = {o: n for n in qmodel.graph.node for o in n.output}
     targets = []
     for node in qmodel.graph.node:
@@ -106,7 +103,7 @@ def correct_quantized_bias(teacher: onnx.ModelProto, qmodel: onnx.ModelProto, ca
     for _ in range(rounds):
         for wave in waves:
             cur = _channel_means(out, [t.output for t in wave], feeds_list, None)
-            inits = _inits(out)
+            inits = initializer_map(out)
             for t in wave:
                 delta = ref[t.output] - cur[t.output]
                 _shift_bias(inits[t.bias_init], inits[t.scale_init], delta)

@@ -18,6 +18,7 @@ import onnx
 
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.graph import with_outputs
+from onnxcompress.ir.query import initializer_map, unique_name
 from onnxcompress.passes.base import PassContext
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,6 @@ class Layer:
     y_name: str
     kept: np.ndarray | None  # kept teacher channel indices of y (None = all)
     axis: int  # channel axis of y
-
-
-def _inits(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
-    return {t.name: t for t in model.graph.initializer}
 
 
 def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
@@ -89,7 +86,7 @@ def _teacher_tensor_names(teacher: onnx.ModelProto) -> set[str]:
 def plan_layers(teacher: onnx.ModelProto, student: onnx.ModelProto, kept: dict[str, list[int]],
                 ctx: PassContext) -> list[Layer]:
     """Reconstructable student layers from the first compressed one on; every skip recorded with its reason."""
-    inits, t_inits = _inits(student), _inits(teacher)
+    inits, t_inits = initializer_map(student), initializer_map(teacher)
     teacher_tensors = _teacher_tensor_names(teacher)
     layers, started = [], False
     for node in student.graph.node:
@@ -211,7 +208,7 @@ def _solved_weights(layer: Layer, acc: _Accumulator, w: np.ndarray, ridge: float
 
 
 def _write_back(model: onnx.ModelProto, layer: Layer, weight: np.ndarray, bias: np.ndarray | None) -> None:
-    inits = _inits(model)
+    inits = initializer_map(model)
     w_t = inits[layer.node.input[1]]
     dtype = onnx.helper.tensor_dtype_to_np_dtype(w_t.data_type)
     w_t.CopyFrom(onnx.numpy_helper.from_array(weight.astype(dtype), w_t.name))
@@ -227,20 +224,15 @@ def _write_back(model: onnx.ModelProto, layer: Layer, weight: np.ndarray, bias: 
         shape = list(b_t.dims)
         b_t.CopyFrom(onnx.numpy_helper.from_array(bias.reshape(shape).astype(dtype), b_t.name))
     else:
-        name = _fresh_name(model, node.input[1] + "_bias")
+        used = {t.name for t in model.graph.initializer} | {o for n in model.graph.node for o in n.output}
+        name = unique_name(node.input[1] + "_bias", used, sep="")
         model.graph.initializer.append(onnx.numpy_helper.from_array(bias.astype(dtype), name))
         while len(node.input) < 2:
             node.input.append("")
         node.input.append(name)
 
 
-def _fresh_name(model: onnx.ModelProto, base: str) -> str:
-    used = {t.name for t in model.graph.initializer} | {o for n in model.graph.node for o in n.output}
-    name, i = base, 0
-    while name in used:
-        i += 1
-        name = f"{base}{i}"
-    return name
+
 
 
 # --- driver -----------------------------------------------------------------------------------------------------
@@ -276,7 +268,7 @@ def reconstruct(teacher: onnx.ModelProto, student: onnx.ModelProto, calib, confi
     layers = plan_layers(teacher, out, dict(kept or {}), ctx)
     done = []
     for layer in layers:
-        w = onnx.numpy_helper.to_array(_inits(out)[layer.node.input[1]])
+        w = onnx.numpy_helper.to_array(initializer_map(out)[layer.node.input[1]])
         acc = _collect(teacher, out, layer, feeds_list, config, w.shape)
         weight, bias = _solved_weights(layer, acc, w, config.ridge)
         _write_back(out, layer, weight, bias)

@@ -22,3 +22,17 @@ def is_graph_output(graph: gs.Graph, tensor: gs.Tensor) -> bool:
 
 def single_consumer(tensor: gs.Tensor) -> gs.Node | None:
     return tensor.outputs[0] if len(tensor.outputs) == 1 else None
+
+
+def unique_name(base: str, taken, sep: str = "_") -> str:
+    """``base``, or ``base{sep}1``, ``base{sep}2``, ... : the first that is not in ``taken``."""
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}{sep}{i}"
+    return name
+
+
+def initializer_map(model) -> dict:
+    """name -> TensorProto of an onnx.ModelProto's initializers (the protos themselves, for in-place edits)."""
+    return {t.name: t for t in model.graph.initializer}

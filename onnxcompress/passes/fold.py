@@ -24,7 +24,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import RecipeError
-from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.ir.query import constant_value, is_graph_output, unique_name
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class FoldConstantsPass(Pass):
         c = constant_value(node.inputs[1])
         recip = np.asarray((1.0 / c.astype(np.float64)).astype(c.dtype))
         node.op = "Mul"
-        node.inputs[1] = gs.Constant(_fresh(graph, node.inputs[1].name + "_reciprocal"), recip)
+        node.inputs[1] = gs.Constant(unique_name(node.inputs[1].name + "_reciprocal", graph.tensors()), recip)
         ctx.decide(self.name, _subject(node), "rewritten", "Div by a constant -> Mul by its reciprocal")
 
 
@@ -289,15 +289,6 @@ def _rewire(old: gs.Tensor, new: gs.Tensor) -> None:
                 consumer.inputs[i] = new
 
 
-def _fresh(graph: gs.Graph, base: str) -> str:
-    tensors = graph.tensors()
-    name, i = base, 0
-    while name in tensors:
-        i += 1
-        name = f"{base}_{i}"
-    return name
-
-
 # --- Conv + per-channel constant Add -> Conv bias ------------------------------------------------------------------
 class FoldBiasAddPass(Pass):
     """``Conv(x, W[, b]) -> Add(., c)`` with ``c`` a per-output-channel (or scalar) constant becomes
@@ -355,7 +346,7 @@ def _add_to_bias(graph: gs.Graph, conv: gs.Node, c: np.ndarray) -> None:
         bias += constant_value(conv.inputs[2]).astype(np.float64).reshape(-1)
     bias = (bias + np.broadcast_to(c.astype(np.float64).reshape(-1), (cout,))).astype(w.dtype)
     base = conv.inputs[2].name if len(conv.inputs) > 2 and conv.inputs[2].name else conv.inputs[1].name + "_bias"
-    const = gs.Constant(_fresh(graph, base + "_addfold"), bias)
+    const = gs.Constant(unique_name(base + "_addfold", graph.tensors()), bias)
     if len(conv.inputs) > 2:
         conv.inputs[2] = const
     else:
@@ -376,8 +367,8 @@ class RewriteHardSwishPass(Pass):
             if match is None:
                 continue
             x, alpha, beta, dead = match
-            h = gs.Variable(_fresh(graph, last.outputs[0].name + "_hardsigmoid"), dtype=x.dtype, shape=x.shape)
-            graph.nodes.append(gs.Node("HardSigmoid", _fresh_node(graph, last.name + "_hardsigmoid"),
+            h = gs.Variable(unique_name(last.outputs[0].name + "_hardsigmoid", graph.tensors()), dtype=x.dtype, shape=x.shape)
+            graph.nodes.append(gs.Node("HardSigmoid", unique_name(last.name + "_hardsigmoid", {n.name for n in graph.nodes}),
                                        attrs={"alpha": alpha, "beta": beta}, inputs=[x], outputs=[h]))
             last.op = "Mul"
             last.inputs.clear()
@@ -429,12 +420,3 @@ def _clip_bounds(clip: gs.Node) -> tuple[float | None, float | None]:
         return None if v is None else float(v)
 
     return bound(1, "min"), bound(2, "max")
-
-
-def _fresh_node(graph: gs.Graph, base: str) -> str:
-    names = {n.name for n in graph.nodes}
-    name, i = base, 0
-    while name in names:
-        i += 1
-        name = f"{base}_{i}"
-    return name

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.ir.query import constant_value, is_graph_output, unique_name
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 
 #: op type -> how the per-output-channel BN scale reaches the weight (see _scaled_weight)
@@ -166,9 +166,4 @@ def _scaled_weight(node: gs.Node, w: np.ndarray, scale: np.ndarray) -> tuple[np.
 
 def _fresh(graph: gs.Graph, base: str) -> str:
     """A tensor name not used in the graph (the old constant stays until cleanup)."""
-    tensors = graph.tensors()
-    name, i = base + "_bnfold", 0
-    while name in tensors:
-        i += 1
-        name = f"{base}_bnfold{i}"
-    return name
+    return unique_name(base + "_bnfold", graph.tensors(), sep="")
