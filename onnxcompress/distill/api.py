@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from onnxcompress.distill.attach import attach_weights, load_mapping, read_weights
+from onnxcompress.distill.attach import attach_weights, load_mapping, read_json, read_weights
 from onnxcompress.distill.reconstruct import DistillConfig, reconstruct
 from onnxcompress.errors import DataError, InputMismatchError
 from onnxcompress.passes.base import PassContext
@@ -26,10 +24,7 @@ def load_kept(path: str | os.PathLike | None) -> dict[str, list[int]]:
     `optimize`/`prune`), a prune report section, or a bare {tensor: [indices]} mapping."""
     if path is None:
         return {}
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read kept-channel record {path}: {e}", hint="give the prune report JSON") from e
+    data = read_json(path, "kept-channel record", "give the prune report JSON")
     if not isinstance(data, dict):
         raise DataError(f"{path} is not a JSON object", hint='expected a prune report or {"tensor": [indices]}')
     for section in ((data.get("stages") or {}).get("prune"), data.get("prune"), data):
