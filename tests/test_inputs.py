@@ -142,4 +142,9 @@ def test_model_specs_and_seeded_random():
 
 def test_anonymous_dim_params_do_not_tie_dims():
     spec = [InputSpec("x", np.dtype("float32"), ("N", 3, "?", "?"))]
-    from_arrays({"x": np.zeros((2, 3, 48, 192), np.float32)}).bind(spec)
+    feeds = list(from_arrays({"x": np.zeros((2, 3, 48, 192), np.float32)}).bind(spec).feeds())
+    assert [f["x"].shape for f in feeds] == [(2, 3, 48, 192)]
+    # a real named dim shared by two axes still ties them
+    named = [InputSpec("x", np.dtype("float32"), ("N", 3, "S", "S"))]
+    with pytest.raises(InputMismatchError, match="dynamic dim 'S'"):
+        from_arrays({"x": np.zeros((2, 3, 48, 192), np.float32)}).bind(named)
