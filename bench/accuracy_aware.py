@@ -34,10 +34,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 from quantize_vs_ort import available_models, latencies, ort_static  # noqa: E402
 
 from onnxcompress.ir.io import load_model, save_model  # noqa: E402
-from onnxcompress.quantize import QuantizeConfig, quantize_model  # noqa: E402
+from onnxcompress.quantization import QuantizeConfig, quantize_model  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session  # noqa: E402
-from onnxcompress.tune import TuneConfig, tune_quantization  # noqa: E402
-from onnxcompress.tune.run import quantize_dynamic  # noqa: E402
+from onnxcompress.tuning import TuneConfig, tune_quantization  # noqa: E402
+from onnxcompress.tuning.run import quantize_dynamic  # noqa: E402
 
 log = logging.getLogger("bench")
 

@@ -27,13 +27,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import sources  # noqa: E402
 
-from onnxcompress.distill.api import distill, kept_from_prune_report  # noqa: E402
-from onnxcompress.distill.reconstruct import DistillConfig  # noqa: E402
+from onnxcompress.distillation.api import distill, kept_from_prune_report  # noqa: E402
+from onnxcompress.distillation.reconstruct import DistillConfig  # noqa: E402
 from onnxcompress.errors import RecipeError  # noqa: E402
 from onnxcompress.ir.io import load_model  # noqa: E402
 from onnxcompress.passes import preprocess_model  # noqa: E402
-from onnxcompress.prune import PruneConfig, prune_model  # noqa: E402
-from onnxcompress.quantize import QuantizeConfig, quantize_model  # noqa: E402
+from onnxcompress.pruning import PruneConfig, prune_model  # noqa: E402
+from onnxcompress.quantization import QuantizeConfig, quantize_model  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session, run  # noqa: E402
 
 

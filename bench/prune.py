@@ -23,7 +23,7 @@ from common import ROOT, sources  # noqa: E402
 
 from onnxcompress.data.inputs import from_npz  # noqa: E402
 from onnxcompress.ir.io import load_model  # noqa: E402
-from onnxcompress.prune import PruneConfig, prune_model  # noqa: E402
+from onnxcompress.pruning import PruneConfig, prune_model  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session, run  # noqa: E402
 
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from onnxcompress.ir.io import convert_opset, load_model, save_model  # noqa: E402
-from onnxcompress.quantize import QuantizeConfig, quantize_model  # noqa: E402
+from onnxcompress.quantization import QuantizeConfig, quantize_model  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session  # noqa: E402
 
 log = logging.getLogger("bench")

@@ -1,9 +1,12 @@
 """onnxcompress: post-training optimization of ONNX models (prune, distill, quantize) with proof it still works.
 
-Only the public API is exported here; heavy modules load lazily so that the CLI starts instantly.
+The public API: the verbs of :mod:`onnxcompress.api`, the typed configs of every recipe section, the Report and
+its typed results, and the error tree. Nothing here imports onnxruntime (sessions are made in runtime/ on use).
 """
 
 from onnxcompress._version import __version__
+from onnxcompress.api import attach, distill, gate, inspect, optimize, profile, prune, quantize, sensitivity, validate
+from onnxcompress.distillation import AttachResult, DistillConfig, DistillResult
 from onnxcompress.errors import (
     DataError,
     InputMismatchError,
@@ -13,44 +16,24 @@ from onnxcompress.errors import (
     RecipeError,
     UserError,
 )
-
-
-from onnxcompress._public import (  # noqa: E402
-    attach,
-    distill,
-    gate,
-    inspect,
-    optimize,
-    profile,
-    prune,
-    quantize,
-    validate,
-)
-from onnxcompress.recipe import Recipe  # noqa: E402
-from onnxcompress.report import Report  # noqa: E402
-from onnxcompress.validate.config import ProfileConfig, Tolerance, ValidateConfig  # noqa: E402
-from onnxcompress.validate.gate import GatePolicy, GateResult  # noqa: E402
-
-#: public names loaded on first use, so that importing onnxcompress (and `onnxcompress --help`) stays fast
-_LAZY = {
-    "PruneConfig": "onnxcompress.prune",
-    "QuantizeConfig": "onnxcompress.quantize",
-    "DistillConfig": "onnxcompress.distill.reconstruct",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'onnxcompress' has no attribute {name!r}")
-
+from onnxcompress.passes import KeptChannels, PreprocessConfig
+from onnxcompress.pruning import PruneConfig, PruneResult
+from onnxcompress.quantization import QuantizeConfig, QuantizeResult, TensorOverride
+from onnxcompress.recipe import Recipe
+from onnxcompress.report import Report
+from onnxcompress.tuning import TuneConfig
+from onnxcompress.validation import GatePolicy, GateResult, ProfileConfig, Tolerance, ValidateConfig
 
 __all__ = [
-    "__version__", "inspect", "quantize", "prune", "distill", "attach", "PruneConfig", "QuantizeConfig",
-    "DistillConfig", "OnnxCompressError", "UserError", "ModelError", "DataError", "InputMismatchError",
-    "ProviderError", "RecipeError",
-    "optimize", "validate", "profile", "gate", "Recipe", "Report", "GatePolicy", "GateResult", "ValidateConfig",
-    "ProfileConfig", "Tolerance",
+    "__version__",
+    # verbs
+    "optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect", "sensitivity",
+    # recipe and configs
+    "Recipe", "PreprocessConfig", "PruneConfig", "DistillConfig", "QuantizeConfig", "TensorOverride", "TuneConfig",
+    "ValidateConfig", "ProfileConfig", "Tolerance", "GatePolicy",
+    # results
+    "Report", "PruneResult", "DistillResult", "AttachResult", "QuantizeResult", "GateResult", "KeptChannels",
+    # errors
+    "OnnxCompressError", "UserError", "ModelError", "DataError", "InputMismatchError", "ProviderError",
+    "RecipeError",
 ]

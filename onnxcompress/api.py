@@ -1,9 +1,10 @@
-"""Thin orchestration: recipe -> passes -> validation -> profile -> gate -> Report.
+"""The public verbs: optimize | prune | quantize | distill | attach | validate | profile | gate | inspect |
+sensitivity.
 
-``optimize`` runs preprocess (InferShapes, FoldBatchNorm, Cleanup) -> prune (if the recipe has it) -> distill
-(if the recipe has it: layer-wise reconstruction of the pruned model against the preprocessed original) ->
-quantize (default: INT8 for the CPU target when calibration data is given) -> validate -> profile -> gate.
-``validate``, ``profile`` and ``gate`` are the same steps on models the user already has.
+Each transform verb is load -> ``pipeline.build(recipe)`` -> run -> (model, typed result); every model argument is
+a path or an ``onnx.ModelProto`` and is never modified; with ``output`` the result is saved atomically. Data
+arguments take what :func:`onnxcompress.data.load_input_data` takes (a .npz path, a folder, a dict of arrays, an
+InputData, a re-iterable of feed dicts).
 """
 
 from __future__ import annotations
@@ -16,126 +17,269 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
+from onnxcompress import pipeline
+from onnxcompress.data.inputs import InputData
+from onnxcompress.distillation.config import DistillConfig
+from onnxcompress.distillation.result import AttachResult, DistillResult
 from onnxcompress.errors import DataError
-from onnxcompress.recipe import AUTO, Recipe, stage_config_class
-from onnxcompress.report import Report, environment_info
-from onnxcompress.validate.config import ProfileConfig, ValidateConfig
-from onnxcompress.validate.gate import GatePolicy, evaluate_gate
+from onnxcompress.passes.artifacts import KeptChannels, Teacher
+from onnxcompress.passes.base import PassContext
+from onnxcompress.passes.preprocess import PreprocessConfig
+from onnxcompress.pruning.config import PruneConfig
+from onnxcompress.pruning.result import PruneResult
+from onnxcompress.quantization.config import QuantizeConfig
+from onnxcompress.quantization.result import QuantizeResult
+from onnxcompress.recipe import Recipe
+from onnxcompress.report import DataInfo, ModelInfo, Report, Stages, environment_info
+from onnxcompress.tuning.config import TuneConfig
+from onnxcompress.tuning.stage import SearchFiles
+from onnxcompress.validation.config import ProfileConfig, ValidateConfig
+from onnxcompress.validation.gate import GatePolicy, Measured, default_policy, evaluate_gate
 
 log = logging.getLogger(__name__)
 
+ModelLike = str | Path | onnx.ModelProto
 Progress = Callable[[str], None]
 RANDOM_SAMPLES = 64
-INT8_KERNELS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger", "QGemm", "DynamicQuantizeMatMul",
-                "MatMulIntegerToFloat", "QAttention", "QLinearAdd", "QLinearMul")
-INT8_CANDIDATES = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+__all__ = ["optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect",
+           "sensitivity", "load"]
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
-def load(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, Any]]:
+def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
     """The model and its identity (path, sha256, bytes); a ModelProto is hashed as serialized."""
     from onnxcompress.ir.io import file_size, load_model, sha256_file
 
     if isinstance(model, onnx.ModelProto):
         blob = model.SerializeToString()
-        return model, {"path": None, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
+        return model, ModelInfo(None, hashlib.sha256(blob).hexdigest(), len(blob))
     path = Path(model)
     proto = load_model(path)
-    return proto, {"path": str(path), "sha256": sha256_file(path), "bytes": sum(file_size(path))}
+    return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
 
 
-def data_info(source: Any, data) -> dict[str, Any]:
-    from onnxcompress.ir.io import sha256_file
-
-    info: dict[str, Any] = {"source": data.source, "samples": len(data), "keys": data.keys(), "sha256": None}
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        info["sha256"] = sha256_file(source)
-    elif isinstance(source, (str, Path)) and Path(source).is_dir():
-        h = hashlib.sha256()
-        for p in sorted(Path(source).iterdir()):
-            if p.is_file():
-                h.update(p.name.encode() + b"\0" + sha256_file(p).encode())
-        info["sha256"] = h.hexdigest()
-    return info
-
-
-def _data(source: Any):
+def _data(source: Any) -> InputData | None:
     from onnxcompress.data.inputs import load_input_data
 
     return None if source is None else load_input_data(source)
 
 
-def profile_sample(model: onnx.ModelProto, data, batch: int, seed: int) -> tuple[dict[str, Any], str]:
-    """A batch of inputs for timing: the first ``batch`` samples of ``data``, else seeded random inputs."""
+def data_info(source: Any, data: InputData, *, is_calibration: bool | None = None) -> DataInfo:
+    from onnxcompress.ir.io import sha256_file
+
+    digest = None
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        digest = sha256_file(source)
+    elif isinstance(source, (str, Path)) and Path(source).is_dir():
+        h = hashlib.sha256()
+        for p in sorted(Path(source).iterdir()):
+            if p.is_file():
+                h.update(p.name.encode() + b"\0" + sha256_file(p).encode())
+        digest = h.hexdigest()
+    return DataInfo(data.source, len(data), tuple(data.keys()), digest, is_calibration)
+
+
+def _save(model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
+    from onnxcompress.ir.io import file_size, save_model, sha256_file
+
+    if output is None:
+        return load(model)[1]
+    path = save_model(model, output)
+    return ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
+
+
+def _run(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext, *, teacher_from_input: bool = True,
+         progress: Progress | None = None) -> onnx.ModelProto:
+    return pipeline.build(recipe, teacher_from_input=teacher_from_input).run(model, ctx, progress)
+
+
+def _stage_recipe(seed: int = 0, preprocess: PreprocessConfig | None = None, **stages: Any) -> Recipe:
+    return Recipe(seed=seed, preprocess=preprocess or PreprocessConfig(), **{"distill": None, "quantize": None,
+                                                                           **stages})
+
+
+# --- transform verbs --------------------------------------------------------------------------------------------
+def prune(model: ModelLike, config: PruneConfig | None = None, calib: Any = None, output: str | Path | None = None,
+          *, preprocess: PreprocessConfig | None = None) -> tuple[onnx.ModelProto, PruneResult]:
+    """Structured channel pruning (default ratio 0.3, l1). ``calib`` is needed by the activation and
+    reconstruction criteria and gives concrete shapes to models with dynamic dims."""
+    from onnxcompress.ir.io import check_output
+
+    check_output(output, model, calib)
+    config = config or PruneConfig()
+    proto, _ = load(model)
+    ctx = PassContext(seed=config.seed, calibration=_data(calib))
+    out = _run(proto, _stage_recipe(config.seed, preprocess, prune=config), ctx)
+    _save(out, output)
+    return out, ctx.require(PruneResult, "prune")
+
+
+def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None = None, *,
+             tune: TuneConfig | None = None, eval: Any = None, output: str | Path | None = None,
+             trace: str | Path | None = None, preprocess: PreprocessConfig | None = None
+             ) -> tuple[onnx.ModelProto, QuantizeResult]:
+    """INT8 quantization (static QDQ from ``calib``, or ``config.mode = "dynamic"``). With ``tune`` the
+    mixed-precision search meets its accuracy goal (checked on ``eval``, else on ``calib``) and writes the best
+    model so far to ``output`` and its trial trace to ``trace`` as it goes; ``result.search.goal_met`` says
+    whether the goal was reached."""
+    from onnxcompress.ir.io import check_output
+
+    check_output(output, model, calib, eval)
+    check_output(trace, model, calib, eval, output)
+    config = config or QuantizeConfig()
+    proto, _ = load(model)
+    ctx = PassContext(calibration=_data(calib), evaluation=_data(eval))
+    recipe = pipeline.resolve(_stage_recipe(0, preprocess, quantize=config, tune=tune), ctx.calibration).recipe
+    if tune is not None:
+        ctx.put(SearchFiles(None if output is None else Path(output), None if trace is None else Path(trace)))
+    out = _run(proto, recipe, ctx)
+    _save(out, output)
+    return out, ctx.require(QuantizeResult, "quantize")
+
+
+def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillConfig | None = None, *,
+            kept: KeptChannels | Mapping[str, list[int]] | None = None, output: str | Path | None = None,
+            preprocess: PreprocessConfig | None = None) -> tuple[onnx.ModelProto, DistillResult]:
+    """Layer-wise reconstruction of ``student`` (a compressed copy of ``teacher``) against the teacher's
+    activations on ``calib``. ``kept``: the kept channels of pruned tensors (a prune result's
+    ``kept_channels()``, or {tensor: indices})."""
+    from onnxcompress.ir.io import check_output
+
+    check_output(output, teacher, student, calib)
+    config = config or DistillConfig()
+    t_proto, _ = load(teacher)
+    s_proto, _ = load(student)
+    recipe = _stage_recipe(config.seed, preprocess, distill=config)
+    ctx = PassContext(seed=config.seed, calibration=_data(calib))
+    ctx.put(Teacher(pipeline.preprocessed(t_proto, recipe, ctx, stage="teacher")))
+    if kept:
+        ctx.put(kept if isinstance(kept, KeptChannels) else KeptChannels.from_mapping(kept))
+    out = _run(s_proto, recipe, ctx, teacher_from_input=False)
+    _save(out, output)
+    return out, ctx.require(DistillResult, "distill")
+
+
+def attach(model: ModelLike, weights: str | Path | Mapping[str, np.ndarray],
+           mapping: str | Path | Mapping[str, str] | None = None, data: Any = None,
+           output: str | Path | None = None, *, seed: int = 0) -> tuple[onnx.ModelProto, AttachResult]:
+    """Attach weights trained elsewhere (.npz/.safetensors/.onnx path or a dict; ``mapping``: JSON path or dict
+    {model name: name in the weights}) and validate by running it (on ``data``, else seeded random inputs)."""
+    from onnxcompress.distillation.weights_io import load_mapping, read_weights
+    from onnxcompress.ir.io import check_output
+
+    check_output(output, model, weights if not isinstance(weights, Mapping) else None,
+                 mapping if not isinstance(mapping, Mapping) else None, data)
+    proto, _ = load(model)
+    arrays = dict(weights) if isinstance(weights, Mapping) else read_weights(weights)
+    names = dict(mapping) if isinstance(mapping, Mapping) else load_mapping(mapping)
+    ctx = PassContext(seed=seed)
+    out = pipeline.attach_pipeline(arrays, names).run(proto, ctx)
+    result = replace(ctx.require(AttachResult, "attach"), validated_on=_run_once(out, data, seed))
+    _save(out, output)
+    return out, result
+
+
+def _run_once(model: onnx.ModelProto, data: Any, seed: int) -> str:
+    """Run ``model`` on a batch of ``data`` (else seeded random inputs); NaN/Inf outputs are a DataError."""
     from onnxcompress.data.inputs import model_input_specs, random_data
+    from onnxcompress.runtime.session import SessionOptions, make_session, run
 
     specs = model_input_specs(model)
-    if data is None:
-        data = random_data(specs, batch, seed=seed)
-        note = f"latency measured on random inputs (seed {seed})"
-    else:
-        note = f"latency measured on {data.source}"
-    feeds = next(data.batched(batch).bind(specs).feeds())
-    return feeds, note
+    feeds_data = _data(data) if data is not None else random_data(specs, 2, seed=seed)
+    assert feeds_data is not None
+    feeds = next(feeds_data.batched(8).bind(specs).feeds())
+    results = run(make_session(model, SessionOptions(providers="cpu")), feeds)
+    bad = [k for k, v in results.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+    if bad:
+        raise DataError(f"the model with attached weights produces NaN/Inf in {bad}",
+                        hint="check that the weights were trained for this architecture and dtype")
+    return feeds_data.source
+
+
+# --- analysis verbs ---------------------------------------------------------------------------------------------
+def inspect(model: ModelLike, input_shapes: Mapping[str, list[int]] | None = None) -> dict[str, Any]:
+    """Static analysis (schema onnxcompress.inspect/1, see docs/inspect-schema.md)."""
+    from onnxcompress.inspection import inspect_model
+
+    return inspect_model(model, dict(input_shapes or {}))
+
+
+def sensitivity(model: ModelLike, calib: Any, quant: QuantizeConfig | None = None, tune: TuneConfig | None = None,
+                *, eval: Any = None, prune_ratio: float = 0.0,
+                preprocess: PreprocessConfig | None = None) -> dict[str, Any]:
+    """Per-node quantization sensitivity, ranked (and per-group pruning loss with ``prune_ratio``), JSON-ready."""
+    from onnxcompress.tuning import sensitivity_analysis
+
+    proto, _ = load(model)
+    calib_data = _data(calib)
+    ctx = PassContext(calibration=calib_data)
+    prepared = pipeline.preprocessed(proto, _stage_recipe(0, preprocess), ctx)
+    return sensitivity_analysis(prepared, calib_data, quant, tune, eval_data=_data(eval), prune_ratio=prune_ratio)
 
 
 # --- validate / profile / gate ----------------------------------------------------------------------------------
-def _validation(reference, candidate, data, config: ValidateConfig, user_metrics, progress_batches=None):
-    from onnxcompress.validate.evaluate import evaluate
+def _providers(spec: str) -> list[str]:
+    from onnxcompress.runtime.session import resolve_providers
 
-    return evaluate(reference, candidate, data, config, user_metrics, progress_batches).to_dict()
-
-
-def _profile(models: Mapping[str, onnx.ModelProto], data, validate: ValidateConfig, seed: int,
-             clock=time.perf_counter) -> tuple[dict[str, Any], str]:
-    from onnxcompress.data.inputs import model_input_specs
-    from onnxcompress.runtime.session import SessionOptions
-    from onnxcompress.validate.profile import profile_sessions
-
-    first = next(iter(models.values()))
-    sample, note = profile_sample(first, data, max(validate.profile.batch_sizes), seed)
-    options = SessionOptions(providers=validate.providers, threads=validate.threads)
-    result = profile_sessions(models, sample, model_input_specs(first), validate.profile, options, clock=clock)
-    result["inputs"] = note
-    return result, note
+    return resolve_providers(spec)
 
 
-def validate(reference, candidate, data, *, config: ValidateConfig | None = None,
-             user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None) -> Report:
-    """Compare ``candidate`` with ``reference`` on ``data``; with ``policy`` the report also holds the gate."""
-    config = config or ValidateConfig()
+def _with_policy_tolerances(config: ValidateConfig, policy: GatePolicy | None) -> ValidateConfig:
     if policy is not None and policy.tolerances is not None:
-        config = replace(config, tolerances=dict(policy.tolerances))
+        return replace(config, tolerances=dict(policy.tolerances))
+    return config
+
+
+def _measured(report: Report, coverage: float | None) -> Measured:
+    cand = report.models.get("candidate")
+    return Measured(report.validation, report.profile, None if cand is None else cand.bytes / 1e6, coverage)
+
+
+def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: ValidateConfig | None = None,
+             user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None) -> Report:
+    """Compare ``candidate`` with ``reference`` on ``data``; with ``policy`` the report also holds the gate.
+    ``user_metrics``: {name: fn(outputs, extras) -> float per batch, or an object with update()/compute()}."""
+    from onnxcompress.quantization.verify import weighted_coverage
+    from onnxcompress.validation.evaluate import evaluate
+    from onnxcompress.validation.profile import profile_models
+
+    config = _with_policy_tolerances(config or ValidateConfig(), policy)
     ref, ref_info = load(reference)
     cand, cand_info = load(candidate)
     eval_data = _data(data)
+    assert eval_data is not None
     report = Report("validate" if policy is None else "gate", models={"reference": ref_info, "candidate": cand_info},
                     data={"evaluation": data_info(data, eval_data)},
                     environment=environment_info(_providers(config.providers)))
-    report.validation = _validation(ref, cand, eval_data, config, user_metrics)
-    report.recipe = Recipe(quantize=None, validate=config, gate=policy).to_dict()
+    report.validation = evaluate(ref, cand, eval_data, config, user_metrics)
+    report.recipe = Recipe(quantize=None, distill=None, validate=config, gate=policy)
     if policy is not None:
         if policy.needs_latency:
-            report.profile, _ = _profile({"reference": ref, "candidate": cand}, eval_data, config, 0)
-            report.warnings += report.profile["warnings"]
-        coverage = int8_kernel_coverage(ref, cand, config) if policy.min_int8_kernel_coverage is not None else None
-        report.stages["coverage"] = coverage
-        report.gate = evaluate_gate(policy, _measured(report, coverage)).to_dict()
+            report.profile = profile_models({"reference": ref, "candidate": cand}, eval_data, config.profile,
+                                            config.providers, config.threads, 0)
+            report.warnings += report.profile.warnings
+        coverage = weighted_coverage(ref, cand) if policy.min_int8_kernel_coverage is not None else None
+        report.stages.coverage = coverage
+        report.gate = evaluate_gate(policy, _measured(report, coverage))
     return report
 
 
-def gate(reference, candidate, data, policy: GatePolicy, *, config: ValidateConfig | None = None,
-         user_metrics: Mapping[str, Any] | None = None) -> Report:
+def gate(reference: ModelLike, candidate: ModelLike, data: Any, policy: GatePolicy, *,
+         config: ValidateConfig | None = None, user_metrics: Mapping[str, Any] | None = None) -> Report:
     """Validate (and profile when the policy has latency criteria), then evaluate ``policy``."""
     return validate(reference, candidate, data, config=config, user_metrics=user_metrics, policy=policy)
 
 
-def profile(model, *, vs=None, data=None, config: ProfileConfig | None = None, providers: str = "auto",
-            threads: int = 0, seed: int = 0, clock=time.perf_counter) -> Report:
+def profile(model: ModelLike, *, vs: ModelLike | None = None, data: Any = None, config: ProfileConfig | None = None,
+            providers: str = "auto", threads: int = 0, seed: int = 0, clock: Callable[[], float] = time.perf_counter
+            ) -> Report:
     """Latency of ``model``; with ``vs`` both models interleaved and speed-up = vs p50 / model p50."""
-    validate_cfg = ValidateConfig(providers=providers, threads=threads, profile=config or ProfileConfig())
+    from onnxcompress.validation.profile import profile_models
+
     proto, info = load(model)
     models, infos = {"model": proto}, {"model": info}
     if vs is not None:
@@ -145,79 +289,14 @@ def profile(model, *, vs=None, data=None, config: ProfileConfig | None = None, p
     report = Report("profile", models=infos, environment=environment_info(_providers(providers)))
     if eval_data is not None:
         report.data["profile"] = data_info(data, eval_data)
-    report.profile, _ = _profile(models, eval_data, validate_cfg, seed, clock)
-    report.warnings += report.profile["warnings"]
+    report.profile = profile_models(models, eval_data, config or ProfileConfig(), providers, threads, seed, clock=clock)
+    report.warnings += report.profile.warnings
     return report
 
 
-def _providers(spec: str) -> list[str]:
-    from onnxcompress.runtime.session import resolve_providers
-
-    return resolve_providers(spec)
-
-
-def _measured(report: Report, coverage: float | None) -> dict[str, Any]:
-    cand = report.models.get("candidate") or {}
-    return {"validation": report.validation, "profile": report.profile, "int8_kernel_coverage": coverage,
-            "candidate_size_mb": None if cand.get("bytes") is None else cand["bytes"] / 1e6}
-
-
-def int8_kernel_coverage(reference: onnx.ModelProto, candidate: onnx.ModelProto, config: ValidateConfig) -> float:
-    """Standalone estimate: int8 kernels in ORT's optimized candidate / Conv, Gemm, MatMul nodes of the reference."""
-    import tempfile
-
-    from onnxcompress.runtime.session import SessionOptions, make_session
-
-    with tempfile.TemporaryDirectory(prefix="onnxcompress-opt-") as tmp:
-        path = Path(tmp) / "optimized.onnx"
-        make_session(candidate, SessionOptions(providers="cpu", threads=1, optimized_model_path=str(path)))
-        optimized = onnx.load(str(path), load_external_data=False)
-    wanted = sum(n.op_type in INT8_CANDIDATES for n in reference.graph.node)
-    found = sum(n.op_type in INT8_KERNELS for n in optimized.graph.node)
-    return 1.0 if wanted == 0 else min(1.0, found / wanted)
-
-
 # --- optimize ---------------------------------------------------------------------------------------------------
-def default_policy(validation: dict[str, Any]) -> GatePolicy:
-    """Used when the recipe has no [gate]: accuracy drop <= 1 pt with labels, agreement >= 98% for classifiers,
-    else cosine >= 0.99."""
-    task = (validation.get("task") or {}).get("reference") or {}
-    primary = validation["fidelity"].get(validation["primary_output"], {})
-    classifier = primary.get("top1_agreement") is not None
-    return GatePolicy(max_accuracy_drop=0.01 if "top1" in task else None,
-                      min_top1_agreement=0.98 if classifier else None,
-                      min_cosine=None if classifier else 0.99)
-
-
-def _stage_fn(stage: str, name: str):
-    import importlib
-
-    return getattr(importlib.import_module(f"onnxcompress.{stage}"), name, None)
-
-
-def _resolve_quantize(recipe: Recipe, calib, report: Report):
-    """Auto: INT8 for the CPU target when calibration data is given and the quantizer is available."""
-    value = recipe.quantize
-    if value == AUTO:
-        cls = stage_config_class("quantize")
-        if calib is None or cls is None or _stage_fn("quantize", "quantize_model") is None:
-            why = "no calibration data (--calib)" if calib is None else "this build has no quantizer"
-            report.warnings.append(f"quantization skipped: {why}")
-            return None
-        return cls()
-    if value is not None and calib is None:
-        raise DataError("the recipe asks for quantization but no calibration data was given",
-                        hint="pass --calib DATA (a .npz with the model's inputs), or set quantize = false")
-    return value
-
-
-def _preprocess(model: onnx.ModelProto, ctx) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    from onnxcompress.passes.preprocess import preprocess_model
-
-    return preprocess_model(model, ctx)
-
-
-def _eval_data(calib, evaluation, model: onnx.ModelProto, seed: int, report: Report):
+def _eval_data(calib: InputData | None, evaluation: InputData | None, model: onnx.ModelProto, seed: int,
+               report: Report) -> InputData:
     from onnxcompress.data.inputs import model_input_specs, random_data
 
     if evaluation is not None:
@@ -231,40 +310,7 @@ def _eval_data(calib, evaluation, model: onnx.ModelProto, seed: int, report: Rep
     return random_data(model_input_specs(model), RANDOM_SAMPLES, seed=seed)
 
 
-def optimize(model, *, recipe: Recipe | None = None, calib=None, eval=None, output: str | Path | None = None,
-             user_metrics: Mapping[str, Any] | None = None,
-             progress: Progress | None = None) -> tuple[onnx.ModelProto, Report]:
-    """Run the pipeline; return the optimized model and its Report (gate result included; never raises on a
-    failed gate). With ``output`` the model is saved atomically before validation."""
-    from onnxcompress.passes import PassContext
-
-    from onnxcompress.ir.io import check_output
-
-    say = progress or (lambda stage: None)
-    recipe = recipe or Recipe()
-    check_output(output, model, calib, eval)
-    say("load")
-    original, ref_info = load(model)
-    calib_data, eval_data = _data(calib), _data(eval)
-    report = Report("optimize", models={"reference": ref_info}, environment=environment_info(
-        _providers(recipe.validate.providers)))
-    quant_cfg = _resolve_quantize(recipe, calib_data, report)
-    eval_data = _eval_data(calib_data, eval_data, original, recipe.seed, report)
-    _check_data(eval_data, original, recipe.validate)
-    ctx = PassContext(seed=recipe.seed, calibration=calib_data)
-    candidate = _transform(original, recipe, quant_cfg, calib_data, ctx, report, say)
-    report.models["candidate"] = _save(candidate, output)
-    _describe_data(report, calib, calib_data, eval, eval_data)
-    _check(original, candidate, eval_data, recipe, report, say, user_metrics)
-    effective = replace(recipe, quantize=quant_cfg, distill=ctx.artifacts.get("effective_distill"),
-                        gate=_policy_of(recipe, report))
-    report.recipe = effective.to_dict()
-    report.passes = [r.to_dict() for r in ctx.records]
-    report.decisions = [d.to_dict() for d in ctx.decisions]
-    return candidate, report
-
-
-def _check_data(data, model: onnx.ModelProto, config: ValidateConfig) -> None:
+def _check_data(data: InputData, model: onnx.ModelProto, config: ValidateConfig) -> None:
     """Check every evaluation sample (names, dtypes, shapes, NaN/Inf) before anything is written."""
     from onnxcompress.data.inputs import model_input_specs
 
@@ -274,79 +320,63 @@ def _check_data(data, model: onnx.ModelProto, config: ValidateConfig) -> None:
         pass
 
 
-def _transform(model, recipe: Recipe, quant_cfg, calib, ctx, report: Report, say: Progress) -> onnx.ModelProto:
-    say("preprocess")
-    model, report.stages["preprocess"] = _preprocess(model, ctx)
-    teacher = model
-    if recipe.prune is not None:
-        say("prune")
-        model, report.stages["prune"] = _stage_fn("prune", "prune_model")(model, recipe.prune, calib, ctx=ctx)
-    distill_cfg = ctx.artifacts["effective_distill"] = _resolve_distill(recipe, calib, ctx)
-    if distill_cfg is not None:
-        say("distill")
-        kept = _stage_fn("distill.api", "kept_from_prune_report")(report.stages.get("prune") or {})
-        model, report.stages["distill"] = _stage_fn("distill.api", "distill")(
-            teacher, model, calib, distill_cfg, kept=kept, ctx=ctx)
-    if quant_cfg is not None:
-        say("quantize")
-        tuned = _stage_fn("tune", "tune_for_gate")  # the gate has an accuracy criterion: mixed-precision search
-        tuned = tuned(model, calib, quant_cfg, recipe.gate, ctx=ctx) if tuned is not None else None
-        if tuned is not None:
-            model, report.stages["quantize"] = tuned
-        else:
-            model, report.stages["quantize"] = _stage_fn("quantize", "quantize_model")(model, calib, quant_cfg, ctx=ctx)
-    return model
+def _stages(ctx: PassContext) -> Stages:
+    return Stages(prune=ctx.get(PruneResult), distill=ctx.get(DistillResult), quantize=ctx.get(QuantizeResult))
 
 
-def _resolve_distill(recipe: Recipe, calib, ctx):
-    """``auto`` (the default): reconstruct after pruning when calibration data is given; the choice is recorded."""
-    value = recipe.distill
-    if value == AUTO:
-        if recipe.prune is None:
-            return None
-        if calib is None:
-            ctx.decide("optimize", "distill", "skipped", "no calibration data: the pruned model is not reconstructed")
-            return None
-        ctx.decide("optimize", "distill", "auto", "reconstructing the pruned model against the original")
-        return stage_config_class("distill")()
-    if value is not None and calib is None:
-        raise DataError("the recipe asks for distillation but no calibration data was given",
-                        hint="pass --calib DATA, or set distill = false")
-    return value
+def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = None, eval: Any = None,
+             output: str | Path | None = None, user_metrics: Mapping[str, Any] | None = None,
+             progress: Progress | None = None) -> tuple[onnx.ModelProto, Report]:
+    """The whole pipeline (preprocess -> prune -> distill -> quantize -> validate -> profile -> gate); returns the
+    optimized model and its Report. A failed gate is ``report.passed is False``, not an exception. With
+    ``output`` the model is saved atomically before validation."""
+    from onnxcompress.ir.io import check_output
+
+    say = progress or (lambda stage: None)
+    recipe = recipe or Recipe()
+    check_output(output, model, calib, eval)
+    say("load")
+    original, ref_info = load(model)
+    calib_data, eval_data = _data(calib), _data(eval)
+    report = Report("optimize", models={"reference": ref_info},
+                    environment=environment_info(_providers(recipe.validate.providers)))
+    resolved = pipeline.resolve(recipe, calib_data)
+    report.warnings += resolved.warnings
+    eval_data = _eval_data(calib_data, eval_data, original, recipe.seed, report)
+    _check_data(eval_data, original, recipe.validate)
+    ctx = PassContext(seed=recipe.seed, calibration=calib_data)
+    for note in resolved.notes:
+        stage, _, reason = note.partition(": ")
+        ctx.decide("optimize", stage, "skipped" if reason.startswith("skipped") else "auto", reason)
+    candidate = _run(original, resolved.recipe, ctx, progress=say)
+    report.stages = _stages(ctx)
+    report.models["candidate"] = _save(candidate, output)
+    if calib_data is not None:
+        report.data["calibration"] = data_info(calib, calib_data)
+    same = calib_data is not None and eval_data is calib_data
+    report.data["evaluation"] = data_info(calib if same else eval, eval_data, is_calibration=same)
+    policy = _check(original, candidate, eval_data, resolved.recipe, report, say, user_metrics)
+    report.recipe = replace(resolved.recipe, gate=policy)
+    report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
+    return candidate, report
 
 
-def _save(model: onnx.ModelProto, output) -> dict[str, Any]:
-    from onnxcompress.ir.io import file_size, save_model, sha256_file
+def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: InputData, recipe: Recipe,
+           report: Report, say: Progress, user_metrics: Mapping[str, Any] | None) -> GatePolicy:
+    from onnxcompress.validation.evaluate import evaluate
+    from onnxcompress.validation.profile import profile_models
 
-    if output is None:
-        _, info = load(model)
-        return info
-    path = save_model(model, output)
-    return {"path": str(path), "sha256": sha256_file(path), "bytes": sum(file_size(path))}
-
-
-def _describe_data(report: Report, calib_src, calib, eval_src, eval_data) -> None:
-    if calib is not None:
-        report.data["calibration"] = data_info(calib_src, calib)
-    report.data["evaluation"] = data_info(eval_src if eval_data is not calib else calib_src, eval_data)
-    report.data["evaluation"]["is_calibration_data"] = calib is not None and eval_data is calib
-
-
-def _policy_of(recipe: Recipe, report: Report) -> GatePolicy:
-    return recipe.gate if recipe.gate is not None else default_policy(report.validation)
-
-
-def _check(original, candidate, eval_data, recipe: Recipe, report: Report, say: Progress, user_metrics) -> None:
-    config = recipe.validate
-    if recipe.gate is not None and recipe.gate.tolerances is not None:
-        config = replace(config, tolerances=dict(recipe.gate.tolerances))
+    config = _with_policy_tolerances(recipe.validate, recipe.gate)
     say("validate")
-    report.validation = _validation(original, candidate, eval_data, config, user_metrics)
-    policy = _policy_of(recipe, report)
+    report.validation = evaluate(original, candidate, eval_data, config, user_metrics)
+    policy = recipe.gate if recipe.gate is not None else default_policy(report.validation)
     if config.profile.enabled or policy.needs_latency:
         say("profile")
-        report.profile, _ = _profile({"reference": original, "candidate": candidate}, eval_data, config, recipe.seed)
-        report.warnings += report.profile["warnings"]
+        report.profile = profile_models({"reference": original, "candidate": candidate}, eval_data, config.profile,
+                                        config.providers, config.threads, recipe.seed)
+        report.warnings += report.profile.warnings
     say("gate")
-    coverage = (report.stages.get("quantize") or {}).get("coverage")
-    report.gate = evaluate_gate(policy, _measured(report, coverage)).to_dict()
+    quant = report.stages.quantize
+    report.stages.coverage = quant.coverage if quant is not None else None
+    report.gate = evaluate_gate(policy, _measured(report, report.stages.coverage))
+    return policy

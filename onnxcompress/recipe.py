@@ -1,84 +1,79 @@
 """The Recipe: everything a run needs to be reproduced, as frozen, validated dataclasses.
 
-A recipe file (TOML or JSON) has a top-level ``seed`` and the sections ``prune``, ``distill``, ``quantize``,
-``validate`` and ``gate``. A stage section is a table (that stage with those settings), ``true`` (defaults) or
-``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for the CPU target when calibration data is given;
-``distill`` absent means ``"auto"``: layer-wise reconstruction after pruning when calibration data is given.
-``gate`` absent means a default policy chosen from what the evaluation data allows (see api.default_policy).
-Unknown keys are errors that list the valid keys. The effective recipe is written into every report.
+A recipe file (TOML or JSON) has a top-level ``seed`` and the sections ``preprocess``, ``prune``, ``distill``,
+``quantize``, ``tune``, ``validate`` and ``gate``. A stage section is a table (that stage with those settings),
+``true`` (defaults) or ``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for the CPU target when
+calibration data is given; ``distill`` absent means ``"auto"``: layer-wise reconstruction after pruning when
+calibration data is given; ``tune`` absent means no accuracy goal of its own (``optimize`` derives one from the
+gate's accuracy criterion). ``gate`` absent means a default policy chosen from what the evaluation data allows
+(see validation.gate.default_policy). Unknown keys are errors that list the valid keys. The effective recipe
+(every ``auto`` resolved) is written into every report, so ``--dump-recipe`` reproduces a run.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from onnxcompress.config import config_from_dict, config_to_dict
+from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.errors import RecipeError
-from onnxcompress.validate.config import ValidateConfig
-from onnxcompress.validate.gate import GatePolicy
+from onnxcompress.passes.preprocess import PreprocessConfig
+from onnxcompress.pruning.config import PruneConfig
+from onnxcompress.quantization.config import QuantizeConfig
+from onnxcompress.tuning.config import TuneConfig
+from onnxcompress.validation.config import ValidateConfig
+from onnxcompress.validation.gate import GatePolicy
 
-#: stage section -> (package, config class) exposed by that stage's package
-STAGES = {
-    "prune": ("onnxcompress.prune", "PruneConfig"),
-    "distill": ("onnxcompress.distill", "DistillConfig"),
-    "quantize": ("onnxcompress.quantize", "QuantizeConfig"),
-}
-TOP_LEVEL = ("seed", "prune", "distill", "quantize", "validate", "gate")
-AUTO = "auto"
-
-
-def stage_config_class(stage: str) -> type | None:
-    """The stage's config class, or None when this build does not have the stage (yet)."""
-    module, name = STAGES[stage]
-    try:
-        return getattr(importlib.import_module(module), name, None)
-    except ImportError:
-        return None
+Auto = Literal["auto"]
+AUTO: Final = "auto"
+TOP_LEVEL = ("seed", "preprocess", "prune", "distill", "quantize", "tune", "validate", "gate")
 
 
-def _stage_from(stage: str, value: Any) -> Any:
+def _stage(name: str, cls: type, value: Any, *, auto: bool) -> Any:
+    """A stage section's value: None (off), "auto" (where allowed) or a ``cls`` instance."""
     if value is None or value is False:
         return None
-    if value == AUTO and stage in ("quantize", "distill"):
+    if auto and value == AUTO:
         return AUTO
-    cls = stage_config_class(stage)
-    if cls is None:
-        raise RecipeError(f"the recipe asks for [{stage}], which this build of onnxcompress does not provide",
-                          hint=f"remove the [{stage}] section (or set {stage} = false)")
     if value is True:
         return cls()
     if isinstance(value, cls):
         return value
-    if not isinstance(value, dict):
-        raise RecipeError(f"[{stage}] must be a table, true or false; got {value!r}", hint=f"e.g. [{stage}] ...")
-    return config_from_dict(cls, value, stage)
+    if isinstance(value, dict):
+        return config_from_dict(cls, value, name)
+    allowed = "a table, true, false" + (' or "auto"' if auto else "")
+    raise RecipeError(f"[{name}] must be {allowed}; got {value!r}", hint=f"e.g. [{name}] with its keys")
 
 
 @dataclass(frozen=True)
 class Recipe:
     seed: int = 0
-    prune: Any = None  # PruneConfig | None
-    distill: Any = AUTO  # DistillConfig | None | "auto"
-    quantize: Any = AUTO  # QuantizeConfig | None | "auto"
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    prune: PruneConfig | None = None
+    distill: DistillConfig | Auto | None = AUTO
+    quantize: QuantizeConfig | Auto | None = AUTO
+    tune: TuneConfig | None = None
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     gate: GatePolicy | None = None  # None: a default policy chosen from the evaluation data
 
     def __post_init__(self):
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise RecipeError(f"seed must be an integer >= 0, got {self.seed!r}", hint="e.g. seed = 0")
-        for stage in STAGES:
-            object.__setattr__(self, stage, _stage_from(stage, getattr(self, stage)))
-        if not isinstance(self.validate, ValidateConfig):
-            raise RecipeError("[validate] must be a ValidateConfig", hint="build it with Recipe.from_dict")
-        if self.gate is not None and not isinstance(self.gate, GatePolicy):
-            raise RecipeError("[gate] must be a GatePolicy", hint="build it with Recipe.from_dict")
+        object.__setattr__(self, "preprocess", _stage("preprocess", PreprocessConfig, self.preprocess, auto=False)
+                           or PreprocessConfig())
+        object.__setattr__(self, "prune", _stage("prune", PruneConfig, self.prune, auto=False))
+        object.__setattr__(self, "distill", _stage("distill", DistillConfig, self.distill, auto=True))
+        object.__setattr__(self, "quantize", _stage("quantize", QuantizeConfig, self.quantize, auto=True))
+        object.__setattr__(self, "tune", _stage("tune", TuneConfig, self.tune, auto=False))
+        validate = _stage("validate", ValidateConfig, self.validate, auto=False)
+        object.__setattr__(self, "validate", validate or ValidateConfig())
+        object.__setattr__(self, "gate", _stage("gate", GatePolicy, self.gate, auto=False))
 
     # --- construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -87,12 +82,9 @@ class Recipe:
         unknown = sorted(set(data) - set(TOP_LEVEL))
         if unknown:
             raise RecipeError(f"unknown recipe key(s) {unknown}", hint=f"valid top-level keys are {list(TOP_LEVEL)}")
-        kwargs: dict[str, Any] = {k: data[k] for k in ("seed", *STAGES) if k in data}
-        if "validate" in data:
-            kwargs["validate"] = config_from_dict(ValidateConfig, data["validate"], "validate")
-        if data.get("gate") not in (None, AUTO):
-            kwargs["gate"] = config_from_dict(GatePolicy, data["gate"], "gate")
-        return cls(**kwargs)
+        if data.get("gate") == AUTO:
+            data.pop("gate")
+        return cls(**data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Recipe:
@@ -104,14 +96,16 @@ class Recipe:
             data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise RecipeError(f"{path} cannot be parsed: {e}", hint="fix the TOML/JSON syntax") from e
+        except OSError as e:
+            raise RecipeError(f"cannot read recipe {path}: {e}", hint="check the file's permissions") from e
         if not isinstance(data, dict):
-            raise RecipeError(f"{path} must hold a table/object at the top level", hint="see docs/recipe.md")
+            raise RecipeError(f"{path} must hold a table/object at the top level", hint="see docs/report.md")
         return cls.from_dict(data)
 
     # --- output ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seed": self.seed}
-        for stage in STAGES:
+        out: dict[str, Any] = {"seed": self.seed, "preprocess": config_to_dict(self.preprocess)}
+        for stage in ("prune", "distill", "quantize", "tune"):
             value = getattr(self, stage)
             out[stage] = AUTO if value == AUTO else (False if value is None else config_to_dict(value))
         out["validate"] = config_to_dict(self.validate)

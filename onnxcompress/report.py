@@ -1,7 +1,10 @@
-"""The Report of a run: one typed object, written as versioned JSON, Markdown and JUnit XML.
+"""The Report of a run: typed sections, written as versioned JSON, Markdown and JUnit XML.
 
-This module and cli.py are the only places that format things for humans. The JSON layout is documented in
-docs/report.md and described by docs/report.schema.json; ``schema_version`` changes when it changes.
+Every section is a typed object (the stages' results, the validation, profile and gate results, pass records and
+decisions); ``to_dict`` serialises them to the JSON layout documented in docs/report.md and described by
+docs/report.schema.json (``schema_version`` changes when it changes). Markdown, JUnit and the verdict line are
+rendered from that JSON form, so every output says the same thing. This module and the CLI are the only places
+that format things for humans.
 """
 
 from __future__ import annotations
@@ -16,10 +19,67 @@ from pathlib import Path
 from typing import Any
 
 from onnxcompress._version import __version__
+from onnxcompress.distillation.result import AttachResult, DistillResult
+from onnxcompress.passes.base import Decision, PassRecord
+from onnxcompress.pruning.result import PruneResult
+from onnxcompress.quantization.result import QuantizeResult
+from onnxcompress.recipe import Recipe
+from onnxcompress.validation.evaluate import ValidationResult
+from onnxcompress.validation.gate import GateResult
+from onnxcompress.validation.profile import ProfileResult
 
 SCHEMA_VERSION = "onnxcompress.report/1"
-KINDS = ("validate", "profile", "gate", "optimize")
+KINDS = ("validate", "profile", "gate", "optimize", "prune", "quantize", "distill", "attach")
 REPORT_FILES = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model's identity: path (None for an in-memory model), sha256 of its bytes, size in bytes."""
+
+    path: str | None
+    sha256: str
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    source: str
+    samples: int
+    keys: tuple[str, ...]
+    sha256: str | None
+    is_calibration_data: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "samples": self.samples, "keys": list(self.keys),
+                               "sha256": self.sha256}
+        if self.is_calibration_data is not None:
+            out["is_calibration_data"] = self.is_calibration_data
+        return out
+
+
+@dataclass
+class Stages:
+    """The typed result of every stage that ran (None = did not run)."""
+
+    prune: PruneResult | None = None
+    distill: DistillResult | None = None
+    quantize: QuantizeResult | None = None
+    attach: AttachResult | None = None
+    coverage: float | None = None  # int8 kernel coverage the gate judged (layers with constant weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("prune", "distill", "quantize", "attach"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.to_dict()
+        if self.coverage is not None:
+            out["coverage"] = self.coverage
+        return out
 
 
 @dataclass
@@ -27,45 +87,55 @@ class Report:
     """What a run did and measured. ``passed`` is None when no gate was evaluated."""
 
     kind: str
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    data: dict[str, dict[str, Any]] = field(default_factory=dict)
-    recipe: dict[str, Any] | None = None
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+    data: dict[str, DataInfo] = field(default_factory=dict)
+    recipe: Recipe | None = None
     environment: dict[str, Any] = field(default_factory=dict)
-    passes: list[dict[str, Any]] = field(default_factory=list)
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-    stages: dict[str, Any] = field(default_factory=dict)
-    validation: dict[str, Any] | None = None
-    profile: dict[str, Any] | None = None
-    gate: dict[str, Any] | None = None
+    passes: list[PassRecord] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    stages: Stages = field(default_factory=Stages)
+    validation: ValidationResult | None = None
+    profile: ProfileResult | None = None
+    gate: GateResult | None = None
     warnings: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
     @property
     def passed(self) -> bool | None:
-        return None if self.gate is None else bool(self.gate["passed"])
+        return None if self.gate is None else bool(self.gate.passed)
 
     @property
     def verdict(self) -> str:
-        return verdict_line(self)
+        return verdict_line(self.to_dict(verdict=False, json_safe=False))
 
     # --- JSON --------------------------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable({
+    def to_dict(self, verdict: bool = True, *, json_safe: bool = True) -> dict[str, Any]:
+        """The report as plain data; ``json_safe`` turns non-finite floats into strings (strict JSON)."""
+        raw = {
             "schema_version": SCHEMA_VERSION, "tool": {"name": "onnxcompress", "version": __version__},
-            "kind": self.kind, "created": self.created, "passed": self.passed, "verdict": self.verdict,
-            "environment": self.environment, "recipe": self.recipe, "models": self.models, "data": self.data,
-            "passes": self.passes, "decisions": self.decisions, "stages": self.stages,
-            "validation": self.validation, "profile": self.profile, "gate": self.gate, "warnings": self.warnings,
-        })
+            "kind": self.kind, "created": self.created, "passed": self.passed, "verdict": "",
+            "environment": self.environment, "recipe": None if self.recipe is None else self.recipe.to_dict(),
+            "models": {k: m.to_dict() for k, m in self.models.items()},
+            "data": {k: d.to_dict() for k, d in self.data.items()},
+            "passes": [p.to_dict() for p in self.passes], "decisions": [d.to_dict() for d in self.decisions],
+            "stages": self.stages.to_dict(),
+            "validation": None if self.validation is None else self.validation.to_dict(),
+            "profile": None if self.profile is None else self.profile.to_dict(),
+            "gate": None if self.gate is None else self.gate.to_dict(), "warnings": list(self.warnings),
+        }
+        out = _jsonable(raw) if json_safe else raw
+        if verdict:
+            out["verdict"] = verdict_line(out)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
     def to_markdown(self) -> str:
-        return render_markdown(self)
+        return render_markdown(self.to_dict())
 
     def to_junit(self) -> str:
-        return render_junit(self)
+        return render_junit(self.to_dict())
 
     def write(self, folder: str | Path) -> dict[str, Path]:
         """Write report.json, report.md and junit.xml (each atomically) into ``folder`` (created if missing)."""
@@ -106,14 +176,15 @@ def _mb(model: dict[str, Any] | None) -> float | None:
     return None if not model or model.get("bytes") is None else model["bytes"] / 1e6
 
 
-def verdict_line(report: Report) -> str:
+def verdict_line(report: dict[str, Any]) -> str:
     """``PASSED | 24.1->6.2 MB | p50 3.10->1.21 ms (2.56x) | top-1 98.9->98.7 | agreement 99.6%``."""
-    parts = [{True: "PASSED", False: "FAILED", None: "DONE"}[report.passed]]
-    ref, cand = _mb(report.models.get("reference")), _mb(report.models.get("candidate"))
+    parts = [{True: "PASSED", False: "FAILED", None: "DONE"}[report["passed"]]]
+    models = report["models"]
+    ref, cand = _mb(models.get("reference")), _mb(models.get("candidate"))
     if ref is not None and cand is not None:
         big = max(ref, cand) >= 1.0
         parts.append(f"{ref:.1f}->{cand:.1f} MB" if big else f"{ref * 1e3:.1f}->{cand * 1e3:.1f} KB")
-    batches = (report.profile or {}).get("batches") or []
+    batches = (report["profile"] or {}).get("batches") or []
     if batches and {"reference", "candidate"} <= set(batches[0]["models"]):
         m = batches[0]["models"]
         parts.append(f"p50 {m['reference']['p50_ms']:.2f}->{m['candidate']['p50_ms']:.2f} ms "
@@ -121,7 +192,7 @@ def verdict_line(report: Report) -> str:
     elif batches:
         only = next(iter(batches[0]["models"].values()))
         parts.append(f"p50 {only['p50_ms']:.2f} ms")
-    v = report.validation or {}
+    v = report["validation"] or {}
     task = v.get("task") or {}
     if "top1" in task.get("reference", {}):
         parts.append(f"top-1 {100 * task['reference']['top1']:.1f}->{100 * task['candidate']['top1']:.1f}")
@@ -143,27 +214,29 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
            ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows] + [""]
 
 
-def render_markdown(report: Report) -> str:
-    lines = [f"# onnxcompress {report.kind} report", "", f"**{report.verdict}**", "",
-             f"onnxcompress {__version__}, onnxruntime {report.environment.get('versions', {}).get('onnxruntime', '?')},"
-             f" providers {report.environment.get('providers')}, {report.created}", ""]
-    if report.models:
+def render_markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [f"# onnxcompress {report['kind']} report", "", f"**{report['verdict']}**", "",
+             f"onnxcompress {__version__}, onnxruntime {env.get('versions', {}).get('onnxruntime', '?')},"
+             f" providers {env.get('providers')}, {report['created']}", ""]
+    if report["models"]:
         lines += ["## Models", ""] + _table(["role", "path", "MB", "sha256"], [
-            [k, m.get("path"), _mb(m), (m.get("sha256") or "")[:16]] for k, m in report.models.items()])
-    if report.gate:
+            [k, m.get("path"), _mb(m), (m.get("sha256") or "")[:16]] for k, m in report["models"].items()])
+    if report["gate"]:
         lines += ["## Gate", ""] + _table(["criterion", "result", "value", "threshold", "detail"], [
             [c["name"], "pass" if c["passed"] else "**FAIL**", c["value"], c["threshold"], c["message"]]
-            for c in report.gate["criteria"]])
-    lines += _markdown_validation(report.validation)
-    lines += _markdown_profile(report.profile)
-    if report.passes:
-        lines += ["## Passes", ""] + _table(["pass", "modified", "seconds"], [
-            [p["name"], p["modified"], p["seconds"]] for p in report.passes])
-    if report.decisions:
-        lines += [f"## Decisions ({len(report.decisions)})", ""] + _table(["pass", "subject", "action", "reason"], [
-            [d["pass"], d["subject"], d["action"], d["reason"]] for d in report.decisions[:100]])
-    if report.warnings:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in report.warnings] + [""]
+            for c in report["gate"]["criteria"]])
+    lines += _markdown_validation(report["validation"])
+    lines += _markdown_profile(report["profile"])
+    if report["passes"]:
+        lines += ["## Passes", ""] + _table(["stage", "pass", "modified", "seconds"], [
+            [p.get("stage", ""), p["name"], p["modified"], p["seconds"]] for p in report["passes"]])
+    if report["decisions"]:
+        lines += [f"## Decisions ({len(report['decisions'])})", ""] + _table(
+            ["pass", "subject", "action", "reason"],
+            [[d["pass"], d["subject"], d["action"], d["reason"]] for d in report["decisions"][:100]])
+    if report["warnings"]:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     return "\n".join(lines)
 
 
@@ -202,13 +275,14 @@ def _markdown_profile(p: dict[str, Any] | None) -> list[str]:
 
 
 # --- JUnit XML --------------------------------------------------------------------------------------------------
-def render_junit(report: Report) -> str:
-    criteria = (report.gate or {}).get("criteria") or []
-    suite = ET.Element("testsuite", name=f"onnxcompress.{report.kind}", tests=str(max(len(criteria), 1)),
-                       failures=str(sum(not c["passed"] for c in criteria)), errors="0", timestamp=report.created)
+def render_junit(report: dict[str, Any]) -> str:
+    kind = report["kind"]
+    criteria = (report["gate"] or {}).get("criteria") or []
+    suite = ET.Element("testsuite", name=f"onnxcompress.{kind}", tests=str(max(len(criteria), 1)),
+                       failures=str(sum(not c["passed"] for c in criteria)), errors="0", timestamp=report["created"])
     if not criteria:
-        case = ET.SubElement(suite, "testcase", classname=f"onnxcompress.{report.kind}", name="run")
-        ET.SubElement(case, "system-out").text = report.verdict
+        case = ET.SubElement(suite, "testcase", classname=f"onnxcompress.{kind}", name="run")
+        ET.SubElement(case, "system-out").text = report["verdict"]
     for c in criteria:
         case = ET.SubElement(suite, "testcase", classname="onnxcompress.gate", name=c["name"])
         if not c["passed"]:

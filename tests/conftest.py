@@ -1,21 +1,28 @@
-import sys
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
+from support.common import BUNDLED, bundled_data, bundled_model
 
-BUNDLED = ["resnet_mnist", "vit_mnist"]
+HOSTS = {
+    "vnni": ("x86_64", frozenset({"avx2", "avx512f", "avx512_vnni", "amx_int8"})),
+    "avx2": ("x86_64", frozenset({"avx2", "fma"})),
+    "arm64": ("aarch64", frozenset({"asimd", "asimddp"})),
+}
 
 
-def bundled_model(name: str) -> Path:
-    return ROOT / "models" / f"{name}.onnx"
+def pytest_addoption(parser):
+    parser.addoption("--host-cpu", default="native", choices=["native", *HOSTS],
+                     help="pretend the host CPU is this one wherever onnxcompress looks at the host (target auto)")
 
 
-def bundled_data(name: str, kind: str) -> Path:
-    return ROOT / "calibration" / f"{name}_{kind}.npz"
+@pytest.fixture(autouse=True)
+def _host_cpu(request, monkeypatch):
+    """With --host-cpu, every host lookup sees the forced CPU: the suite must pass on each."""
+    forced = request.config.getoption("--host-cpu")
+    if forced != "native":
+        from onnxcompress.quantization import target
+
+        machine, flags = HOSTS[forced]
+        monkeypatch.setattr(target, "host_facts", lambda: target.HostFacts(machine, flags))
 
 
 @pytest.fixture(params=BUNDLED)
@@ -23,17 +30,3 @@ def bundled(request):
     """(model path, calibration npz, eval npz) of each bundled model."""
     name = request.param
     return bundled_model(name), bundled_data(name, "calib"), bundled_data(name, "eval")
-
-
-def ort_outputs(model, feeds):
-    from onnxcompress.runtime.session import SessionOptions, make_session, run
-
-    sess = make_session(model, SessionOptions(providers="cpu", opt_level="disable", threads=1))
-    return run(sess, feeds)
-
-
-def assert_close_rel(a: np.ndarray, b: np.ndarray, rel: float = 1e-5):
-    """|a-b| <= rel * max|a| (relative to the output's scale) elementwise."""
-    scale = max(float(np.abs(a).max()), 1e-12)
-    err = float(np.abs(a - b).max())
-    assert err <= rel * scale, f"max abs error {err:.3g} > {rel:g} * {scale:.3g}"

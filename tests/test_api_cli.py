@@ -11,15 +11,16 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-import graphs
-from conftest import ort_outputs
+from support import graphs
+from support.common import ROOT, ort_outputs
 from onnxcompress import api
 from onnxcompress.cli import app
+from onnxcompress.distillation import DistillConfig
 from onnxcompress.recipe import Recipe
-from report_schema_check import report_errors
+from support.report_schema_check import report_errors
 
 runner = CliRunner()
-ROOT_EXAMPLE = __import__("conftest").ROOT / "examples" / "release-gate"
+ROOT_EXAMPLE = ROOT / "examples" / "release-gate"
 FAST = ["--iterations", "3", "--warmup", "1"]
 
 
@@ -138,8 +139,11 @@ def test_optimize_writes_model_report_and_recipe(case, tmp_path):
     assert data["models"]["candidate"]["path"] == str(out) and out.exists()
     assert any("calibration data" in w for w in data["warnings"])  # eval falls back to calib, recorded
     assert data["data"]["evaluation"]["is_calibration_data"] is True
-    assert [p["name"] for p in data["passes"]][:5] == ["LiftConstantsPass", "InferShapesPass", "FoldConstantsPass",
-                                                     "FoldBatchNormPass", "CleanupPass"]
+    assert [p["name"] for p in data["passes"]][:6] == ["ConvertOpsetPass", "LiftConstantsPass", "InferShapesPass",
+                                                     "FoldConstantsPass", "FoldBatchNormPass", "CleanupPass"]
+    assert {p["stage"] for p in data["passes"][:6]} == {"preprocess"}
+    names = [p["name"] for p in data["passes"]]
+    assert len(names) == len(set(names))  # each pass recorded once
     assert any(d["action"] == "folded" for d in data["decisions"])
     assert data["stages"]["quantize"]["coverage"] > 0  # INT8 by default when calibration data is given
     assert data["recipe"]["gate"]["min_top1_agreement"] == 0.98  # the default policy, written out
@@ -180,7 +184,7 @@ def test_python_api_user_metric_and_model_protos(case):
     assert isinstance(cand, onnx.ModelProto) and report.passed is True and report.profile is None
     mean_logit = lambda outputs, extras: float(outputs["y"].mean())  # noqa: E731
     rep = api.validate(model, model, case / "eval.npz", user_metrics={"mean_logit": mean_logit})
-    task = rep.validation["task"]
+    task = rep.validation.task.to_dict()
     assert task["reference"]["mean_logit"] == pytest.approx(task["candidate"]["mean_logit"])
     x = np.load(case / "eval.npz")["x"]
     assert task["reference"]["mean_logit"] == pytest.approx(float(ort_outputs(model, {"x": x})["y"].mean()), rel=1e-5)
@@ -191,16 +195,20 @@ def test_full_pipeline_prune_distill_quantize(case):
                                "validate": {"profile": {"enabled": False}},
                                "gate": {"max_accuracy_drop": 0.05, "min_int8_kernel_coverage": 0.5}})
     cand, report = api.optimize(case / "ref.onnx", recipe=recipe, calib=case / "calib.npz", eval=case / "eval.npz")
-    assert list(report.stages) == ["preprocess", "prune", "distill", "quantize"]
-    assert report.passed is True, report.gate["failed"]
-    names = [p["name"] for p in report.passes]
-    assert "QuantizeQDQPass" in names and any("Prune" in n for n in names)
-    assert report.recipe["prune"]["ratio"] == 0.25 and report.recipe["seed"] == 3
+    assert list(dict.fromkeys(p.stage for p in report.passes)) == ["preprocess", "prune", "distill", "quantize"]
+    assert report.passed is True, report.gate.reasons
+    names = [p.name for p in report.passes]
+    # the gate's accuracy criterion makes quantization a mixed-precision search; its final build is in its stats
+    assert "TuneQuantizationPass" in names and "PruneChannelsPass" in names and "ReconstructPass" in names
+    search = next(p for p in report.passes if p.name == "TuneQuantizationPass")
+    assert "QuantizeQDQPass" in [r["name"] for r in search.stats["final_build"]]
+    assert len(names) == len(set(names))  # every pass recorded once, distillation included
+    assert report.recipe.prune.ratio == 0.25 and report.recipe.seed == 3
     again, _ = api.optimize(case / "ref.onnx", recipe=recipe, calib=case / "calib.npz", eval=case / "eval.npz")
     assert again.SerializeToString() == cand.SerializeToString()  # deterministic
     x = np.load(case / "eval.npz")["x"][:8]
-    ours = api.validate(case / "ref.onnx", cand, {"x": x}).validation["fidelity"]["y"]
-    assert ours["max_abs_error"] == pytest.approx(
+    ours = api.validate(case / "ref.onnx", cand, {"x": x}).validation.fidelity["y"]
+    assert ours.max_abs_error == pytest.approx(
         float(np.abs(ort_outputs(onnx.load(case / "ref.onnx"), {"x": x})["y"] - ort_outputs(cand, {"x": x})["y"]).max()),
         rel=1e-4)
 
@@ -212,17 +220,17 @@ def test_reconstruction_runs_automatically_after_pruning(case, distill):
         data["distill"] = distill
     _, report = api.optimize(case / "ref.onnx", recipe=Recipe.from_dict(data), calib=case / "calib.npz",
                              eval=case / "eval.npz")
-    decisions = [d for d in report.decisions if d["subject"] == "distill"]
+    decisions = [d for d in report.decisions if d.subject == "distill"]
     if distill == "absent":  # "auto": reconstruct after pruning when calibration data is given, and say so
-        assert "distill" in report.stages and decisions[0]["action"] == "auto"
-        assert report.recipe["distill"] not in (False, "auto")  # the effective recipe names the config used
+        assert report.stages.distill is not None and decisions[0].action == "auto"
+        assert isinstance(report.recipe.distill, DistillConfig)  # the effective recipe names the config used
     else:
-        assert "distill" not in report.stages and report.recipe["distill"] is False
+        assert report.stages.distill is None and report.recipe.distill is None
 
 
 @pytest.mark.parametrize("name", ["resnet_mnist", "vit_mnist"])
 def test_interleaved_comparison_on_bundled_models(name, tmp_path):
-    from conftest import bundled_data, bundled_model
+    from support.common import bundled_data, bundled_model
 
     if not bundled_model(name).exists():
         pytest.skip(f"bundled model {name} not built yet (models/build_*.py)")

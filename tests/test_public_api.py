@@ -1,44 +1,62 @@
-"""The public API: every name in __all__ resolves, and the functions that share a name with a subpackage stay
-callable after that subpackage is imported."""
+"""The public API: a pinned __all__, typed verbs that no subpackage import can shadow, and the documented flow
+prune -> distill -> quantize on a bundled model."""
 
+import inspect
 import subprocess
 import sys
 
 import numpy as np
+from support.common import bundled_data, bundled_model, ort_outputs
 
 import onnxcompress
-from conftest import bundled_data, bundled_model
+
+PUBLIC = [
+    "__version__",
+    "optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect", "sensitivity",
+    "Recipe", "PreprocessConfig", "PruneConfig", "DistillConfig", "QuantizeConfig", "TensorOverride", "TuneConfig",
+    "ValidateConfig", "ProfileConfig", "Tolerance", "GatePolicy",
+    "Report", "PruneResult", "DistillResult", "AttachResult", "QuantizeResult", "GateResult", "KeptChannels",
+    "OnnxCompressError", "UserError", "ModelError", "DataError", "InputMismatchError", "ProviderError", "RecipeError",
+]
+VERBS = ("optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect", "sensitivity")
 
 
-def test_all_names_resolve():
+def test_all_is_pinned_and_resolves():
+    assert onnxcompress.__all__ == PUBLIC
     for name in onnxcompress.__all__:
         assert getattr(onnxcompress, name) is not None, name
 
 
-def test_functions_survive_subpackage_imports():
-    code = (
-        "import onnxcompress, onnxcompress.quantize, onnxcompress.prune, onnxcompress.distill, onnxcompress.validate\n"
-        "print(all(callable(getattr(onnxcompress, n)) for n in ('quantize', 'prune', 'distill', 'validate')))"
-    )
+def test_verbs_are_typed_functions_not_modules():
+    for name in VERBS:
+        fn = getattr(onnxcompress, name)
+        assert inspect.isfunction(fn), name
+        params = inspect.signature(fn).parameters.values()
+        assert all(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params), name
+        assert all(p.annotation is not inspect.Parameter.empty for p in params), name
+        assert inspect.signature(fn).return_annotation is not inspect.Signature.empty, name
+
+
+def test_stage_packages_do_not_shadow_the_verbs():
+    code = ("import onnxcompress, onnxcompress.quantization, onnxcompress.pruning, onnxcompress.distillation, "
+            "onnxcompress.validation, onnxcompress.tuning\n"
+            "print(all(callable(getattr(onnxcompress, n)) for n in ('quantize', 'prune', 'distill', 'validate')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"
 
 
 def test_prune_distill_quantize_through_the_api(tmp_path):
-    import onnxcompress.prune  # noqa: F401  (the subpackage import must not shadow the function)
-    from onnxcompress.distill.api import kept_from_prune_report
-
     model, calib = str(bundled_model("resnet_mnist")), str(bundled_data("resnet_mnist", "calib"))
     pruned, rep = onnxcompress.prune(model, onnxcompress.PruneConfig(target_macs=0.5, round_to=8))
-    assert rep["after"]["macs"] <= 0.55 * rep["before"]["macs"]
+    assert isinstance(rep, onnxcompress.PruneResult) and rep.after.macs <= 0.55 * rep.before.macs
     recon, drep = onnxcompress.distill(model, pruned, calib, onnxcompress.DistillConfig(samples=128),
-                                       kept=kept_from_prune_report(rep))
+                                       kept=rep.kept_channels())
+    assert isinstance(drep, onnxcompress.DistillResult) and len(drep.reconstructed) >= 10
     out = tmp_path / "q.onnx"
-    quant, qrep = onnxcompress.quantize(recon, calib, onnxcompress.QuantizeConfig(calibration_samples=128), output=out)
-    assert out.exists() and qrep["coverage"] == 1.0
+    quant, qrep = onnxcompress.quantize(recon, calib, onnxcompress.QuantizeConfig(calibration_samples=128),
+                                        output=out)
+    assert out.exists() and isinstance(qrep, onnxcompress.QuantizeResult) and qrep.coverage == 1.0
     z = np.load(bundled_data("resnet_mnist", "eval"))
-    from conftest import ort_outputs
-
     x, y = z["input"][:300], z["labels"][:300]
     acc = {k: float((ort_outputs(m, {"input": x})["logits"].argmax(1) == y).mean())
            for k, m in (("pruned", pruned), ("recon", recon), ("quant", quant))}

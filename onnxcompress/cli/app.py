@@ -74,6 +74,36 @@ def _check_outputs(outputs: list, inputs: list, dirs: list = ()) -> None:
         check_output_dir(folder)
 
 
+def _load_recipe(path):
+    """The recipe file given with --recipe (else the defaults)."""
+    from onnxcompress.recipe import Recipe
+
+    return Recipe.from_file(path) if path is not None else Recipe()
+
+
+def _merged(config, **flags):
+    """``config`` with every flag the user gave (not None) applied on top: the recipe file's values < flags."""
+    from dataclasses import replace
+
+    given = {k: v for k, v in flags.items() if v is not None}
+    return replace(config, **given) if given else config
+
+
+def _dump_recipe(recipe, path) -> None:
+    """Write the effective recipe of a run (--dump-recipe), so the same command with --recipe reproduces it."""
+    if path is not None:
+        recipe.write(path)
+
+
+def _write_json(path, payload) -> None:
+    import json
+
+    from onnxcompress.ir.io import write_text_atomic
+
+    if path is not None:
+        write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
 def _fmt_count(n: float) -> str:
     for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= div:

@@ -18,8 +18,7 @@ def _validate_config(labels, metric, output_name, tolerance, check_stat, provide
                      base=None):
     from dataclasses import replace
 
-    from onnxcompress.validate.compare import parse_tolerance
-    from onnxcompress.validate.config import ValidateConfig
+    from onnxcompress.validation.config import ValidateConfig, parse_tolerance
 
     changes: dict[str, Any] = {"providers": providers, "threads": threads}
     for key, value in (("labels", labels), ("output", output_name), ("check_stat", check_stat),
@@ -39,16 +38,16 @@ def _finish(report, report_dir: Optional[Path], json_out: bool, exit_on_gate: bo
     if json_out:
         typer.echo(report.to_json(), nl=False)
     else:
-        _render_report(report, paths)
+        _render_report(report.to_dict(json_safe=False), paths)
         typer.echo(report.verdict)
     if exit_on_gate and report.passed is False:
         raise typer.Exit(1)
 
 
-def _render_report(report, paths: dict[str, Path]) -> None:
-    for w in report.warnings:
+def _render_report(report: dict[str, Any], paths: dict[str, Path]) -> None:
+    for w in report["warnings"]:
         typer.echo(f"warning: {w}", err=True)
-    v = report.validation
+    v = report["validation"]
     if v:
         task = v.get("task") or {}
         for m in task.get("reference", {}):
@@ -63,9 +62,9 @@ def _render_report(report, paths: dict[str, Path]) -> None:
                        f"would pass with atol={c['would_pass']['atol']:.3g} or rtol={c['would_pass']['rtol']:.3g}")
         for note in v.get("notes", []):
             typer.echo(f"note: {note}")
-    if report.profile:
-        _render_profile(report.profile)
-    for c in (report.gate or {}).get("criteria", []):
+    if report["profile"]:
+        _render_profile(report["profile"])
+    for c in (report["gate"] or {}).get("criteria", []):
         typer.echo(f"{'pass' if c['passed'] else 'FAIL'}  {c['message']}")
     for kind, path in paths.items():
         typer.echo(f"{kind:<8} {path}")
@@ -113,7 +112,7 @@ def validate(
                                   batch_size, max_samples)
         report = api.validate(reference, candidate, data, config=config)
         _finish(report, report_dir, json_out)
-        if strict and not report.validation["comparison_passed"]:
+        if strict and not report.validation.comparison_passed:
             raise typer.Exit(1)
 
     _guarded(work)
@@ -147,7 +146,7 @@ def profile(
 
     def work():
         from onnxcompress import api
-        from onnxcompress.validate.config import ProfileConfig
+        from onnxcompress.validation.config import ProfileConfig
 
         _check_outputs([], [], [report_dir])
         config = ProfileConfig(batch_sizes=_batch_list(batch), warmup=warmup, iterations=iterations,
@@ -176,7 +175,7 @@ def gate(
 
     def work():
         from onnxcompress import api
-        from onnxcompress.validate.gate import load_policy
+        from onnxcompress.validation.gate import load_policy
 
         _check_outputs([], [], [report_dir])
         gate_policy = load_policy(policy)
@@ -192,7 +191,7 @@ def _recipe_validate(path: Path):
     import tomllib
 
     from onnxcompress.config import config_from_dict
-    from onnxcompress.validate.config import ValidateConfig
+    from onnxcompress.validation.config import ValidateConfig
 
     table = tomllib.loads(path.read_text(encoding="utf-8")).get("validate")
     return config_from_dict(ValidateConfig, table, "validate") if table is not None else None
@@ -237,8 +236,8 @@ def optimize(
             task = bar.add_task("optimize", total=len(_STAGES))
             step = lambda stage: bar.update(task, completed=_STAGES.index(stage), description=stage)  # noqa: E731
             _, report = api.optimize(model, recipe=rec, calib=calib, eval=eval_data, output=output, progress=step)
-        if dump_recipe is not None:
-            Recipe.from_dict(report.recipe).write(dump_recipe)
+        if dump_recipe is not None and report.recipe is not None:
+            report.recipe.write(dump_recipe)
         _finish(report, reports, json_out)
 
     _guarded(work)

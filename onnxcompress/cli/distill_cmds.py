@@ -43,18 +43,17 @@ def distill_reconstruct(
     """Refit the student's Conv/Gemm/MatMul weights, layer by layer, to the teacher's activations."""
 
     def work():
-        from onnxcompress.distill.api import distill, load_kept
-        from onnxcompress.distill.reconstruct import DistillConfig
-        from onnxcompress.ir.io import load_model, save_model
+        from onnxcompress import api
+        from onnxcompress.distillation.config import DistillConfig
+        from onnxcompress.distillation.weights_io import load_kept
 
         _check_outputs([output], [teacher, student, calib, kept])
         config = DistillConfig(ridge=ridge, samples=samples)
-        model, report = distill(load_model(teacher), load_model(student), calib, config, kept=load_kept(kept))
-        save_model(model, output)
+        _, result = api.distill(teacher, student, calib, config, kept=load_kept(kept), output=output)
         if json_out:
-            typer.echo(json.dumps(report, indent=2))
-        typer.echo(f"reconstructed {len(report['reconstructed'])} layers, skipped {len(report['skipped'])} "
-                   f"-> {output}")
+            typer.echo(json.dumps(result.to_dict(), indent=2))
+            return
+        typer.echo(f"reconstructed {len(result.reconstructed)} layers, skipped {len(result.skipped)} -> {output}")
 
     _guarded(work)
 
@@ -67,7 +66,7 @@ def distill_export(
     """Write the names, shapes and current values of the model's trainable weights to an .npz."""
 
     def work():
-        from onnxcompress.distill.attach import export_weights, save_npz_atomic
+        from onnxcompress.distillation.weights_io import export_weights, save_npz_atomic
         from onnxcompress.ir.io import load_model
 
         _check_outputs([output], [model])
@@ -89,12 +88,10 @@ def distill_attach(
     """Attach weights trained elsewhere (name/shape/dtype checked), validate by running, and save."""
 
     def work():
-        from onnxcompress.distill.api import attach
-        from onnxcompress.ir.io import load_model, save_model
+        from onnxcompress import api
 
         _check_outputs([output], [model, weights, mapping, data])
-        out, report = attach(load_model(model), weights, mapping, data)
-        save_model(out, output)
-        typer.echo(f"attached {len(report['attached'])} tensors, validated on {report['validated_on']} -> {output}")
+        _, result = api.attach(model, weights, mapping, data, output)
+        typer.echo(f"attached {len(result.attached)} tensors, validated on {result.validated_on} -> {output}")
 
     _guarded(work)

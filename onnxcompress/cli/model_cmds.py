@@ -21,10 +21,10 @@ def inspect(
     """Signature, opsets, op histogram, parameters, MACs per op type and file size of a model."""
 
     def work():
-        from onnxcompress.analysis import inspect_model
+        from onnxcompress import api
         from onnxcompress.ir.shapes import parse_shape_overrides
 
-        info = inspect_model(model, parse_shape_overrides(shape))
+        info = api.inspect(model, parse_shape_overrides(shape))
         if json_out:
             typer.echo(json.dumps(info, indent=2))
         else:

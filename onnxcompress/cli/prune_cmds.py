@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _fmt_count, _guarded, app
+from onnxcompress.cli.app import _check_outputs, _dump_recipe, _fmt_count, _guarded, _load_recipe, _merged, _write_json, app
 
 
 # --- prune ------------------------------------------------------------------------------------------------------
@@ -35,49 +35,65 @@ def prune(
                                           "[0, 1) (default 0.3 when no target is given)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration data (.npz or folder): needed by "
                                          "activation/reconstruction, gives shapes to models with dynamic dims."),
-    criterion: str = typer.Option("l1", "--criterion", help="l1 | l2 | bn_scale | activation | reconstruction | random."),
-    allocation: str = typer.Option("local", "--allocation", help="local (same ratio per group) | global."),
-    min_channels: int = typer.Option(1, "--min-channels", help="Never keep fewer units than this in a group."),
-    round_to: int = typer.Option(1, "--round-to", help="Kept channels per group are a multiple of this (e.g. 8)."),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Node-name pattern or op type whose output "
-                                                "channels are never pruned (repeatable)."),
-    override: Optional[list[str]] = typer.Option(None, "--override", help="PATTERN=RATIO for the groups of "
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Recipe file: its [preprocess] and [prune] "
+                                          "sections (flags given here override them)."),
+    criterion: Optional[str] = typer.Option(None, "--criterion",
+                                            help="l1 | l2 | bn_scale | activation | reconstruction | random."),
+    allocation: Optional[str] = typer.Option(None, "--allocation", help="local (same ratio per group) | global."),
+    min_channels: Optional[int] = typer.Option(None, "--min-channels", help="Never keep fewer units than this."),
+    round_to: Optional[int] = typer.Option(None, "--round-to", help="Kept channels per group are a multiple of "
+                                           "this (e.g. 8)."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Node name, op type, glob or re:REGEX "
+                                                "whose output channels are never pruned (repeatable)."),
+    override: Optional[list[str]] = typer.Option(None, "--override", help="SELECTOR=RATIO for the groups of "
                                                  "matching nodes (repeatable)."),
     target_macs: Optional[float] = typer.Option(None, "--target-macs", help="Keep this fraction of the MACs "
                                                 "(0.5 halves them); the ratio is searched."),
-    target_params: Optional[float] = typer.Option(None, "--target-params", help="Keep this fraction of the parameters."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random criterion."),
-    max_samples: int = typer.Option(128, "--max-samples", help="Calibration samples for data-driven criteria."),
-    bias_correction: bool = typer.Option(False, "--bias-correction", help="Fold the calibration mean of removed "
-                                         "channels into the next layer's bias (needs --calib; recommended)."),
+    target_params: Optional[float] = typer.Option(None, "--target-params", help="Keep this fraction of the "
+                                                  "parameters."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random criterion."),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Calibration samples for data-driven "
+                                              "criteria."),
+    bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction",
+                                                   help="Fold the calibration mean of removed channels into the "
+                                                   "next layer's bias (needs --calib; recommended)."),
+    dump_recipe: Optional[Path] = typer.Option(None, "--dump-recipe", help="Write the effective recipe "
+                                               "(.toml/.json); --recipe with it reproduces this run."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the pruning report (JSON) here."),
     json_out: bool = typer.Option(False, "--json", help="Print the pruning report as JSON."),
 ) -> None:
     """Structured channel pruning on the ONNX graph (dependency-aware: residuals, Concat, depthwise, Flatten)."""
 
     def work():
-        from onnxcompress.data.inputs import load_input_data
-        from onnxcompress.ir.io import load_model, save_model, write_text_atomic
-        from onnxcompress.prune import PruneConfig, prune_model
+        from dataclasses import replace
 
+        from onnxcompress import api
         from onnxcompress.errors import RecipeError
+        from onnxcompress.pruning.config import PruneConfig
+        from onnxcompress.recipe import Recipe
 
         if ratio is not None and (target_macs is not None or target_params is not None):
             raise RecipeError("give --ratio or a target (--target-macs/--target-params), not both",
                               hint="a target searches the ratio itself; drop --ratio")
-        config = PruneConfig(ratio=0.3 if ratio is None else ratio, criterion=criterion, allocation=allocation, min_channels=min_channels,
-                             round_to=round_to, exclude=tuple(exclude or ()), overrides=_parse_overrides(override),
-                             target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,
-                             bias_correction=bias_correction)
-        _check_outputs([output, report], [model, calib])
-        data = load_input_data(calib) if calib is not None else None
-        pruned, info = prune_model(load_model(model), config, data)
-        save_model(pruned, output)
+        base = _load_recipe(recipe)
+        config = _merged(base.prune or PruneConfig(), ratio=ratio, criterion=criterion, allocation=allocation,
+                         min_channels=min_channels, round_to=round_to,
+                         exclude=None if not exclude else tuple(exclude),
+                         overrides=None if not override else _parse_overrides(override),
+                         target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,
+                         bias_correction=bias_correction)
+        rec = replace(base, prune=config, distill=None, quantize=None, tune=None, seed=config.seed)
+        _check_outputs([output, report, dump_recipe], [model, calib, recipe])
+        if dump_recipe is not None:
+            Recipe.check_path(dump_recipe)
+        _, result = api.prune(model, config, calib, output, preprocess=rec.preprocess)
+        info = result.to_dict()
         info["output"] = str(output)
-        if report is not None:
-            write_text_atomic(report, json.dumps(info, indent=2))
+        _dump_recipe(rec, dump_recipe)
+        _write_json(report, info)
         if json_out:
             typer.echo(json.dumps(info, indent=2))
+            return
         for b in info["blocked"][:8]:
             typer.echo(f"blocked   {b['units']} units at {b['slots'][0]}: {b['reasons'][0]}", err=True)
         b, a = info["before"], info["after"]

@@ -1,4 +1,4 @@
-"""CLI commands: quantize and sensitivity."""
+"""CLI commands: quantize and sensitivity (parsing and rendering only; the work is in onnxcompress.api)."""
 
 from __future__ import annotations
 
@@ -8,32 +8,61 @@ from typing import Any, Optional
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _guarded, app
+from onnxcompress.cli.app import _check_outputs, _dump_recipe, _guarded, _load_recipe, _merged, _write_json, app
 
 
-# --- quantize ---------------------------------------------------------------------------------------------------
+def trace_path_for(output: Path) -> Path:
+    return output.with_name(output.stem + ".trace.json")
+
+
+def _quantize_recipe(recipe_path, flags: dict[str, Any], tune_flags: dict[str, Any]):
+    """The effective recipe of `quantize`: the --recipe file's [preprocess]/[quantize]/[tune], flags on top."""
+    from dataclasses import replace
+
+    from onnxcompress.quantization.config import QuantizeConfig
+    from onnxcompress.tuning.config import TuneConfig
+
+    base = _load_recipe(recipe_path)
+    quant = base.quantize if isinstance(base.quantize, QuantizeConfig) else QuantizeConfig()
+    quant = _merged(quant, **flags)
+    tune = base.tune
+    if tune_flags.get("max_drop") is not None:
+        tune = _merged(tune or TuneConfig(metric="auto"), **tune_flags)
+    elif tune is not None:
+        tune = _merged(tune, **{k: v for k, v in tune_flags.items() if k != "max_drop"})
+    return replace(base, quantize=quant, distill=None, prune=None, tune=tune)
+
+
 @app.command()
 def quantize(
     model: Path = typer.Argument(..., help="The float .onnx model."),
-    output: Path = typer.Option(..., "-o", "--output", help="Where to write the quantized (QDQ) model."),
-    calib: Path = typer.Option(..., "--calib", help="Calibration data: .npz file or directory of .npz/.npy."),
-    target: str = typer.Option("cpu", "--target", help="cpu (uint8 activations) | cuda | tensorrt (int8)."),
-    calibrator: str = typer.Option("minmax", "--calibrator", help="minmax | percentile | entropy | mse."),
-    percentile: float = typer.Option(99.999, "--percentile", help="Percentile for --calibrator percentile."),
-    per_tensor: bool = typer.Option(False, "--per-tensor", help="Per-tensor weight scales (default per-channel)."),
-    include: Optional[list[str]] = typer.Option(None, "--include", help="Only these nodes: name, op type or re:REGEX."),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Keep these float: name, op type or re:REGEX."),
-    layer_policy: str = typer.Option("quantize", "--layer-policy", help="quantize | skip_first | skip_last | skip_first_last."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the quantized model."),
+    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration data: .npz file or directory of "
+                                         ".npz/.npy (needed by --mode static, the default)."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Recipe file: its [preprocess], [quantize] and "
+                                          "[tune] sections (flags given here override them)."),
+    target: Optional[str] = typer.Option(None, "--target", help="cpu (portable, default) | cpu-avx2 | cpu-vnni | arm64 | cuda | tensorrt | auto (this host, recorded)."),
+    calibrator: Optional[str] = typer.Option(None, "--calibrator", help="minmax | percentile | entropy | mse."),
+    percentile: Optional[float] = typer.Option(None, "--percentile", help="Percentile for --calibrator percentile."),
+    per_tensor: Optional[bool] = typer.Option(None, "--per-tensor/--per-channel",
+                                              help="Weight scales per tensor or per output channel (default)."),
+    include: Optional[list[str]] = typer.Option(None, "--include", help="Only these nodes: name, op type, glob or "
+                                                "re:REGEX (repeatable)."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Keep these float: name, op type, glob or "
+                                                "re:REGEX (repeatable)."),
+    layer_policy: Optional[str] = typer.Option(None, "--layer-policy",
+                                               help="quantize | skip_first | skip_last | skip_first_last."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Use at most this many calibration samples."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Calibration batch size."),
-    bias_correction: bool = typer.Option(False, "--bias-correction",
-                                         help="Correct each quantized layer's bias so its mean output matches the float model's."),
-    mode: str = typer.Option("static", "--mode", help="static (QDQ, calibrated) | dynamic (MatMul/Gemm, "
-                             "activations quantized at run time)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Calibration batch size."),
+    bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction",
+                                                   help="Correct each quantized layer's bias so its mean output "
+                                                   "matches the float model's."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="static (QDQ, calibrated) | dynamic (MatMul/Gemm, "
+                                       "activations quantized at run time)."),
     max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy goal: search a mixed-precision "
                                              "plan whose --metric drop is <= this fraction (0.005 = half a point)."),
-    metric: str = typer.Option("auto", "--metric", help="Goal metric for --max-drop: top1 | agreement | cosine "
-                               "(auto: top1 when the data has labels, else agreement)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Goal metric for --max-drop: top1 | agreement | "
+                                         "cosine (auto: top1 when the data has labels, else agreement)."),
     time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds for the --max-drop search; "
                                                 "the best model so far is always written."),
     eval_data: Optional[Path] = typer.Option(None, "--eval", help="Data the --max-drop goal is checked on "
@@ -42,53 +71,71 @@ def quantize(
                                                  "strength alpha in (0, 1) for LayerNorm -> MatMul/Gemm."),
     trace: Optional[Path] = typer.Option(None, "--trace", help="Where the search writes its trial trace "
                                          "[default: OUTPUT's stem + .trace.json]."),
+    dump_recipe: Optional[Path] = typer.Option(None, "--dump-recipe", help="Write the effective recipe "
+                                               "(.toml/.json); --recipe with it reproduces this run."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
 ) -> None:
-    """Static INT8 quantization (QDQ) from calibration data, verified against onnxruntime's fused int8 kernels."""
+    """INT8 quantization (static QDQ from calibration data, or dynamic), verified against onnxruntime's int8 kernels."""
 
     def work():
-        from onnxcompress.ir.io import load_model, save_model, write_text_atomic
-        from onnxcompress.quantize import QuantizeConfig
+        from onnxcompress import api
+        from onnxcompress.recipe import Recipe
 
-        config = QuantizeConfig(
-            target=target, calibrator=calibrator, percentile=percentile, per_channel=not per_tensor,
-            include=tuple(include or ()), exclude=tuple(exclude or ()), layer_policy=layer_policy,
-            calibration_samples=samples, batch_size=batch_size, bias_correction=bias_correction)
-        from onnxcompress.tune.run import quantize_command, trace_path_for
-
-        traced = (trace or trace_path_for(output)) if max_drop is not None else None
-        _check_outputs([output, report, traced], [model, calib, eval_data])
-        qmodel, info = quantize_command(load_model(model), calib, config, mode=mode, max_drop=max_drop, metric=metric,
-                                        time_budget=time_budget, eval_data=eval_data, smooth_quant=smooth_quant,
-                                        output=output, trace=trace)
-        info["output"] = str(save_model(qmodel, output))
-        if report is not None:
-            write_text_atomic(report, json.dumps(info, indent=2) + "\n")
+        flags = dict(mode=mode, target=target, calibrator=calibrator, percentile=percentile,
+                     per_channel=None if per_tensor is None else not per_tensor,
+                     include=None if not include else tuple(include), exclude=None if not exclude else tuple(exclude),
+                     layer_policy=layer_policy, calibration_samples=samples, batch_size=batch_size,
+                     bias_correction=bias_correction, smooth_quant=smooth_quant)
+        tune_flags = dict(max_drop=max_drop, metric=metric, time_budget=time_budget)
+        rec = _quantize_recipe(recipe, flags, tune_flags)
+        traced = (trace or trace_path_for(output)) if rec.tune is not None else None
+        _check_outputs([output, report, traced, dump_recipe], [model, calib, eval_data, recipe])
+        if dump_recipe is not None:
+            Recipe.check_path(dump_recipe)
+        qmodel, result = api.quantize(model, calib, rec.quantize, tune=rec.tune, eval=eval_data, output=output,
+                                      trace=traced, preprocess=rec.preprocess)
+        info = result.to_dict()
+        info["output"] = str(output)
+        if info.get("tune") is not None:
+            info["tune"]["trace"] = None if traced is None else str(traced)
+        _dump_recipe(_effective(rec, result), dump_recipe)
+        _write_json(report, info)
         if json_out:
             typer.echo(json.dumps(info, indent=2))
         else:
-            _render_quantize(info)
-        if info.get("tune") and not info["tune"]["goal_met"]:
+            _render_quantize(info, model, output)
+        if result.search is not None and not result.search.goal_met:
             raise typer.Exit(1)  # the goal was not met: the best model found is written all the same
 
     _guarded(work)
 
 
-def _render_quantize(info: dict[str, Any]) -> None:
+def _effective(recipe, result):
+    """The recipe as it ran: the resolved quantize config (target, weight range) and the search's goal metric."""
+    from dataclasses import replace
+
+    tune = recipe.tune
+    if tune is not None and result.search is not None:
+        tune = replace(tune, metric=result.search.metric)
+    return replace(recipe, quantize=result.config, tune=tune)
+
+
+def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
     if info.get("tune"):
         _render_tune(info["tune"])
     for s in info["skipped"]:
-        typer.echo(f"kept float  {s['node']}: {s['reason']}")
+        typer.echo(f"kept float  {s['node']}: {s['reason']}", err=True)
     v = info.get("verification")
-    size = info["size"]
-    line = f"QUANTIZED | {size['model_bytes_before'] / 1e6:.2f}->{size['model_bytes_after'] / 1e6:.2f} MB"
-    line += f" | {len(info['quantized'])} nodes quantized, {len(info['skipped'])} kept float | {info.get('calibrator', info.get('mode'))}"
+    mb_in, mb_out = model.stat().st_size / 1e6, output.stat().st_size / 1e6
+    line = f"QUANTIZED | {mb_in:.2f}->{mb_out:.2f} MB"
+    line += f" | {len(info['quantized'])} nodes quantized, {len(info['skipped'])} kept float | "
+    line += info.get("calibrator") or info.get("mode", "")
     if v:
         kernels = ", ".join(f"{k} {c}" for k, c in v["kernel_ops"].items())
         typer.echo(f"int8 kernels ({v['provider']}): {kernels}")
         for f in v["float_nodes"]:
-            typer.echo(f"float kernel {f['node']} ({f['op']}): {f['reason']}")
+            typer.echo(f"float kernel {f['node']} ({f['op']}): {f['reason']}", err=True)
         line += f" | int8 kernels {v['weighted_int8']}/{v['weighted_total']} weighted ops, coverage {v['coverage']:.0%}"
     typer.echo(line)
 
@@ -125,18 +172,15 @@ def sensitivity(
     """Rank nodes by quantization sensitivity (one-pass SQNR proxy, then full-model metrics for the top ones)."""
 
     def work():
-        from onnxcompress.data.inputs import load_input_data
-        from onnxcompress.ir.io import load_model, write_text_atomic
-        from onnxcompress.quantize import QuantizeConfig
-        from onnxcompress.tune import TuneConfig, resolve_metric, sensitivity_analysis
+        from onnxcompress import api
+        from onnxcompress.quantization.config import QuantizeConfig
+        from onnxcompress.tuning.config import TuneConfig
 
         _check_outputs([report], [model, calib, eval_data])
-        data = load_input_data(eval_data if eval_data is not None else calib)
-        tune = TuneConfig(metric=resolve_metric(metric, data), mode=mode, top_k=top_k, measure_latency=False)
-        info = sensitivity_analysis(load_model(model), calib, QuantizeConfig(target=target, calibrator=calibrator),
-                                    tune, eval_data=eval_data, prune_ratio=prune_ratio)
-        if report is not None:
-            write_text_atomic(report, json.dumps(info, indent=2) + "\n")
+        tune = TuneConfig(metric=metric, top_k=top_k, measure_latency=False)
+        info = api.sensitivity(model, calib, QuantizeConfig(mode=mode, target=target, calibrator=calibrator), tune,
+                               eval=eval_data, prune_ratio=prune_ratio)
+        _write_json(report, info)
         if json_out:
             typer.echo(json.dumps(info, indent=2))
             return

@@ -28,36 +28,17 @@ def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.Model
     del model.metadata_props[:]
     model.metadata_props.extend(like.metadata_props)
     versions = {imp.domain: imp.version for imp in like.opset_import}
-    versions.update({imp.domain: imp.version for imp in model.opset_import if imp.domain not in versions})
+    versions.update({imp.domain: imp.version for imp in model.opset_import})  # the graph's own (converted) opsets win
     del model.opset_import[:]
     for domain, version in sorted(versions.items()):
         model.opset_import.append(onnx.helper.make_opsetid(domain, version))
+    model.ir_version = max(like.ir_version, _min_ir_version(model))
     return model
 
 
-def with_outputs(model: onnx.ModelProto, names: list[str], *, keep_existing: bool = True) -> onnx.ModelProto:
-    """A copy of ``model`` whose graph also outputs the intermediate tensors ``names`` (types from inference).
-
-    With ``keep_existing=False`` the graph outputs only ``names`` and the nodes they do not need are removed, so
-    a run computes just the prefix of the graph that produces them."""
-    from onnxcompress.ir.shapes import infer_shapes
-
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    if not keep_existing:
-        del copy.graph.output[:]
-    present = {o.name for o in copy.graph.output}
-    wanted = [n for n in dict.fromkeys(names) if n not in present]
-    if not wanted:
-        return copy
-    typed = {vi.name: vi for vi in infer_shapes(copy).graph.value_info}
-    typed.update({vi.name: vi for vi in copy.graph.input})
-    for name in wanted:
-        vi = typed.get(name)
-        elem = vi.type.tensor_type.elem_type if vi is not None else onnx.TensorProto.FLOAT
-        copy.graph.output.append(onnx.helper.make_tensor_value_info(name, elem, None))
-    if not keep_existing:
-        graph = to_graph(copy)
-        graph.cleanup(remove_unused_graph_inputs=False)
-        copy = to_model(graph, like=copy)
-    return copy
+def _min_ir_version(model: onnx.ModelProto) -> int:
+    """The oldest IR version that can carry the model's opset imports (onnx's own table)."""
+    try:
+        return int(onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True))
+    except (TypeError, ValueError):
+        return 3

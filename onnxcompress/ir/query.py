@@ -24,15 +24,51 @@ def single_consumer(tensor: gs.Tensor) -> gs.Node | None:
     return tensor.outputs[0] if len(tensor.outputs) == 1 else None
 
 
-def unique_name(base: str, taken, sep: str = "_") -> str:
-    """``base``, or ``base{sep}1``, ``base{sep}2``, ... : the first that is not in ``taken``."""
-    name, i = base, 0
-    while name in taken:
-        i += 1
-        name = f"{base}{sep}{i}"
-    return name
-
-
 def initializer_map(model) -> dict:
     """name -> TensorProto of an onnx.ModelProto's initializers (the protos themselves, for in-place edits)."""
     return {t.name: t for t in model.graph.initializer}
+
+
+# --- node selectors: one pattern language for every include/exclude/override option ------------------------------
+_GLOB = set("*?[")
+
+
+def node_matches(pattern: str, name: str | None, op_type: str) -> bool:
+    """Does a selector match a node? ``re:<regex>`` searches the node name; a pattern with ``* ? [`` is a glob
+    on the name; anything else is an exact node name or op type."""
+    import fnmatch
+    import re
+
+    name = name or ""
+    if pattern.startswith("re:"):
+        return re.search(pattern[3:], name) is not None
+    if _GLOB & set(pattern):
+        return fnmatch.fnmatchcase(name, pattern)
+    return pattern == name or pattern == op_type
+
+
+def selector_error(pattern: object) -> str | None:
+    """Why ``pattern`` is not a valid selector (None if it is)."""
+    import re
+
+    if not isinstance(pattern, str) or not pattern:
+        return f"selectors must be non-empty strings, got {pattern!r}"
+    if pattern.startswith("re:"):
+        try:
+            re.compile(pattern[3:])
+        except re.error as e:
+            return f"bad regex {pattern!r}: {e}"
+    return None
+
+
+def constant_bytes(graph: gs.Graph) -> int:
+    """Bytes of every constant tensor (initializers and Constant-node values) of ``graph``."""
+    total = 0
+    for t in graph.tensors().values():
+        if isinstance(t, gs.Constant):
+            total += int(t.values.nbytes)
+    for node in graph.nodes:
+        value = node.attrs.get("value") if node.op == "Constant" else None
+        if isinstance(value, gs.Constant):
+            total += int(value.values.nbytes)
+    return total

@@ -1,9 +1,11 @@
 """The pass contract (after onnx-ir's): ``Pass.__call__(graph, ctx) -> PassResult``.
 
 A pass instance holds configuration only. ``__call__`` runs ``requires -> call -> ensures``, times itself and
-appends a :class:`PassRecord` to the context. Per-run state (calibration data, seed, decisions) lives in the
-:class:`PassContext`. :class:`Sequential` composes passes and wraps a failure with the pass name and the passes
-that ran before it.
+appends one :class:`PassRecord` to the context. Per-run state lives in the :class:`PassContext`: the seed, the
+calibration data, the decisions and records, and typed *artifacts* (a pass's result that a later pass consumes,
+e.g. the kept-channel record pruning leaves for distillation), stored and fetched by their class.
+:class:`Sequential` composes passes without a record of its own (each pass records itself once) and wraps a
+failure with the pass name and the passes that ran before it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import onnx
 import onnx_graphsurgeon as gs
 
-from onnxcompress.errors import OnnxCompressError, PassError
+from onnxcompress.errors import InternalError, PassError, UserError
+
+if TYPE_CHECKING:
+    from onnxcompress.data.inputs import InputData
 
 log = logging.getLogger(__name__)
+
+A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -35,13 +43,19 @@ class Decision:
 
 @dataclass(frozen=True)
 class PassRecord:
+    """One pass run: its name, the pipeline stage it ran in, whether it changed the graph, time and stats."""
+
     name: str
     modified: bool
     seconds: float
     stats: dict[str, Any]
+    stage: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "modified": self.modified, "seconds": round(self.seconds, 6), "stats": self.stats}
+        out = {"name": self.name, "modified": self.modified, "seconds": round(self.seconds, 6), "stats": self.stats}
+        if self.stage:
+            out["stage"] = self.stage
+        return out
 
 
 @dataclass
@@ -49,13 +63,34 @@ class PassContext:
     """Per-run state shared by the passes of one run."""
 
     seed: int = 0
-    calibration: Any = None  # an onnxcompress.data.InputData, when the run has calibration data
+    calibration: InputData | None = None
+    evaluation: InputData | None = None  # held-out data an accuracy goal is checked on (else the calibration data)
+    stage: str = ""  # the pipeline stage now running (recorded with every pass)
     records: list[PassRecord] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
-    artifacts: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)  # written into the output model's metadata_props
+    _artifacts: dict[type, Any] = field(default_factory=dict)
 
     def decide(self, pass_name: str, subject: str, action: str, reason: str) -> None:
         self.decisions.append(Decision(pass_name, subject, action, reason))
+
+    def put(self, artifact: A) -> A:
+        """Store ``artifact`` under its class (replacing an earlier one of the same class)."""
+        self._artifacts[type(artifact)] = artifact
+        return artifact
+
+    def get(self, kind: type[A]) -> A | None:
+        value = self._artifacts.get(kind)
+        return value if isinstance(value, kind) else None
+
+    def require(self, kind: type[A], consumer: str) -> A:
+        value = self.get(kind)
+        if value is None:
+            raise InternalError(f"{consumer} needs a {kind.__name__}, which no earlier pass produced")
+        return value
+
+    def discard(self, kind: type) -> None:
+        self._artifacts.pop(kind, None)
 
 
 @dataclass
@@ -88,13 +123,14 @@ class Pass:
         result = self.call(graph, ctx)
         self.ensures(result.graph, ctx)
         seconds = time.perf_counter() - start
-        ctx.records.append(PassRecord(self.name, result.modified, seconds, dict(result.stats)))
+        ctx.records.append(PassRecord(self.name, result.modified, seconds, dict(result.stats), ctx.stage))
         log.debug("%s: modified=%s in %.3fs %s", self.name, result.modified, seconds, result.stats)
         return result
 
 
 class Sequential(Pass):
-    """Run passes in order; ``modified`` is True if any of them modified the graph."""
+    """Run passes in order; ``modified`` is True if any of them modified the graph. A Sequential adds no record
+    of its own: every pass it runs records itself, once."""
 
     def __init__(self, *passes: Pass):
         self.passes = tuple(passes)
@@ -103,6 +139,13 @@ class Sequential(Pass):
     def name(self) -> str:
         return "Sequential(" + ", ".join(p.name for p in self.passes) + ")"
 
+    def __call__(self, graph: gs.Graph, ctx: PassContext | None = None) -> PassResult:
+        ctx = ctx if ctx is not None else PassContext()
+        self.requires(graph, ctx)
+        result = self.call(graph, ctx)
+        self.ensures(result.graph, ctx)
+        return result
+
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         modified = False
         ran: list[str] = []
@@ -110,9 +153,9 @@ class Sequential(Pass):
         for p in self.passes:
             try:
                 result = p(graph, ctx)
-            except PassError:
-                raise
-            except (OnnxCompressError, Exception) as e:  # wrap with context; the cause is kept
+            except (PassError, UserError):
+                raise  # a user error stays the user's: one message with its hint, exit 3
+            except Exception as e:  # a bug: wrapped with the pass and the passes that ran before it
                 raise PassError(p.name, ran, e) from e
             graph = result.graph
             modified |= result.modified
@@ -121,7 +164,8 @@ class Sequential(Pass):
         return PassResult(graph, modified, stats)
 
 
-def apply_to_model(model, pass_: Pass, ctx: PassContext | None = None):
+def apply_to_model(model: onnx.ModelProto, pass_: Pass, ctx: PassContext | None = None
+                   ) -> tuple[onnx.ModelProto, PassResult]:
     """Run ``pass_`` on a copy of ``model`` (an onnx.ModelProto); return (new model, PassResult)."""
     from onnxcompress.ir.graph import to_graph, to_model
 

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.ir.edit import replace_all_uses
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.shapes import infer_shapes
 from onnxcompress.passes.base import Pass, PassContext, PassResult
@@ -79,11 +80,7 @@ class LiftConstantsPass(Pass):
                 why = "graph output" if values is not None else f"unsupported attribute {sorted(node.attrs)}"
                 ctx.decide(self.name, node.name or out.name, "kept", why)
                 continue
-            const = gs.Constant(out.name, np.asarray(values))
-            for consumer in list(out.outputs):
-                for i, t in enumerate(consumer.inputs):
-                    if t is out:
-                        consumer.inputs[i] = const
+            replace_all_uses(out, gs.Constant(out.name, np.asarray(values)))
             node.outputs.clear()
             lifted += 1
         if lifted:

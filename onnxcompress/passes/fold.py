@@ -24,117 +24,15 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import RecipeError
-from onnxcompress.ir.query import constant_value, is_graph_output, unique_name
+from onnxcompress.ir.edit import detach, fresh_name, replace_all_uses
+from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.ops.folders import FOLDERS, SHAPE_ONLY
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 
 log = logging.getLogger(__name__)
 
 #: never fold a result larger than this (and larger than the constants it consumes)
 DEFAULT_MAX_BYTES = 1 << 20
-
-
-# --- the registry: op type -> numpy evaluation (inputs: numpy arrays or None for an omitted optional input) ------
-def _attr(node: gs.Node, key: str, default=None):
-    return node.attrs.get(key, default)
-
-
-def _axes(node: gs.Node, inputs: list, index: int = 1) -> list[int] | None:
-    """Axes from the input (opset >= 13) or the attribute (older opsets)."""
-    if len(inputs) > index and inputs[index] is not None:
-        return [int(a) for a in np.asarray(inputs[index]).reshape(-1)]
-    axes = _attr(node, "axes")
-    return None if axes is None else [int(a) for a in axes]
-
-
-def _shape(node: gs.Node, inputs: list) -> np.ndarray:
-    shape = np.asarray(inputs[0], dtype=np.int64)
-    rank = shape.size
-    start, end = int(_attr(node, "start", 0)), _attr(node, "end")
-    start = start + rank if start < 0 else start
-    end = rank if end is None else (int(end) + rank if int(end) < 0 else int(end))
-    return shape[max(start, 0):max(min(end, rank), 0)]
-
-
-def _slice(node: gs.Node, inputs: list) -> np.ndarray:
-    data, starts, ends = inputs[0], inputs[1], inputs[2]
-    axes = inputs[3] if len(inputs) > 3 and inputs[3] is not None else np.arange(len(starts))
-    steps = inputs[4] if len(inputs) > 4 and inputs[4] is not None else np.ones(len(starts), np.int64)
-    index = [slice(None)] * data.ndim
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        index[int(a)] = slice(int(s), int(e), int(st))
-    return data[tuple(index)]
-
-
-def _unsqueeze(node: gs.Node, inputs: list) -> np.ndarray:
-    axes = _axes(node, inputs)
-    rank = inputs[0].ndim + len(axes)
-    return np.expand_dims(inputs[0], tuple(sorted(a + rank if a < 0 else a for a in axes)))
-
-
-def _squeeze(node: gs.Node, inputs: list) -> np.ndarray:
-    axes = _axes(node, inputs)
-    return np.squeeze(inputs[0]) if axes is None else np.squeeze(inputs[0], tuple(axes))
-
-
-def _reshape(node: gs.Node, inputs: list) -> np.ndarray:
-    data, shape = inputs[0], [int(d) for d in inputs[1]]
-    if not int(_attr(node, "allowzero", 0)):
-        shape = [data.shape[i] if d == 0 else d for i, d in enumerate(shape)]
-    return data.reshape(shape)
-
-
-def _div(node: gs.Node, inputs: list) -> np.ndarray:
-    a, b = inputs
-    if np.issubdtype(a.dtype, np.integer):  # ONNX integer Div truncates toward zero
-        return (np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))).astype(a.dtype)
-    return (a / b).astype(a.dtype)
-
-
-def _cast(node: gs.Node, inputs: list) -> np.ndarray:
-    return inputs[0].astype(onnx.helper.tensor_dtype_to_np_dtype(int(_attr(node, "to"))))
-
-
-def _constant_of_shape(node: gs.Node, inputs: list) -> np.ndarray:
-    value = _attr(node, "value")
-    fill = value.values.reshape(-1) if isinstance(value, gs.Constant) else np.zeros(1, np.float32)
-    return np.full([int(d) for d in inputs[0]], fill[0], dtype=fill.dtype)
-
-
-def _same_dtype(fn: Callable) -> Callable:
-    return lambda node, inputs: np.asarray(fn(*inputs)).astype(inputs[0].dtype)
-
-
-FOLDERS: dict[str, Callable[[gs.Node, list], np.ndarray]] = {
-    "Shape": _shape,
-    "Size": lambda node, inputs: np.array(int(np.prod(inputs[0])), np.int64),
-    "Gather": lambda node, inputs: np.take(inputs[0], inputs[1].astype(np.int64), axis=int(_attr(node, "axis", 0))),
-    "Concat": lambda node, inputs: np.concatenate([i for i in inputs], axis=int(_attr(node, "axis"))),
-    "Slice": _slice,
-    "Unsqueeze": _unsqueeze,
-    "Squeeze": _squeeze,
-    "Reshape": _reshape,
-    "Flatten": lambda node, inputs: inputs[0].reshape(
-        int(np.prod(inputs[0].shape[:int(_attr(node, "axis", 1))])), -1),
-    "Cast": _cast,
-    "Add": _same_dtype(np.add),
-    "Sub": _same_dtype(np.subtract),
-    "Mul": _same_dtype(np.multiply),
-    "Div": _div,
-    "Neg": _same_dtype(np.negative),
-    "Sqrt": _same_dtype(np.sqrt),
-    "Pow": _same_dtype(np.power),
-    "Min": lambda node, inputs: np.minimum.reduce(np.broadcast_arrays(*inputs)).astype(inputs[0].dtype),
-    "Max": lambda node, inputs: np.maximum.reduce(np.broadcast_arrays(*inputs)).astype(inputs[0].dtype),
-    "Equal": lambda node, inputs: np.equal(*inputs),
-    "Where": lambda node, inputs: np.where(*inputs).astype(inputs[1].dtype),
-    "Expand": lambda node, inputs: inputs[0] * np.ones([int(d) for d in inputs[1]], inputs[0].dtype),
-    "Transpose": lambda node, inputs: np.transpose(inputs[0], _attr(node, "perm")),
-    "Range": lambda node, inputs: np.arange(inputs[0], inputs[1], inputs[2]).astype(inputs[0].dtype),
-    "Identity": lambda node, inputs: inputs[0],
-    "ConstantOfShape": _constant_of_shape,
-}
-#: Shape/Size only need the input's (static) shape, not its value
-SHAPE_ONLY = frozenset({"Shape", "Size"})
 
 
 class FoldConstantsPass(Pass):
@@ -171,13 +69,14 @@ class FoldConstantsPass(Pass):
         inputs = _constant_inputs(node)
         if inputs is None or node.op == "Constant" or node.domain not in (None, "", "ai.onnx"):
             return None
-        if node.op not in FOLDERS:
+        folder = FOLDERS.lookup(node.op, node.domain, graph.opset)
+        if folder is None:
             ctx.decide(self.name, _subject(node), "kept", f"no folding rule for {node.op}")
             return "skipped"
         reason = self._why_not(graph, node, inputs)
         if reason is None:
             try:
-                value = np.asarray(FOLDERS[node.op](node, inputs))
+                value = np.asarray(folder(node, inputs))
             except Exception as e:  # a malformed constant sub-graph: leave it to the runtime, with the reason
                 reason = f"numpy evaluation failed: {type(e).__name__}: {e}"
         if reason is None:
@@ -205,15 +104,15 @@ class FoldConstantsPass(Pass):
     def _bypass_identity(self, graph: gs.Graph, node: gs.Node, ctx: PassContext) -> bool:
         x, out = node.inputs[0], node.outputs[0]
         if not is_graph_output(graph, out):
-            _rewire(out, x)
+            replace_all_uses(out, x)
         elif x.inputs and not is_graph_output(graph, x) and x not in graph.inputs:
             producer = x.inputs[0]  # the producer writes the graph output directly
-            _rewire(x, out)
+            replace_all_uses(x, out)
             producer.outputs[producer.outputs.index(x)] = out
         else:
             ctx.decide(self.name, _subject(node), "kept", "Identity between a graph input/output and a graph output")
             return False
-        _detach(node)
+        detach(node)
         ctx.decide(self.name, _subject(node), "removed", "Identity bypassed")
         return True
 
@@ -221,7 +120,7 @@ class FoldConstantsPass(Pass):
         c = constant_value(node.inputs[1])
         recip = np.asarray((1.0 / c.astype(np.float64)).astype(c.dtype))
         node.op = "Mul"
-        node.inputs[1] = gs.Constant(unique_name(node.inputs[1].name + "_reciprocal", graph.tensors()), recip)
+        node.inputs[1] = gs.Constant(fresh_name(node.inputs[1].name + "_reciprocal", graph.tensors()), recip)
         ctx.decide(self.name, _subject(node), "rewritten", "Div by a constant -> Mul by its reciprocal")
 
 
@@ -262,31 +161,15 @@ def _constant_inputs(node: gs.Node) -> list | None:
 
 
 def _replace_output(node: gs.Node, const: gs.Constant) -> None:
-    _rewire(node.outputs[0], const)
-    _detach(node)
-
-
-def _detach(node: gs.Node) -> None:
-    """Disconnect a dead node completely: graph.cleanup formats every node it removes (eagerly, into a log line),
-    and a node that still holds constant inputs or a Constant's value attribute prints whole arrays."""
-    node.outputs.clear()
-    node.inputs.clear()
-    node.attrs.clear()
+    replace_all_uses(node.outputs[0], const)
+    detach(node)
 
 
 def _detach_dead_constants(graph: gs.Graph) -> None:
     outputs = {o.name for o in graph.outputs}
     for node in graph.nodes:
         if node.op == "Constant" and node.outputs and not node.outputs[0].outputs and node.outputs[0].name not in outputs:
-            _detach(node)
-
-
-def _rewire(old: gs.Tensor, new: gs.Tensor) -> None:
-    """Every consumer of ``old`` reads ``new`` instead."""
-    for consumer in list(old.outputs):
-        for i, t in enumerate(consumer.inputs):
-            if t is old:
-                consumer.inputs[i] = new
+            detach(node)
 
 
 # --- Conv + per-channel constant Add -> Conv bias ------------------------------------------------------------------
@@ -306,7 +189,7 @@ class FoldBiasAddPass(Pass):
                 continue
             _add_to_bias(graph, conv, c)
             out = add.outputs[0]
-            _detach(add)
+            detach(add)
             conv.outputs[0] = out
             folded += 1
             ctx.decide(self.name, add.name, "folded", f"into {conv.name}'s bias")
@@ -346,7 +229,7 @@ def _add_to_bias(graph: gs.Graph, conv: gs.Node, c: np.ndarray) -> None:
         bias += constant_value(conv.inputs[2]).astype(np.float64).reshape(-1)
     bias = (bias + np.broadcast_to(c.astype(np.float64).reshape(-1), (cout,))).astype(w.dtype)
     base = conv.inputs[2].name if len(conv.inputs) > 2 and conv.inputs[2].name else conv.inputs[1].name + "_bias"
-    const = gs.Constant(unique_name(base + "_addfold", graph.tensors()), bias)
+    const = gs.Constant(fresh_name(base + "_addfold", graph.tensors()), bias)
     if len(conv.inputs) > 2:
         conv.inputs[2] = const
     else:
@@ -367,14 +250,14 @@ class RewriteHardSwishPass(Pass):
             if match is None:
                 continue
             x, alpha, beta, dead = match
-            h = gs.Variable(unique_name(last.outputs[0].name + "_hardsigmoid", graph.tensors()), dtype=x.dtype, shape=x.shape)
-            graph.nodes.append(gs.Node("HardSigmoid", unique_name(last.name + "_hardsigmoid", {n.name for n in graph.nodes}),
+            h = gs.Variable(fresh_name(last.outputs[0].name + "_hardsigmoid", graph.tensors()), dtype=x.dtype, shape=x.shape)
+            graph.nodes.append(gs.Node("HardSigmoid", fresh_name(last.name + "_hardsigmoid", {n.name for n in graph.nodes}),
                                        attrs={"alpha": alpha, "beta": beta}, inputs=[x], outputs=[h]))
             last.op = "Mul"
             last.inputs.clear()
             last.inputs.extend([x, h])
             for node in dead:
-                _detach(node)
+                detach(node)
             rewritten += 1
             ctx.decide(self.name, last.name, "rewritten", f"hard-swish -> {x.name} * HardSigmoid({x.name})")
         if rewritten:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnxcompress.ir.query import constant_value, is_graph_output, unique_name
+from onnxcompress.ir.edit import fresh_name
+from onnxcompress.ir.query import constant_value, is_graph_output
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 
 #: op type -> how the per-output-channel BN scale reaches the weight (see _scaled_weight)
@@ -166,4 +167,4 @@ def _scaled_weight(node: gs.Node, w: np.ndarray, scale: np.ndarray) -> tuple[np.
 
 def _fresh(graph: gs.Graph, base: str) -> str:
     """A tensor name not used in the graph (the old constant stays until cleanup)."""
-    return unique_name(base + "_bnfold", graph.tensors(), sep="")
+    return fresh_name(base + "_bnfold", graph.tensors(), sep="")

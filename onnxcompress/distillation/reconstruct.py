@@ -1,0 +1,300 @@
+"""Layer-wise reconstruction (a pass): refit a compressed (student) graph's weights to the original (teacher).
+
+For each reconstructable layer (Conv incl. grouped/depthwise, Gemm, MatMul with a constant weight) in topological
+order: the student's *current* input to the layer (so errors do not compound) and the teacher's output at the
+tensor of the same name (restricted to the kept channels of a pruned tensor) give a ridge-regularised
+least-squares problem for weight and bias. Conv is solved via im2col over sampled output positions, per group.
+Memory is bounded: only X^T X and X^T Y are accumulated over batches, never the activations. The teacher comes
+from the context (:class:`Teacher`), the kept channels from pruning (:class:`KeptChannels`, optional).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from onnxcompress.errors import EmptyDataError, InputMismatchError
+from onnxcompress.ir.edit import Names, expose_outputs
+from onnxcompress.ir.query import constant_value, initializer_map
+from onnxcompress.ops.facts import trans_a, trans_b
+from onnxcompress.passes.artifacts import KeptChannels, Teacher
+from onnxcompress.passes.base import Pass, PassContext, PassResult
+from onnxcompress.distillation.config import DistillConfig
+from onnxcompress.distillation.result import DistillResult, LayerFit
+
+log = logging.getLogger(__name__)
+
+RECONSTRUCTABLE = ("Conv", "Gemm", "MatMul")
+
+
+@dataclass
+class Layer:
+    node: gs.Node
+    x_name: str
+    y_name: str
+    kept: np.ndarray | None  # kept teacher channel indices of y (None = all)
+    axis: int  # channel axis of y
+
+
+def _attr(node: gs.Node, name: str, default: Any) -> Any:
+    return node.attrs.get(name, default)
+
+
+def _subject(node: gs.Node) -> str:
+    return node.name or node.outputs[0].name
+
+
+def _why_not(node: gs.Node, teacher_tensors: set[str]) -> str | None:
+    if node.op not in RECONSTRUCTABLE:
+        return f"{node.op} is not reconstructable"
+    if len(node.inputs) < 2 or not isinstance(node.inputs[1], gs.Constant):
+        return "weight is not a constant"
+    if len(node.inputs) > 2 and node.inputs[2].name and not isinstance(node.inputs[2], gs.Constant):
+        return "bias is not a constant"
+    if node.outputs[0].name not in teacher_tensors:
+        return f"no teacher tensor named '{node.outputs[0].name}'"
+    if node.op == "Gemm" and trans_a(node):
+        return "Gemm with transA=1"
+    if node.op == "MatMul" and node.inputs[1].values.ndim != 2:
+        return "MatMul weight is not 2-D"
+    if node.op == "Conv" and _attr(node, "auto_pad", "NOTSET") not in (b"NOTSET", "NOTSET"):
+        return "Conv with auto_pad"
+    return None
+
+
+def _teacher_tensor_names(teacher: onnx.ModelProto) -> set[str]:
+    names = {o for n in teacher.graph.node for o in n.output}
+    return names | {i.name for i in teacher.graph.input}
+
+
+def plan_layers(teacher: onnx.ModelProto, graph: gs.Graph, kept: KeptChannels, ctx: PassContext,
+                pass_name: str = "ReconstructPass") -> list[Layer]:
+    """Reconstructable student layers from the first compressed one on; every skip recorded with its reason."""
+    t_inits = initializer_map(teacher)
+    teacher_tensors = _teacher_tensor_names(teacher)
+    layers, started = [], False
+    for node in graph.nodes:
+        if node.op not in RECONSTRUCTABLE:
+            continue
+        w = node.inputs[1] if len(node.inputs) > 1 else None
+        w_value = constant_value(w) if w is not None else None
+        compressed = w is None or w.name not in t_inits or (
+            w_value is not None and list(t_inits[w.name].dims) != list(w_value.shape)) \
+            or any(i.name in kept.kept for i in node.inputs[:1])
+        started = started or compressed
+        if not started:
+            ctx.decide(pass_name, _subject(node), "skipped", "unchanged and upstream of every compressed layer")
+            continue
+        reason = _why_not(node, teacher_tensors)
+        if reason:
+            ctx.decide(pass_name, _subject(node), "skipped", reason)
+            continue
+        axis = 1 if node.op == "Conv" else -1
+        idx = kept.kept.get(node.outputs[0].name)
+        layers.append(Layer(node, node.inputs[0].name, node.outputs[0].name,
+                            None if idx is None else np.asarray(idx), axis))
+    return layers
+
+
+# --- features ---------------------------------------------------------------------------------------------------
+def _conv_patches(x: np.ndarray, node: gs.Node, positions: np.ndarray, kernel: list[int]) -> np.ndarray:
+    """im2col at the flat output positions ``positions`` (per image): (N*P, Cin, *kernel)."""
+    nd = x.ndim - 2
+    strides = list(_attr(node, "strides", [1] * nd))
+    dil = list(_attr(node, "dilations", [1] * nd))
+    pads = list(_attr(node, "pads", [0] * 2 * nd))
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)])
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+    win = np.lib.stride_tricks.sliding_window_view(xp, span, axis=tuple(range(2, 2 + nd)))
+    win = win[(...,) + tuple(slice(None, None, d) for d in dil)]  # (N, C, H', W', k...)
+    win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)]
+    out_shape = win.shape[2 : 2 + nd]
+    coords = np.unravel_index(positions, out_shape)
+    n = x.shape[0]
+    idx = (np.repeat(np.arange(n), positions.shape[1]),) + tuple(c.reshape(-1) for c in coords)
+    moved = np.moveaxis(win, 1, 1 + nd)  # (N, H', W', C, k...)
+    return moved[idx]  # (N*P, C, k...)
+
+
+def _conv_out_positions(n: int, out_shape: tuple[int, ...], count: int, rng: np.random.Generator) -> np.ndarray:
+    total = int(np.prod(out_shape))
+    if total <= count:
+        return np.tile(np.arange(total), (n, 1))
+    return np.stack([rng.choice(total, size=count, replace=False) for _ in range(n)])
+
+
+class _Accumulator:
+    """X^T X and X^T Y per group, with a bias column appended to X when the layer has a bias."""
+
+    def __init__(self, groups: int, bias: bool):
+        self.groups, self.bias = groups, bias
+        self.xtx: list[np.ndarray | None] = [None] * groups
+        self.xty: list[np.ndarray | None] = [None] * groups
+        self.rows = 0
+
+    def add(self, g: int, x: np.ndarray, y: np.ndarray) -> None:
+        x = x.astype(np.float64)
+        if self.bias:
+            x = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
+        xtx, xty = x.T @ x, x.T @ y.astype(np.float64)
+        self.xtx[g] = xtx if self.xtx[g] is None else self.xtx[g] + xtx
+        self.xty[g] = xty if self.xty[g] is None else self.xty[g] + xty
+        if g == 0:
+            self.rows += x.shape[0]
+
+    def solve(self, g: int, ridge: float) -> np.ndarray:
+        xtx, xty = self.xtx[g], self.xty[g]
+        lam = ridge * max(float(np.mean(np.diag(xtx))), 1e-12)
+        return np.linalg.solve(xtx + lam * np.eye(xtx.shape[0]), xty)
+
+
+# --- one layer --------------------------------------------------------------------------------------------------
+def _layer_rows(layer: Layer, x: np.ndarray, y: np.ndarray, cfg: DistillConfig, rng: np.random.Generator,
+                w_shape: tuple[int, ...]):
+    """(X rows, Y rows) for one batch; Conv rows are im2col patches at sampled output positions."""
+    if layer.kept is not None:
+        y = np.take(y, layer.kept, axis=layer.axis)
+    if layer.node.op != "Conv":
+        return x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
+    out_shape = y.shape[2:]
+    pos = _conv_out_positions(x.shape[0], out_shape, cfg.positions, rng)
+    patches = _conv_patches(x, layer.node, pos, list(w_shape[2:]))  # (N*P, Cin, k...)
+    flat_y = y.reshape(y.shape[0], y.shape[1], -1)  # (N, Cout, HW)
+    rows_y = np.take_along_axis(flat_y, pos[:, None, :], axis=2)  # (N, Cout, P)
+    return patches, rows_y.transpose(0, 2, 1).reshape(-1, y.shape[1])
+
+
+def _accumulate(layer: Layer, acc: _Accumulator, x_rows: np.ndarray, y_rows: np.ndarray, w_shape) -> None:
+    if layer.node.op != "Conv":
+        acc.add(0, x_rows, y_rows)
+        return
+    groups = acc.groups
+    cin_g, cout_g = w_shape[1], w_shape[0] // groups
+    for g in range(groups):
+        xg = x_rows[:, g * cin_g : (g + 1) * cin_g].reshape(x_rows.shape[0], -1)
+        acc.add(g, xg, y_rows[:, g * cout_g : (g + 1) * cout_g])
+
+
+def _solved_weights(layer: Layer, acc: _Accumulator, w: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """(weight in the layer's layout, bias) from the accumulated normal equations."""
+    op = layer.node.op
+    if op == "Conv":
+        cout_g = w.shape[0] // acc.groups
+        new_w, new_b = np.empty(w.shape), np.empty(w.shape[0])
+        for g in range(acc.groups):
+            sol = acc.solve(g, ridge)  # (Cin_g*k + 1, Cout_g)
+            new_w[g * cout_g : (g + 1) * cout_g] = sol[:-1].T.reshape((cout_g,) + w.shape[1:])
+            new_b[g * cout_g : (g + 1) * cout_g] = sol[-1]
+        return new_w, new_b
+    sol = acc.solve(0, ridge)  # (K [+1], M)
+    weight, bias = (sol[:-1], sol[-1]) if acc.bias else (sol, None)
+    if op == "Gemm" and trans_b(layer.node):
+        weight = weight.T
+    return weight, bias
+
+
+def _write_back(layer: Layer, weight: np.ndarray, bias: np.ndarray | None, names: Names) -> None:
+    node = layer.node
+    w = node.inputs[1]
+    dtype = w.values.dtype
+    w.values = weight.astype(dtype)
+    if node.op == "Gemm":  # the solve gives the effective weight and bias
+        for key in ("alpha", "beta"):
+            if key in node.attrs:
+                node.attrs[key] = 1.0
+    if bias is None:
+        return
+    if len(node.inputs) > 2 and node.inputs[2].name:
+        b = node.inputs[2]
+        b.values = bias.reshape(b.values.shape).astype(dtype)
+    else:
+        const = gs.Constant(names.tensor(w.name + "_bias", sep=""), bias.astype(dtype))
+        while len(node.inputs) < 2:
+            node.inputs.append(gs.Variable(""))
+        node.inputs.append(const)
+
+
+# --- driver -----------------------------------------------------------------------------------------------------
+def _collect(teacher: onnx.ModelProto, student: onnx.ModelProto, layer: Layer, feeds_list, cfg: DistillConfig,
+             w_shape) -> _Accumulator:
+    from onnxcompress.runtime.session import SessionOptions, make_session, run
+
+    opts = SessionOptions(providers="cpu", opt_level="basic")
+    t_sess = make_session(expose_outputs(teacher, [layer.y_name], keep_existing=False), opts)
+    s_sess = make_session(expose_outputs(student, [layer.x_name], keep_existing=False), opts)
+    groups = int(_attr(layer.node, "group", 1)) if layer.node.op == "Conv" else 1
+    acc = _Accumulator(groups, bias=layer.node.op != "MatMul")
+    rng = np.random.default_rng(cfg.seed)
+    for feeds in feeds_list:
+        y = run(t_sess, feeds, [layer.y_name])[layer.y_name]
+        x = run(s_sess, feeds, [layer.x_name])[layer.x_name]
+        x_rows, y_rows = _layer_rows(layer, x, y, cfg, rng, w_shape)
+        _accumulate(layer, acc, x_rows, y_rows, w_shape)
+    return acc
+
+
+def _check_inputs(teacher: onnx.ModelProto, graph: gs.Graph) -> None:
+    t_io = [(i.name, onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)) for i in teacher.graph.input
+            if i.name not in initializer_map(teacher)]
+    s_io = [(t.name, np.dtype(t.dtype) if t.dtype is not None else None) for t in graph.inputs]
+    if [n for n, _ in t_io] != [n for n, _ in s_io] or any(a != b for (_, a), (_, b) in zip(t_io, s_io)):
+        raise InputMismatchError(f"teacher inputs {t_io} differ from student inputs {s_io}",
+                                 hint="the student must be a compressed copy of the teacher with the same inputs")
+
+
+class ReconstructPass(Pass):
+    """Refit the student's layers to the teacher (see module docstring); leaves a :class:`DistillResult`."""
+
+    def __init__(self, config: DistillConfig | None = None):
+        self.config = config if config is not None else DistillConfig()
+
+    def requires(self, graph: gs.Graph, ctx: PassContext) -> None:
+        if ctx.calibration is None:
+            raise EmptyDataError("reconstruction needs calibration data", hint="pass --calib DATA")
+        _check_inputs(ctx.require(Teacher, self.name).model, graph)
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        from onnxcompress.data.inputs import model_input_specs
+        from onnxcompress.ir.graph import to_model
+
+        cfg, teacher = self.config, ctx.require(Teacher, self.name).model
+        assert ctx.calibration is not None
+        data = ctx.calibration.batched(cfg.batch_size).limited(cfg.samples)
+        feeds_list = list(data.bind(model_input_specs(teacher)).feeds())
+        names = Names(graph)
+        done = []
+        for layer in plan_layers(teacher, graph, ctx.get(KeptChannels) or KeptChannels(), ctx, self.name):
+            w = layer.node.inputs[1].values
+            acc = _collect(teacher, to_model(graph), layer, feeds_list, cfg, w.shape)
+            weight, bias = _solved_weights(layer, acc, w, cfg.ridge)
+            _write_back(layer, weight, bias, names)
+            done.append(_fit_record(layer, acc, ctx, self.name))
+        skipped = tuple((d.subject, d.reason) for d in ctx.decisions if d.pass_name == self.name
+                        and d.action == "skipped")
+        ctx.put(DistillResult(cfg, tuple(done), skipped, len(data)))
+        return PassResult(graph, bool(done), {"reconstructed": len(done), "skipped": len(skipped)})
+
+    def ensures(self, graph: gs.Graph, ctx: PassContext) -> None:
+        from onnxcompress.errors import InternalError
+
+        result = ctx.require(DistillResult, self.name)
+        weights = {n.name: n for n in graph.nodes}
+        for fit in result.reconstructed:
+            node = weights.get(fit.layer)
+            if node is not None and not np.isfinite(node.inputs[1].values).all():
+                raise InternalError(f"reconstruction of {fit.layer} produced non-finite weights")
+
+
+def _fit_record(layer: Layer, acc: _Accumulator, ctx: PassContext, pass_name: str) -> LayerFit:
+    unknowns = acc.xtx[0].shape[0]
+    note = f"{acc.rows} rows for {unknowns} unknowns per output"
+    if acc.rows < unknowns:
+        note += " (underdetermined: the ridge term decides; give more --samples)"
+        log.warning("%s: %s", layer.y_name, note)
+    ctx.decide(pass_name, _subject(layer.node), "reconstructed", note)
+    return LayerFit(_subject(layer.node), layer.node.op, acc.rows, unknowns)

@@ -1,0 +1,111 @@
+"""Graph edits every pass shares: fresh names, replace-all-uses, detach, expose intermediate outputs.
+
+Every tensor or node a pass inserts gets its name from :class:`Names` (or :func:`fresh_name`), so an inserted
+``x_scale`` never captures a tensor the model already has under that name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import onnx
+import onnx_graphsurgeon as gs
+
+
+def fresh_name(base: str, taken: Iterable[str] | set[str] | dict, sep: str = "_") -> str:
+    """``base``, or ``base{sep}1``, ``base{sep}2``, ... : the first that is not in ``taken``."""
+    taken = taken if isinstance(taken, (set, dict, frozenset)) else set(taken)
+    name, i = base, 0
+    while name in taken:
+        i += 1
+        name = f"{base}{sep}{i}"
+    return name
+
+
+def _all_names(graph: gs.Graph, tensors: set[str], nodes: set[str]) -> None:
+    for node in graph.nodes:
+        if node.name:
+            nodes.add(node.name)
+        for t in list(node.inputs) + list(node.outputs):
+            if t.name:
+                tensors.add(t.name)
+        for value in node.attrs.values():
+            for sub in value if isinstance(value, list) else [value]:
+                if isinstance(sub, gs.Graph):
+                    _all_names(sub, tensors, nodes)
+    tensors.update(t.name for t in list(graph.inputs) + list(graph.outputs) if t.name)
+
+
+class Names:
+    """The tensor and node names in use in a graph (subgraphs included); ``tensor(base)`` / ``node(base)``
+    return a name that is free and reserve it, so a pass can insert many tensors in one sweep."""
+
+    def __init__(self, graph: gs.Graph | None = None):
+        self.tensors: set[str] = set()
+        self.nodes: set[str] = set()
+        if graph is not None:
+            _all_names(graph, self.tensors, self.nodes)
+
+    def tensor(self, base: str, sep: str = "_") -> str:
+        name = fresh_name(base, self.tensors, sep)
+        self.tensors.add(name)
+        return name
+
+    def node(self, base: str, sep: str = "_") -> str:
+        name = fresh_name(base, self.nodes, sep)
+        self.nodes.add(name)
+        return name
+
+
+def replace_all_uses(old: gs.Tensor, new: gs.Tensor) -> int:
+    """Every consumer of ``old`` reads ``new`` instead; returns the number of inputs rewired."""
+    count = 0
+    for consumer in list(old.outputs):
+        for i, t in enumerate(consumer.inputs):
+            if t is old:
+                consumer.inputs[i] = new
+                count += 1
+    return count
+
+
+def detach(node: gs.Node) -> None:
+    """Disconnect a dead node completely: graph.cleanup formats every node it removes (eagerly, into a log line),
+    and a node that still holds constant inputs or a Constant's value attribute prints whole arrays."""
+    node.outputs.clear()
+    node.inputs.clear()
+    node.attrs.clear()
+
+
+def expose_outputs(model: onnx.ModelProto, names: Iterable[str], *, keep_existing: bool = True) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph also outputs the intermediate tensors ``names``.
+
+    The added outputs carry only their name: onnxruntime takes type and shape from the producing node, so no
+    shape inference runs (that matters on large models, where a probe model is built per layer). With
+    ``keep_existing=False`` the graph outputs only ``names`` and the nodes they do not need are removed, so a run
+    computes just the prefix of the graph that produces them."""
+    from onnxcompress.ir.graph import to_graph, to_model
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    if not keep_existing:
+        del copy.graph.output[:]
+    present = {o.name for o in copy.graph.output}
+    copy.graph.output.extend(onnx.ValueInfoProto(name=n) for n in dict.fromkeys(names) if n not in present)
+    if not keep_existing:
+        graph = to_graph(copy)
+        graph.cleanup(remove_unused_graph_inputs=False)
+        copy = to_model(graph, like=copy)
+    return copy
+
+
+def name_nodes(graph: gs.Graph) -> int:
+    """Give unnamed (or duplicate-named) nodes a unique, deterministic name (decisions are keyed by node name)."""
+    seen: set[str] = set()
+    renamed = 0
+    for i, node in enumerate(graph.nodes):
+        if not node.name or node.name in seen:
+            base = f"{node.op}_{i}"
+            node.name = base if base not in seen else f"{base}_{len(seen)}"
+            renamed += 1
+        seen.add(node.name)
+    return renamed

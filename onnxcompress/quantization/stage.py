@@ -1,0 +1,142 @@
+"""The quantization stage as passes: rewrites -> SmoothQuant -> Q/DQ (or dynamic) -> bias correction ->
+verification on onnxruntime, which leaves the typed :class:`QuantizeResult` in the context."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import onnx_graphsurgeon as gs
+
+from onnxcompress.ir.query import constant_bytes
+from onnxcompress.passes.base import Pass, PassContext, PassResult, Sequential
+from onnxcompress.passes.fold import FoldBiasAddPass, RewriteHardSwishPass
+from onnxcompress.quantization.config import QuantizeConfig
+from onnxcompress.quantization.correct_bias import BiasCorrection, CorrectBiasPass
+from onnxcompress.quantization.dynamic import DynamicQuantization, QuantizeDynamicPass
+from onnxcompress.quantization.insert_qdq import QuantizationPlan, QuantizeQDQPass
+from onnxcompress.quantization.result import QuantizedNode, QuantizeResult, SmoothQuantResult, TensorParams, as_float
+from onnxcompress.quantization.smooth import SmoothedLayers, SmoothQuantPass
+
+log = logging.getLogger(__name__)
+
+
+def rewrite_passes(config: QuantizeConfig) -> list[Pass]:
+    """Quantization-friendly rewrites (fewer float islands between int8 kernels; each cleans up after itself)."""
+    return [RewriteHardSwishPass(), FoldBiasAddPass()] if config.rewrites else []
+
+
+def quantize_passes(config: QuantizeConfig) -> Sequential:
+    """Every pass of the quantization stage, in order, for ``config``."""
+    passes: list[Pass] = []
+    if config.smooth_quant is not None:
+        passes.append(SmoothQuantPass(config.smooth_quant))
+    passes += rewrite_passes(config)
+    if config.mode == "dynamic":
+        passes.append(QuantizeDynamicPass(config))
+    else:
+        passes.append(QuantizeQDQPass(config))
+        if config.bias_correction:
+            passes.append(CorrectBiasPass(samples=config.calibration_samples or 256, batch_size=config.batch_size))
+    passes.append(VerifyQuantizationPass(config))
+    return Sequential(*passes)
+
+
+class VerifyQuantizationPass(Pass):
+    """Open the quantized graph in onnxruntime (when ``config.verify``), map its int8 kernels back to the planned
+    nodes and leave the :class:`QuantizeResult` in the context. Reads the graph; never changes it."""
+
+    def __init__(self, config: QuantizeConfig):
+        self.config = config
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        from onnxcompress.ir.graph import to_model
+        from onnxcompress.quantization.verify import int8_kernel_ops, verify_kernels
+
+        plan, dynamic = ctx.get(QuantizationPlan), ctx.get(DynamicQuantization)
+        result = _result(self.config, plan, dynamic, ctx, constant_bytes(graph))
+        if self.config.verify:
+            provider = self.config.resolved_target.provider
+            model = to_model(graph)
+            if plan is not None:
+                result = _replace(result, verification=verify_kernels(model, plan.plan, provider))
+            else:
+                result = _replace(result, kernel_ops=int8_kernel_ops(model, provider))
+        ctx.put(result)
+        ctx.metadata["onnxcompress.quantization"] = _metadata(self.config, result)
+        return PassResult(graph, False, {"coverage": result.coverage})
+
+
+def _metadata(config: QuantizeConfig, result: QuantizeResult) -> str:
+    """What the model was built for, so a deployment can check it (JSON in metadata_props)."""
+    import json
+
+    target = config.resolved_target
+    return json.dumps({"mode": result.mode, "target": target.name, "weight_bits": 7 if result.reduce_range[0] else 8,
+                       "activation_dtype": result.activation_dtype, "provider": target.provider}, sort_keys=True)
+
+
+def _replace(result: QuantizeResult, **changes: Any) -> QuantizeResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _result(config: QuantizeConfig, plan: QuantizationPlan | None, dynamic: DynamicQuantization | None,
+            ctx: PassContext, after_bytes: int) -> QuantizeResult:
+    stage_seconds = sum(r.seconds for r in ctx.records if r.stage == ctx.stage) if ctx.stage else 0.0
+    smoothed = ctx.get(SmoothedLayers)
+    common: dict[str, Any] = {
+        "config": config, "reduce_range": config.resolved_reduce_range(), "seconds": stage_seconds,
+        "bias_correction": ctx.get(BiasCorrection),
+        "smooth_quant": None if smoothed is None else SmoothQuantResult(smoothed.alpha, len(smoothed.layers)),
+    }
+    if plan is None:
+        assert dynamic is not None, "the quantization stage ran neither QuantizeQDQPass nor QuantizeDynamicPass"
+        skipped = tuple((d.subject, d.reason) for d in ctx.decisions if d.pass_name == "QuantizeDynamicPass"
+                        and d.action == "kept float")
+        return QuantizeResult("dynamic", activation_dtype=None,
+                              quantized=tuple(QuantizedNode(n, "", "dynamic") for n in dynamic.quantized),
+                              skipped=skipped, weight_bytes=(dynamic.bytes_before, after_bytes), **common)
+    p = plan.plan
+    tensors = {}
+    for name in p.activations:
+        qp = plan.qparams[name]
+        lo, hi = plan.ranges.get(name, (None, None))
+        root = p.groups.find(name)
+        tensors[name] = TensorParams(None if lo is None else (as_float(lo), as_float(hi)),
+                                     root if root != name else None, float(qp.scale), int(qp.zero_point), qp.dtype)
+    return QuantizeResult("static", activation_dtype=config.act_dtype,
+                          quantized=tuple(QuantizedNode(n, p.ops[n], k) for n, k in p.nodes.items()),
+                          skipped=tuple(p.skipped.items()), absorbed=tuple(p.absorbed.items()),
+                          float_outputs=tuple(p.float_outputs.items()), tensors=tensors,
+                          weight_bytes=(plan.bytes_before, after_bytes), **common)
+
+
+def quantizable_summary(graph: gs.Graph, config: QuantizeConfig | None = None) -> dict[str, Any]:
+    """Which nodes the quantizer would touch (static: rules + selection on a preprocessed graph, no data)."""
+    from onnxcompress.ir.edit import name_nodes
+    from onnxcompress.passes.base import PassContext
+    from onnxcompress.quantization.plan import plan_graph
+
+    config = config or QuantizeConfig()
+    graph = Sequential(*rewrite_passes(config))(graph, PassContext()).graph
+    graph.toposort()
+    name_nodes(graph)
+    plan = plan_graph(graph, config)
+    by_op = Counter(plan.ops[n] for n, k in plan.nodes.items() if k != "passthrough")
+    kept = Counter(r for r in plan.skipped.values())
+    summary = (f"{len(plan.nodes)} nodes would be quantized ("
+               + ", ".join(f"{op} {c}" for op, c in sorted(by_op.items()))
+               + f"), {len(plan.absorbed)} activations absorbed, {len(plan.skipped)} kept float")
+    return {
+        "summary": summary,
+        "target": config.target,
+        "quantized_by_op": dict(sorted(by_op.items())),
+        "weighted": len(plan.weighted),
+        "weighted_quantized": sum(n in plan.nodes for n in plan.weighted),
+        "absorbed": dict(plan.absorbed),
+        "kept_float": [{"node": n, "reason": r} for n, r in plan.skipped.items()],
+        "kept_float_reasons": dict(kept.most_common()),
+    }

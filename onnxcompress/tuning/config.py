@@ -1,0 +1,65 @@
+"""TuneConfig: the goal and the budget of the accuracy-aware search (typed, frozen, validated in __post_init__)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onnxcompress.errors import RecipeError
+
+#: goal metrics: the drop is a fraction (0.005 = half a point of top-1; for cosine, 1 - mean cosine to fp32)
+METRICS = ("top1", "agreement", "cosine")
+#: higher-precision choices for one node: int16 activations (weights stay int8) or the node kept float
+PRECISIONS = ("int16", "float")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What the mixed-precision search must reach and how much it may spend.
+
+    ``max_drop``: allowed drop of ``metric`` against the float model (top1: reference top-1 minus candidate
+    top-1; agreement: 1 - top-1 agreement; cosine: 1 - mean cosine). ``time_budget``: seconds for the whole search
+    (None = unlimited); the best model found so far is always kept. ``precisions``: the higher-precision choices
+    tried per node, in order of preference. ``top_k``: nodes whose full-model sensitivity is measured after the
+    one-pass proxy. ``max_candidates``: how many of the ranked nodes the greedy phase may move to higher precision.
+    ``metric`` ``auto`` means top1 when the evaluation data has labels, else agreement (resolved and
+    recorded before the search). ``measure_latency``: time every trial against fp32 (interleaved) and prefer the faster of equally good
+    choices; off, the choice follows ``precisions`` order and the result is deterministic.
+    """
+
+    metric: str = "top1"
+    max_drop: float = 0.005
+    time_budget: float | None = None
+    precisions: tuple[str, ...] = ("float", "int16")
+    top_k: int = 5
+    max_candidates: int = 16
+    eval_samples: int | None = 1000
+    batch_size: int = 32
+    measure_latency: bool = True
+    latency_batch: int = 32
+    latency_iterations: int = 10
+    threads: int = 0
+    labels: str = "labels"
+
+    def __post_init__(self):
+        if self.metric not in (*METRICS, "auto"):
+            raise RecipeError(f"unknown tuning metric '{self.metric}'",
+                              hint=f"use auto or one of {', '.join(METRICS)}")
+        if isinstance(self.max_drop, bool) or not isinstance(self.max_drop, (int, float)) or not 0 <= self.max_drop < 1:
+            raise RecipeError(f"max_drop must be a fraction in [0, 1), got {self.max_drop!r}",
+                              hint="e.g. --max-drop 0.005 (half a point of top-1)")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise RecipeError(f"time_budget must be > 0 seconds, got {self.time_budget!r}", hint="e.g. --time-budget 300")
+        object.__setattr__(self, "precisions", tuple(self.precisions))
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if not self.precisions or bad:
+            raise RecipeError(f"unknown precision choice(s) {bad or '(none given)'}", hint=f"use any of {PRECISIONS}")
+        for name in ("top_k", "max_candidates", "batch_size", "latency_batch", "latency_iterations"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "top_k" else 1):
+                raise RecipeError(f"{name} must be a positive integer, got {v!r}", hint=f"e.g. {name} = 8")
+        if self.eval_samples is not None and (not isinstance(self.eval_samples, int) or self.eval_samples <= 0):
+            raise RecipeError(f"eval_samples must be a positive integer, got {self.eval_samples!r}", hint="e.g. 1000")
+
+    def usable_precisions(self, mode: str) -> tuple[str, ...]:
+        """Dynamic quantization can only keep a node float (no int16 activations)."""
+        return ("float",) if mode == "dynamic" else self.precisions

@@ -1,0 +1,126 @@
+"""What a trial is judged by: the goal metric on cached evaluation batches (the float model's outputs computed
+once) and, optionally, the latency against fp32 timed interleaved in the same process.
+
+The evaluation batches are held in memory (at most ``eval_samples`` samples) because every trial replays them.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError
+from onnxcompress.tuning.config import TuneConfig
+from onnxcompress.validation.metrics import FidelityAccumulator, TaskAccumulator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Score:
+    """One model judged against the float reference on the evaluation batches."""
+
+    metric: str
+    value: float  # the candidate's value of the metric (top-1, agreement or cosine)
+    reference: float  # the float model's value (1.0 for agreement/cosine)
+    drop: float
+    top1: float | None
+    top1_reference: float | None
+    agreement: float | None
+    cosine: float
+
+    def meets(self, max_drop: float) -> bool:
+        return self.drop <= max_drop + 1e-12
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+class Evaluator:
+    """Reference outputs computed once; ``score(model)`` replays the same batches through a candidate."""
+
+    def __init__(self, reference: onnx.ModelProto, data, config: TuneConfig, source: str):
+        from onnxcompress.data.inputs import model_input_specs
+
+        self.config = config
+        self.source = source
+        limit = min(x for x in (data.limit, config.eval_samples) if x is not None) \
+            if (data.limit or config.eval_samples) else None  # a limit already on the data is kept
+        bound = data.batched(config.batch_size).limited(limit).bind(model_input_specs(reference))
+        self.batches = [(feeds, extras.get(config.labels)) for feeds, extras in bound.batches()]
+        if not self.batches:
+            raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one evaluation sample")
+        self.samples = sum(len(next(iter(f.values()))) for f, _ in self.batches)
+        self.has_labels = all(labels is not None for _, labels in self.batches)
+        if config.metric == "top1" and not self.has_labels:
+            raise DataError(f"--metric top1 needs labels: {data.source} has no '{config.labels}' key",
+                            hint="pass --eval data with labels, or use --metric agreement (or cosine)")
+        session = self._session(reference)
+        self.output = session.get_outputs()[0].name
+        self.reference = [self._run(session, feeds) for feeds, _ in self.batches]
+        self.ref_task = self._task(self.reference) if self.has_labels else None
+
+    def _session(self, model: onnx.ModelProto):
+        from onnxcompress.runtime.session import SessionOptions, make_session
+
+        return make_session(model, SessionOptions(providers="cpu", threads=self.config.threads, opt_level="all"))
+
+    def _run(self, session, feeds) -> np.ndarray:
+        try:
+            return session.run([self.output], feeds)[0]
+        except Exception as e:  # onnxruntime's own exception classes
+            raise InputMismatchError(f"the model failed on the evaluation data: {str(e).splitlines()[0]}",
+                                     hint="check that the data matches the model's inputs") from e
+
+    def _task(self, outputs: list[np.ndarray]) -> float:
+        acc = TaskAccumulator(("top1",))
+        for out, (_, labels) in zip(outputs, self.batches):
+            acc.update(out, labels)
+        return acc.result()["top1"]
+
+    def score(self, model: onnx.ModelProto) -> Score:
+        session = self._session(model)
+        outputs = [self._run(session, feeds) for feeds, _ in self.batches]
+        fid = FidelityAccumulator()
+        for ref, cand in zip(self.reference, outputs):
+            fid.update(ref, cand)
+        f = fid.result()
+        top1 = self._task(outputs) if self.has_labels else None
+        agreement, cosine = f.top1_agreement, float(f.cosine)
+        metric = self.config.metric
+        if metric == "agreement" and agreement is None:
+            raise DataError(f"output '{self.output}' has no class axis, so top-1 agreement is undefined",
+                            hint="use --metric cosine for embedding or regression outputs")
+        value, ref = {"top1": (top1, self.ref_task), "agreement": (agreement, 1.0), "cosine": (cosine, 1.0)}[metric]
+        return Score(metric, float(value), float(ref), float(ref - value), top1, self.ref_task, agreement, cosine)
+
+
+class LatencyProbe:
+    """p50 latency of a candidate at one batch size, timed interleaved with the fp32 model (ratio = fp32 / cand)."""
+
+    def __init__(self, reference: onnx.ModelProto, evaluator: Evaluator, config: TuneConfig):
+        from onnxcompress.data.inputs import model_input_specs
+        from onnxcompress.validation.profile import feeds_for_batch
+
+        self.config = config
+        first = {k: np.concatenate([f[k] for f, _ in evaluator.batches]) for k in evaluator.batches[0][0]}
+        self.feeds = feeds_for_batch(first, model_input_specs(reference), config.latency_batch)
+        self.reference = evaluator._session(reference)
+
+    def measure(self, model: onnx.ModelProto, clock=time.perf_counter) -> dict[str, float]:
+        from onnxcompress.validation.profile import time_interleaved
+
+        from onnxcompress.runtime.session import SessionOptions, make_session
+
+        cand = make_session(model, SessionOptions(providers="cpu", threads=self.config.threads, opt_level="all"))
+        fns = {"fp32": lambda: self.reference.run(None, self.feeds), "candidate": lambda: cand.run(None, self.feeds)}
+        samples = time_interleaved(fns, warmup=2, iterations=self.config.latency_iterations, clock=clock)
+        ref_ms, cand_ms = (statistics.median(samples[k]) * 1e3 for k in ("fp32", "candidate"))
+        return {"batch": self.config.latency_batch, "fp32_p50_ms": round(ref_ms, 4), "p50_ms": round(cand_ms, 4),
+                "speedup": round(ref_ms / cand_ms, 4) if cand_ms > 0 else float("inf")}

@@ -1,0 +1,205 @@
+"""One streaming pass over evaluation data: reference and candidate run batch by batch; task metrics, fidelity
+and the tolerance comparison are accumulated without keeping the outputs (memory does not grow with the data).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import onnx
+
+from onnxcompress.errors import DataError, InputMismatchError, ModelError
+from onnxcompress.validation.compare import Comparison, OutputComparison
+from onnxcompress.validation.config import ValidateConfig, tolerance_for
+from onnxcompress.validation.metrics import Fidelity, FidelityAccumulator, TaskAccumulator, class_scores
+
+log = logging.getLogger(__name__)
+
+
+class Metric(Protocol):
+    """A user metric: ``update`` per batch with the model's outputs and the extra data keys, then ``compute``."""
+
+    def update(self, outputs: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> None: ...
+
+    def compute(self) -> float: ...
+
+
+class BatchMeanMetric:
+    """Wraps ``fn(outputs, extras) -> float`` (one value per batch) as a sample-weighted mean."""
+
+    def __init__(self, fn: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], float]):
+        self.fn = fn
+        self.total = 0.0
+        self.count = 0
+
+    def update(self, outputs, extras) -> None:
+        n = len(next(iter(outputs.values())))
+        self.total += float(self.fn(outputs, extras)) * n
+        self.count += n
+
+    def compute(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
+def as_metric(obj: Any) -> Metric:
+    if hasattr(obj, "update") and hasattr(obj, "compute"):
+        return copy.deepcopy(obj)
+    if callable(obj):
+        return BatchMeanMetric(obj)
+    raise TypeError(f"a user metric must have update()/compute() or be a callable, got {type(obj).__name__}")
+
+
+@dataclass(frozen=True)
+class TaskMetrics:
+    """Task metrics of both models against the labels (metric name -> value)."""
+
+    reference: dict[str, float]
+    candidate: dict[str, float]
+
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        return {"reference": dict(self.reference), "candidate": dict(self.candidate)}
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    samples: int
+    primary_output: str
+    labels: str | None
+    metrics: tuple[str, ...]
+    task: TaskMetrics | None
+    fidelity: dict[str, Fidelity]
+    comparison: dict[str, Comparison]
+    extra_keys: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def comparison_passed(self) -> bool:
+        return all(c.passed for c in self.comparison.values())
+
+    @property
+    def primary(self) -> Fidelity:
+        return self.fidelity[self.primary_output]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": self.samples, "primary_output": self.primary_output, "labels": self.labels,
+                "metrics": list(self.metrics), "task": None if self.task is None else self.task.to_dict(),
+                "fidelity": {k: v.to_dict() for k, v in self.fidelity.items()},
+                "comparison": {k: v.to_dict() for k, v in self.comparison.items()},
+                "comparison_passed": self.comparison_passed,
+                "extra_keys": list(self.extra_keys), "notes": list(self.notes)}
+
+
+def resolve_metrics(requested: tuple[str, ...], n_classes: int) -> tuple[tuple[str, ...], list[str]]:
+    """Expand ``auto``; drop metrics the output cannot support, with a note."""
+    notes: list[str] = []
+    if "auto" in requested:
+        metrics = ["top1"] + (["top5"] if n_classes >= 5 else []) + ["f1"] + (["auc"] if n_classes <= 2 else [])
+        return tuple(metrics), notes
+    metrics = []
+    for m in requested:
+        if m == "auc" and n_classes > 2:
+            notes.append(f"auc skipped: the output has {n_classes} classes (binary only)")
+        elif m == "top5" and n_classes < 5:
+            notes.append(f"top5 skipped: the output has only {n_classes} classes")
+        else:
+            metrics.append(m)
+    return tuple(metrics), notes
+
+
+def output_names(ref_sess, cand_sess) -> list[str]:
+    ref = [o.name for o in ref_sess.get_outputs()]
+    cand = {o.name for o in cand_sess.get_outputs()}
+    missing = [n for n in ref if n not in cand]
+    if missing:
+        raise ModelError(f"the candidate has no output(s) {missing} (reference outputs: {ref})",
+                         hint="compare models with the same output names")
+    return ref
+
+
+def check_inputs(reference: onnx.ModelProto, candidate: onnx.ModelProto) -> None:
+    from onnxcompress.data.inputs import model_input_specs
+
+    ref = {s.name: s.dtype for s in model_input_specs(reference)}
+    cand = {s.name: s.dtype for s in model_input_specs(candidate)}
+    if ref != cand:
+        raise InputMismatchError(f"reference inputs {ref} differ from candidate inputs {cand}",
+                                 hint="the candidate must take the same inputs as the reference")
+
+
+class _Run:
+    """The accumulators of one validation run."""
+
+    def __init__(self, outputs: list[str], config: ValidateConfig, user_metrics: Mapping[str, Any]):
+        self.config = config
+        self.primary = config.output or outputs[0]
+        if self.primary not in outputs:
+            raise DataError(f"output '{self.primary}' is not an output of the model (outputs: {outputs})",
+                            hint="set [validate] output to one of the model's outputs")
+        self.fidelity = {o: FidelityAccumulator() for o in outputs}
+        self.compare = {o: OutputComparison(o, tolerance_for(config.tolerances, o), config.check_stat)
+                        for o in outputs}
+        self.user_specs = dict(user_metrics)
+        self.user: dict[str, tuple[Metric, Metric]] = {n: (as_metric(m), as_metric(m)) for n, m in self.user_specs.items()}
+        self.task: tuple[TaskAccumulator, TaskAccumulator] | None = None
+        self.metrics: tuple[str, ...] = ()
+        self.notes: list[str] = []
+        self.samples = 0
+
+    def update(self, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> None:
+        for name, acc in self.fidelity.items():
+            acc.update(ref[name], cand[name])
+            self.compare[name].update(ref[name], cand[name])
+        labels = extras.get(self.config.labels)
+        if labels is not None:
+            if self.task is None:
+                n_classes = max(class_scores(ref[self.primary]).shape[1], 2)
+                self.metrics, self.notes = resolve_metrics(self.config.metrics, n_classes)
+                self.task = (TaskAccumulator(self.metrics), TaskAccumulator(self.metrics))
+            self.task[0].update(ref[self.primary], labels)
+            self.task[1].update(cand[self.primary], labels)
+        for r_metric, c_metric in self.user.values():
+            r_metric.update(ref, extras)
+            c_metric.update(cand, extras)
+        self.samples += len(next(iter(ref.values())))
+
+    def result(self, extra_keys: list[str]) -> ValidationResult:
+        task = None
+        if self.task is not None or self.user:
+            task = TaskMetrics(self.task[0].result() if self.task else {}, self.task[1].result() if self.task else {})
+            for name, (r_metric, c_metric) in self.user.items():
+                task.reference[name] = float(r_metric.compute())
+                task.candidate[name] = float(c_metric.compute())
+        notes = list(self.notes)
+        if self.task is None:
+            notes.append(f"no task metrics: the evaluation data has no '{self.config.labels}' key "
+                         f"(it has {extra_keys or 'only model inputs'})")
+        return ValidationResult(self.samples, self.primary, self.config.labels if self.task else None,
+                                self.metrics + tuple(self.user), task,
+                                {n: a.result() for n, a in self.fidelity.items()},
+                                {n: c.result() for n, c in self.compare.items()}, tuple(extra_keys), tuple(notes))
+
+
+def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, config: ValidateConfig,
+             user_metrics: Mapping[str, Any] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> ValidationResult:
+    """Stream ``data`` (an InputData) through both models with identical session options."""
+    from onnxcompress.data.inputs import model_input_specs
+    from onnxcompress.runtime.session import SessionOptions, make_session, run
+
+    check_inputs(reference, candidate)
+    options = SessionOptions(providers=config.providers, threads=config.threads)
+    ref_sess, cand_sess = make_session(reference, options), make_session(candidate, options)
+    outputs = output_names(ref_sess, cand_sess)
+    bound = data.batched(config.batch_size).limited(config.max_samples).bind(model_input_specs(reference))
+    total = len(bound)
+    state = _Run(outputs, config, user_metrics or {})
+    for feeds, extras in bound.batches():
+        state.update(run(ref_sess, feeds, outputs), run(cand_sess, feeds, outputs), extras)
+        if progress:
+            progress(state.samples, total)
+    return state.result(bound.extra_keys)

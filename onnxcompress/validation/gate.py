@@ -1,0 +1,232 @@
+"""Gate policy: thresholds a candidate must meet. A failed gate is a result (GateResult), not an exception.
+
+Every criterion that is set is checked; one that cannot be measured (no labels, latency not profiled, no
+quantization coverage) fails with a reason, so a CI job never passes on a criterion it did not check.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onnxcompress.errors import RecipeError
+from onnxcompress.validation.compare import Comparison
+from onnxcompress.validation.config import Tolerance
+from onnxcompress.validation.evaluate import ValidationResult
+from onnxcompress.validation.profile import ProfileResult
+
+
+def _check_fraction(name: str, v: Any) -> None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
+        raise RecipeError(f"{name} must be a fraction in [0, 1], got {v!r}", hint=f"e.g. {name} = 0.01 (1 percent)")
+
+
+def _check_positive(name: str, v: Any) -> None:
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+        raise RecipeError(f"{name} must be a number > 0, got {v!r}", hint=f"e.g. {name} = 1.5")
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Thresholds; None = not checked. Accuracy values are fractions (0.01 = one percentage point).
+
+    ``max_accuracy_drop``: reference minus candidate ``accuracy_metric`` (absolute); ``max_relative_accuracy_drop``:
+    that drop divided by the reference value. ``tolerances``: per-output atol/rtol that the output comparison
+    must pass (``""`` = default for every output). ``min_speedup``: reference p50 / candidate p50 at the first
+    profiled batch size. ``max_p99_ms``: the candidate's p99 at every profiled batch size.
+    """
+
+    accuracy_metric: str = "top1"
+    max_accuracy_drop: float | None = None
+    max_relative_accuracy_drop: float | None = None
+    min_top1_agreement: float | None = None
+    min_cosine: float | None = None
+    min_sqnr_db: float | None = None
+    tolerances: dict[str, Tolerance] | None = None
+    min_speedup: float | None = None
+    max_p99_ms: float | None = None
+    max_size_mb: float | None = None
+    min_int8_kernel_coverage: float | None = None
+
+    def __post_init__(self):
+        for name in ("max_accuracy_drop", "max_relative_accuracy_drop", "min_top1_agreement",
+                     "min_int8_kernel_coverage"):
+            _check_fraction(name, getattr(self, name))
+        if self.min_cosine is not None and (not isinstance(self.min_cosine, (int, float)) or
+                                            not -1 <= self.min_cosine <= 1):
+            raise RecipeError(f"min_cosine must be in [-1, 1], got {self.min_cosine!r}", hint="e.g. min_cosine = 0.99")
+        for name in ("min_speedup", "max_p99_ms", "max_size_mb"):
+            _check_positive(name, getattr(self, name))
+        if self.min_sqnr_db is not None and (isinstance(self.min_sqnr_db, bool) or
+                                             not isinstance(self.min_sqnr_db, (int, float))):
+            raise RecipeError(f"min_sqnr_db must be a number, got {self.min_sqnr_db!r}", hint="e.g. min_sqnr_db = 20")
+        if not isinstance(self.accuracy_metric, str) or not self.accuracy_metric:
+            raise RecipeError("accuracy_metric must be a metric name", hint="e.g. top1, top5, f1, auc")
+
+    @property
+    def needs_latency(self) -> bool:
+        return self.min_speedup is not None or self.max_p99_ms is not None
+
+    def is_empty(self) -> bool:
+        return all(getattr(self, f) is None for f in self.__dataclass_fields__ if f != "accuracy_metric")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "value": self.value, "threshold": self.threshold,
+                "message": self.message}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    criteria: tuple[Criterion, ...] = field(default_factory=tuple)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.message for c in self.criteria if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "criteria": [c.to_dict() for c in self.criteria], "failed": self.reasons}
+
+
+def load_policy(path: str | Path) -> GatePolicy:
+    """A TOML file with a [gate] table (a recipe file works too: only its [gate] table is read)."""
+    from onnxcompress.config import config_from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"gate policy file not found: {path}", hint="give a TOML file with a [gate] table")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{path} is not valid TOML: {e}", hint="fix the syntax of the policy file") from e
+    if "gate" not in data:
+        raise RecipeError(f"{path} has no [gate] table", hint="put the criteria under a [gate] header")
+    return config_from_dict(GatePolicy, data["gate"], "gate")
+
+
+# --- evaluation -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measured:
+    """Everything a gate can judge: validation, latency, size and int8 kernel coverage (None = not measured)."""
+
+    validation: ValidationResult | None = None
+    profile: ProfileResult | None = None
+    candidate_size_mb: float | None = None
+    int8_kernel_coverage: float | None = None
+
+
+def _at_least(name: str, value: float | None, threshold: float, unit: str = "", missing: str = "") -> Criterion:
+    if value is None:
+        return Criterion(name, False, None, threshold, f"{name}: not measured ({missing})")
+    ok = value >= threshold
+    word = ">=" if ok else "<"
+    return Criterion(name, ok, value, threshold, f"{name}: {value:.6g}{unit} {word} {threshold:g}{unit}")
+
+
+def _at_most(name: str, value: float | None, threshold: float, unit: str = "", missing: str = "") -> Criterion:
+    if value is None:
+        return Criterion(name, False, None, threshold, f"{name}: not measured ({missing})")
+    ok = value <= threshold
+    word = "<=" if ok else ">"
+    return Criterion(name, ok, value, threshold, f"{name}: {value:.6g}{unit} {word} {threshold:g}{unit}")
+
+
+def evaluate_gate(policy: GatePolicy, measured: Measured) -> GateResult:
+    """Check ``measured`` against ``policy``; every criterion that is set is checked."""
+    crits: list[Criterion] = []
+    crits += _accuracy_criteria(policy, measured.validation)
+    crits += _fidelity_criteria(policy, measured.validation)
+    crits += _latency_criteria(policy, measured.profile)
+    if policy.max_size_mb is not None:
+        crits.append(_at_most("max_size_mb", measured.candidate_size_mb, policy.max_size_mb, " MB",
+                              "candidate size unknown"))
+    if policy.min_int8_kernel_coverage is not None:
+        crits.append(_at_least("min_int8_kernel_coverage", measured.int8_kernel_coverage,
+                               policy.min_int8_kernel_coverage, "", "no quantization coverage was measured"))
+    return GateResult(all(c.passed for c in crits), tuple(crits))
+
+
+def _accuracy_criteria(policy: GatePolicy, validation: ValidationResult | None) -> list[Criterion]:
+    if policy.max_accuracy_drop is None and policy.max_relative_accuracy_drop is None:
+        return []
+    task = validation.task if validation is not None else None
+    ref = task.reference.get(policy.accuracy_metric) if task is not None else None
+    cand = task.candidate.get(policy.accuracy_metric) if task is not None else None
+    why = f"no '{policy.accuracy_metric}' metric: the evaluation data needs labels"
+    drop = None if ref is None or cand is None else ref - cand
+    out = []
+    if policy.max_accuracy_drop is not None:
+        out.append(_at_most("max_accuracy_drop", drop, policy.max_accuracy_drop, "", why))
+    if policy.max_relative_accuracy_drop is not None:
+        rel = None if drop is None or ref is None else (drop / ref if ref else 0.0)
+        out.append(_at_most("max_relative_accuracy_drop", rel, policy.max_relative_accuracy_drop, "", why))
+    return out
+
+
+def _fidelity_criteria(policy: GatePolicy, validation: ValidationResult | None) -> list[Criterion]:
+    fid = validation.fidelity if validation is not None else {}
+    primary = validation.primary_output if validation is not None else None
+    main = fid.get(primary) if primary else None
+    out = []
+    if policy.min_top1_agreement is not None:
+        out.append(_at_least("min_top1_agreement", main.top1_agreement if main else None, policy.min_top1_agreement,
+                             "", f"output '{primary}' has no class axis"))
+    if policy.min_cosine is not None:
+        out.append(_at_least("min_cosine", min((f.cosine for f in fid.values()), default=None),
+                             policy.min_cosine, "", "no outputs compared"))
+    if policy.min_sqnr_db is not None:
+        out.append(_at_least("min_sqnr_db", min((f.sqnr_db for f in fid.values()), default=None),
+                             policy.min_sqnr_db, " dB", "no outputs compared"))
+    if policy.tolerances is not None:
+        out += _tolerance_criteria(validation.comparison if validation is not None else None)
+    return out
+
+
+def _tolerance_criteria(comparison: dict[str, Comparison] | None) -> list[Criterion]:
+    if not comparison:
+        return [Criterion("tolerances", False, None, None, "tolerances: not measured (no outputs compared)")]
+    out = []
+    for name, c in comparison.items():
+        msg = (f"output '{name}' within atol={c.atol:g}, rtol={c.rtol:g} ({c.check_stat})" if c.passed
+               else f"output '{name}' exceeds atol={c.atol:g} and rtol={c.rtol:g} ({c.check_stat}; "
+                    f"max abs {c.max_abs:.3g}, max rel {c.max_rel:.3g}; would pass with atol={c.would_pass_atol:.3g} "
+                    f"or rtol={c.would_pass_rtol:.3g})")
+        out.append(Criterion(f"tolerance[{name}]", c.passed, c.max_abs, c.atol, msg))
+    return out
+
+
+def _latency_criteria(policy: GatePolicy, profile: ProfileResult | None) -> list[Criterion]:
+    out = []
+    batches = profile.batches if profile is not None else ()
+    if policy.min_speedup is not None:
+        value = batches[0].speedup_p50 if batches else None
+        out.append(_at_least("min_speedup", value, policy.min_speedup, "x", "latency was not profiled"))
+    if policy.max_p99_ms is not None:
+        if not batches:
+            out.append(_at_most("max_p99_ms", None, policy.max_p99_ms, " ms", "latency was not profiled"))
+        for b in batches:
+            p99 = b.models.get("candidate", b.models.get("model", {})).get("p99_ms")
+            out.append(_at_most(f"max_p99_ms[batch={b.batch_size}]", p99, policy.max_p99_ms, " ms",
+                                "latency was not profiled"))
+    return out
+
+
+def default_policy(validation: ValidationResult) -> GatePolicy:
+    """Used when the recipe has no [gate]: accuracy drop <= 1 pt with labels, agreement >= 98% for classifiers,
+    else cosine >= 0.99."""
+    task = validation.task.reference if validation.task is not None else {}
+    classifier = validation.primary.top1_agreement is not None
+    return GatePolicy(max_accuracy_drop=0.01 if "top1" in task else None,
+                      min_top1_agreement=0.98 if classifier else None,
+                      min_cosine=None if classifier else 0.99)
