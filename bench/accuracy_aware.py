@@ -33,11 +33,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from quantize_vs_ort import available_models, latencies, ort_static  # noqa: E402
 
+import onnxcompress as oc  # noqa: E402
 from onnxcompress.ir.io import load_model, save_model  # noqa: E402
-from onnxcompress.quantization import QuantizeConfig, quantize_model  # noqa: E402
+from onnxcompress.quantization import QuantizeConfig  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session  # noqa: E402
-from onnxcompress.tuning import TuneConfig, tune_quantization  # noqa: E402
-from onnxcompress.tuning.run import quantize_dynamic  # noqa: E402
+from onnxcompress.tuning import TuneConfig  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -49,7 +49,8 @@ def split_eval(evalf: Path) -> tuple[dict, dict]:
 
 
 def ort_dynamic(model_path: Path, out: Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic as ort_qd
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_qd
 
     ort_qd(str(model_path), str(out), weight_type=QuantType.QInt8)
     return out
@@ -76,21 +77,21 @@ def build_variants(name, model_path, calib, tune_split, tmp: Path, args) -> tupl
     model = load_model(model_path)
     paths, info = {"fp32": Path(model_path)}, {}
     start = time.perf_counter()
-    q, _ = quantize_model(model, calib, QuantizeConfig(verify=False))
+    q, _ = oc.quantize(model, calib, QuantizeConfig(verify=False))
     paths["ours-int8"], info["ours-int8"] = save_model(q, tmp / f"{name}-int8.onnx"), {"s": time.perf_counter() - start}
     start = time.perf_counter()
     tune = TuneConfig(metric=args.metric, max_drop=args.max_drop, time_budget=args.budget, eval_samples=None,
                       threads=1)
     out = tmp / f"{name}-mixed.onnx"
-    _, rep = tune_quantization(model, calib, QuantizeConfig(), tune, eval_data=tune_split, output=out,
-                               trace=tmp / f"{name}-mixed.trace.json")
+    _, rep = oc.quantize(model, calib, QuantizeConfig(), tune=tune, eval=tune_split, output=out,
+                         trace=tmp / f"{name}-mixed.trace.json")
     paths["ours-mixed"] = out
-    t = rep["tune"]
+    t = rep.to_dict()["tune"]
     info["ours-mixed"] = {"s": time.perf_counter() - start, "trials": len(t["trials"]), "goal_met": t["goal_met"],
                           "kept": _kept(t["higher_precision"]), "stopped": t["stopped"], "tune_drop": t["best"]["drop"],
                           "picked": f"{t['best']['phase']} ({t['mode']})"}
     start = time.perf_counter()
-    q, _ = quantize_dynamic(model, QuantizeConfig(verify=False))
+    q, _ = oc.quantize(model, None, QuantizeConfig(mode="dynamic", verify=False))
     paths["ours-dynamic"], info["ours-dynamic"] = save_model(q, tmp / f"{name}-dyn.onnx"), {"s": time.perf_counter() - start}
     for act in ("u8", "s8"):
         start = time.perf_counter()
@@ -106,7 +107,7 @@ def bench_model(name: str, files, tmp: Path, args) -> list[dict]:
     model_path, calib, evalf = files
     tune_split, held = split_eval(evalf)
     paths, info = build_variants(name, model_path, calib, tune_split, tmp, args)
-    xkey = [k for k in held if k != "labels"][0]
+    xkey = next(k for k in held if k != "labels")
     x, labels = held[xkey], held["labels"]
     ref = outputs(paths["fp32"], x)
     rows = []

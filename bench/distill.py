@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -25,20 +24,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import sources  # noqa: E402
+from common import sources
 
-from onnxcompress.distillation.api import distill, kept_from_prune_report  # noqa: E402
-from onnxcompress.distillation.reconstruct import DistillConfig  # noqa: E402
-from onnxcompress.errors import RecipeError  # noqa: E402
-from onnxcompress.ir.io import load_model  # noqa: E402
-from onnxcompress.passes import preprocess_model  # noqa: E402
-from onnxcompress.pruning import PruneConfig, prune_model  # noqa: E402
-from onnxcompress.quantization import QuantizeConfig, quantize_model  # noqa: E402
-from onnxcompress.runtime.session import SessionOptions, make_session, run  # noqa: E402
+import onnxcompress as oc
+from onnxcompress import pipeline
+from onnxcompress.distillation import DistillConfig
+from onnxcompress.errors import RecipeError
+from onnxcompress.ir.io import load_model
+from onnxcompress.passes import PassContext
+from onnxcompress.pruning import PruneConfig
+from onnxcompress.quantization import QuantizeConfig
+from onnxcompress.runtime.session import SessionOptions, make_session, run
 
 
 def teacher_of(path: Path):
-    return preprocess_model(load_model(path))[0]
+    return pipeline.preprocessed(load_model(path), oc.Recipe(), PassContext())
 
 
 def logits(model, x: np.ndarray, name: str) -> np.ndarray:
@@ -63,7 +63,7 @@ def reconstruct_in_child(teacher, student, calib: Path, cfg: DistillConfig, kept
         code = 0
         try:
             t = time.perf_counter()
-            model, _ = distill(teacher, student, str(calib), cfg, kept=kept)
+            model, _ = oc.distill(teacher, student, str(calib), cfg, kept=kept)
             Path(out_path).write_bytes(model.SerializeToString())
             Path(out_path + ".s").write_text(str(time.perf_counter() - t))
         except BaseException as e:  # report and exit non-zero; the parent raises
@@ -93,16 +93,17 @@ def bench_model(name: str, settings: list[str], args) -> list[dict]:
              "agreement": 1.0}]
     for setting in settings:
         try:
-            pruned, rep = prune_model(teacher, prune_config(setting, args.round_to))
+            pruned, result = oc.prune(teacher, prune_config(setting, args.round_to))
+            rep = result.to_dict()
         except RecipeError as e:  # e.g. a MACs target this architecture cannot reach
             print(f"{name} {setting}: {e.message}", file=sys.stderr)
             rows.append({"model": name, "setting": setting, "variant": f"not reachable: {e.message}",
                          "top1": float("nan"), "agreement": float("nan")})
             continue
-        kept = kept_from_prune_report(rep)
+        kept = result.kept_channels()
         cfg = DistillConfig(ridge=args.ridge, samples=args.samples)
         recon, seconds, rss = reconstruct_in_child(teacher, pruned, calib, cfg, kept)
-        quant, _ = quantize_model(recon, str(calib), QuantizeConfig(verify=False))
+        quant, _ = oc.quantize(recon, str(calib), QuantizeConfig(verify=False))
         macs_kept = rep["after"]["macs"] / rep["before"]["macs"]
         for variant, model in (("pruned", pruned), ("+reconstructed", recon), ("+reconstructed+int8", quant)):
             pred = logits(model, x, input_name).argmax(1)
@@ -126,7 +127,7 @@ def bench_quant_bias(name: str) -> list[dict]:
     rows = []
     for corrected in (False, True):
         t = time.perf_counter()
-        quant, _ = quantize_model(teacher, str(calib), QuantizeConfig(verify=False, bias_correction=corrected))
+        quant, _ = oc.quantize(teacher, str(calib), QuantizeConfig(verify=False, bias_correction=corrected))
         seconds = time.perf_counter() - t
         out = logits(quant, x, input_name)
         rows.append({"model": name, "variant": "int8 + bias correction" if corrected else "int8",

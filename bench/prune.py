@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, sources  # noqa: E402
+from common import ROOT, sources
 
-from onnxcompress.data.inputs import from_npz  # noqa: E402
-from onnxcompress.ir.io import load_model  # noqa: E402
-from onnxcompress.pruning import PruneConfig, prune_model  # noqa: E402
-from onnxcompress.runtime.session import SessionOptions, make_session, run  # noqa: E402
+import onnxcompress as oc
+from onnxcompress.data.inputs import from_npz
+from onnxcompress.ir.io import load_model
+from onnxcompress.pruning import PruneConfig
+from onnxcompress.runtime.session import SessionOptions, make_session, run
 
 
 def predictions(model, x: np.ndarray, name: str) -> np.ndarray:
@@ -71,7 +72,8 @@ def bench_model(name, ratios, criteria, rounds, threads, lines):
     for crit, bc in [(c, b) for c in criteria for b in (False, True)]:
         for r in ratios:
             t = time.perf_counter()
-            pruned, rep = prune_model(model, PruneConfig(ratio=r, criterion=crit, bias_correction=bc), calib)
+            pruned, result = oc.prune(model, PruneConfig(ratio=r, criterion=crit, bias_correction=bc), calib)
+            rep = result.to_dict()
             secs = time.perf_counter() - t
             if r not in speed:
                 speed[r] = latency_ratio(model, pruned, feeds, rounds, threads)
@@ -89,7 +91,8 @@ def target_line(name, model, calib, x, labels, ref, feeds, rounds, threads, roun
     from onnxcompress.errors import RecipeError
 
     try:
-        pruned, rep = prune_model(model, PruneConfig(target_macs=0.5, round_to=round_to, bias_correction=bc), calib)
+        pruned, result = oc.prune(model, PruneConfig(target_macs=0.5, round_to=round_to, bias_correction=bc), calib)
+        rep = result.to_dict()
     except RecipeError as e:  # e.g. round_to=8 on a narrow model: the target is out of reach, say so and go on
         lines.append(f"\n{name} --target-macs 0.5 --round-to {round_to}{' --bias-correction' if bc else ''}: "
                      f"not reachable: {str(e).splitlines()[0]}")
@@ -97,7 +100,8 @@ def target_line(name, model, calib, x, labels, ref, feeds, rounds, threads, roun
         return
     a, b, s = latency_ratio(model, pruned, feeds, rounds, threads)
     pred = predictions(pruned, x, in_name_of(model, feeds))
-    lines.append(f"\n{name} --target-macs 0.5 --round-to {round_to}{' --bias-correction' if bc else ''} (l1, local): MACs kept {rep['target']['achieved']:.3f} at ratio "
+    flags = f"--target-macs 0.5 --round-to {round_to}{' --bias-correction' if bc else ''}"
+    lines.append(f"\n{name} {flags} (l1, local): MACs kept {rep['target']['achieved']:.3f} at ratio "
                  f"{rep['target']['ratio']:.3f}; batch 32 p50 {a:.2f} -> {b:.2f} ms = **{s:.2f}x** "
                  f"(threads={threads}, {rounds} interleaved rounds); top-1 {np.mean(pred == labels):.4f}, "
                  f"agreement {np.mean(pred == ref):.4f}")

@@ -15,6 +15,7 @@ Usage: .venv/bin/python bench/quantize_vs_ort.py [--models resnet_mnist,vit_mnis
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import statistics
@@ -30,8 +31,9 @@ import onnx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import onnxcompress as oc  # noqa: E402
 from onnxcompress.ir.io import convert_opset, load_model, save_model  # noqa: E402
-from onnxcompress.quantization import QuantizeConfig, quantize_model  # noqa: E402
+from onnxcompress.quantization import QuantizeConfig  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -85,16 +87,22 @@ def measured(fn):
 
 
 def ours(model_path: Path, calib: Path, out: Path, calibrator: str) -> Path:
-    qmodel, report = quantize_model(load_model(model_path), calib, QuantizeConfig(calibrator=calibrator, verify=False))
+    qmodel, _ = oc.quantize(load_model(model_path), calib, QuantizeConfig(calibrator=calibrator, verify=False))
     return save_model(qmodel, out)
 
 
 def ort_static(model_path: Path, calib: Path, out: Path, calibrator: str, act: str) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     data = np.load(calib)
     name = onnx.load(str(model_path), load_external_data=False).graph.input[0].name
-    x = data[name] if name in data else data[list(data.keys())[0]]
+    x = data[name] if name in data else data[next(iter(data.keys()))]
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -143,13 +151,13 @@ VARIANTS = [("ours-minmax", "ours", "minmax", None), ("ours-entropy", "ours", "e
 def bench_model(name: str, files, tmp: Path, rounds: int) -> list[dict]:
     model_path, calib, evalf = files
     ev = np.load(evalf)
-    x = ev[[k for k in ev.files if k != "labels"][0]]
+    x = ev[next(k for k in ev.files if k != "labels")]
     labels = ev["labels"] if "labels" in ev.files else None
     paths, rows = {"fp32": Path(model_path)}, []
     for vname, who, calibrator, act in VARIANTS:
         out = tmp / f"{name}-{vname}.onnx"
-        fn = (lambda: ours(model_path, calib, out, calibrator)) if who == "ours" else \
-            (lambda: ort_static(model_path, calib, out, calibrator, act))
+        fn = functools.partial(ours, model_path, calib, out, calibrator) if who == "ours" else \
+            functools.partial(ort_static, model_path, calib, out, calibrator, act)
         _, seconds, rss = measured(fn)
         paths[vname] = out
         rows.append({"model": name, "variant": vname, "quant_s": seconds, "rss_mb": rss / 2**20,

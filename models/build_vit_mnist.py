@@ -24,10 +24,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import mnist_data  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
-
-import mnist_data  # noqa: E402
 import zoo_common as zc  # noqa: E402
 
 OUT = os.path.join(HERE, "vit_mnist.onnx")

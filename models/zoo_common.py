@@ -243,8 +243,8 @@ def sha256(path):
 
 def update_manifest(path, *, description, build_script, param_count, eval_top1,
                     max_abs_diff, train_seconds, hyperparams):
-    import onnx
     import mnist_data as md
+    import onnx
 
     m = onnx.load(path)
     name = model_name(path)

@@ -62,7 +62,7 @@ class Recipe:
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     gate: GatePolicy | None = None  # None: a default policy chosen from the evaluation data
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise RecipeError(f"seed must be an integer >= 0, got {self.seed!r}", hint="e.g. seed = 0")
         object.__setattr__(self, "preprocess", _stage("preprocess", PreprocessConfig, self.preprocess, auto=False)

@@ -98,7 +98,7 @@ class Report:
     profile: ProfileResult | None = None
     gate: GateResult | None = None
     warnings: list[str] = field(default_factory=list)
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
 
     @property
     def passed(self) -> bool | None:

@@ -11,12 +11,12 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from support import graphs
-from support.common import ROOT, ort_outputs
 from onnxcompress import api
 from onnxcompress.cli import app
 from onnxcompress.distillation import DistillConfig
 from onnxcompress.recipe import Recipe
+from support import graphs
+from support.common import ROOT, ort_outputs
 from support.report_schema_check import report_errors
 
 runner = CliRunner()
@@ -182,7 +182,7 @@ def test_python_api_user_metric_and_model_protos(case):
     cand, report = api.optimize(model, calib=case / "calib.npz", eval=case / "eval.npz",
                                 recipe=Recipe.from_dict({"validate": {"profile": {"enabled": False}}}))
     assert isinstance(cand, onnx.ModelProto) and report.passed is True and report.profile is None
-    mean_logit = lambda outputs, extras: float(outputs["y"].mean())  # noqa: E731
+    mean_logit = lambda outputs, extras: float(outputs["y"].mean())
     rep = api.validate(model, model, case / "eval.npz", user_metrics={"mean_logit": mean_logit})
     task = rep.validation.task.to_dict()
     assert task["reference"]["mean_logit"] == pytest.approx(task["candidate"]["mean_logit"])
@@ -206,6 +206,7 @@ def test_full_pipeline_prune_distill_quantize(case):
     assert report.recipe.prune.ratio == 0.25 and report.recipe.seed == 3
     again, _ = api.optimize(case / "ref.onnx", recipe=recipe, calib=case / "calib.npz", eval=case / "eval.npz")
     assert again.SerializeToString() == cand.SerializeToString()  # deterministic
+    assert "onnxcompress.quantization" in {p.key for p in cand.metadata_props}  # what it was built for
     x = np.load(case / "eval.npz")["x"][:8]
     ours = api.validate(case / "ref.onnx", cand, {"x": x}).validation.fidelity["y"]
     assert ours.max_abs_error == pytest.approx(

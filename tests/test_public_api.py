@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
-from support.common import bundled_data, bundled_model, ort_outputs
 
 import onnxcompress
+from support.common import bundled_data, bundled_model, ort_outputs
 
 PUBLIC = [
     "__version__",

@@ -310,7 +310,7 @@ def evaluate(path: Path, input_name: str, x: np.ndarray, labels: np.ndarray) -> 
     pred = probs.argmax(1)
     acc = float((pred == labels).mean())
     per_class = {int(c): float((pred[labels == c] == c).mean()) for c in np.unique(labels)}
-    return {"top1": acc, "per_class_recall": per_class, "n": int(len(labels))}
+    return {"top1": acc, "per_class_recall": per_class, "n": len(labels)}
 
 
 # --------------------------------------------------------------------------

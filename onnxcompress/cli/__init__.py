@@ -1,7 +1,7 @@
 """The `onnxcompress` command line (typer). Importing this package registers every command on ``app``."""
 
-from onnxcompress.cli.app import app
 from onnxcompress.cli import check_cmds, distill_cmds, model_cmds, prune_cmds, quantize_cmds  # noqa: F401  (register)
+from onnxcompress.cli.app import app
 
 
 def main() -> None:

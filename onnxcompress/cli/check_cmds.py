@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
 from onnxcompress.cli.app import _check_outputs, _guarded, _stderr_console, app
-
 
 # --- validate / profile / gate / optimize ---------------------------------------------------------------------
 _PROVIDERS_HELP = "Execution providers: auto (CUDA if available, else CPU), cpu, cuda, tensorrt."
@@ -32,7 +31,7 @@ def _validate_config(labels, metric, output_name, tolerance, check_stat, provide
     return replace(base or ValidateConfig(), **changes)
 
 
-def _finish(report, report_dir: Optional[Path], json_out: bool, exit_on_gate: bool = True) -> None:
+def _finish(report, report_dir: Path | None, json_out: bool, exit_on_gate: bool = True) -> None:
     """Write the report files, print the summary (or JSON) and end with the verdict line; exit 1 on a failed gate."""
     paths = report.write(report_dir) if report_dir is not None else {}
     if json_out:
@@ -89,17 +88,17 @@ def validate(
     reference: Path = typer.Argument(..., help="The reference (original) model."),
     candidate: Path = typer.Argument(..., help="The candidate (optimized) model."),
     data: Path = typer.Option(..., "--data", help="Evaluation data (.npz or folder); extra keys such as labels."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Data key holding integer labels [default: labels]."),
-    metric: Optional[list[str]] = typer.Option(None, "--metric", help="auto, top1, top5, f1, auc (repeatable)."),
-    output_name: Optional[str] = typer.Option(None, "--output", help="Output holding the class scores."),
-    tolerance: Optional[list[str]] = typer.Option(None, "--tolerance", help="[OUTPUT:]atol=X,rtol=Y (repeatable)."),
-    check_stat: Optional[str] = typer.Option(None, "--check-stat", help="elemwise, max, mean or median."),
+    labels: str | None = typer.Option(None, "--labels", help="Data key holding integer labels [default: labels]."),
+    metric: list[str] | None = typer.Option(None, "--metric", help="auto, top1, top5, f1, auc (repeatable)."),
+    output_name: str | None = typer.Option(None, "--output", help="Output holding the class scores."),
+    tolerance: list[str] | None = typer.Option(None, "--tolerance", help="[OUTPUT:]atol=X,rtol=Y (repeatable)."),
+    check_stat: str | None = typer.Option(None, "--check-stat", help="elemwise, max, mean or median."),
     providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
     threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 32]."),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 32]."),
+    max_samples: int | None = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when an output exceeds its tolerances."),
-    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
 ) -> None:
     """Compare a candidate with its reference: task metrics, fidelity, output tolerances (Polygraphy semantics)."""
@@ -130,16 +129,16 @@ def _batch_list(spec: str) -> tuple[int, ...]:
 @app.command()
 def profile(
     model: Path = typer.Argument(..., help="The model to time."),
-    vs: Optional[Path] = typer.Option(None, "--vs", help="Time this model too, interleaved; speed-up = VS / MODEL."),
+    vs: Path | None = typer.Option(None, "--vs", help="Time this model too, interleaved; speed-up = VS / MODEL."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated, e.g. 1,8,32."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Inputs to time with (default: seeded random)."),
+    data: Path | None = typer.Option(None, "--data", help="Inputs to time with (default: seeded random)."),
     providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
     threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs per model and batch size."),
     iterations: int = typer.Option(50, "--iterations", help="Timed runs per model and batch size."),
     op_profile: bool = typer.Option(True, "--op-profile/--no-op-profile", help="Per-op-type time and node placement."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
-    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
 ) -> None:
     """Latency p50/p90/p99/mean and throughput per batch size, per-op-type time, node placement, peak memory."""
@@ -163,10 +162,10 @@ def gate(
     candidate: Path = typer.Argument(..., help="The candidate (optimized) model."),
     policy: Path = typer.Option(..., "--policy", help="TOML file with a [gate] table (a recipe works too)."),
     data: Path = typer.Option(..., "--data", help="Evaluation data (.npz or folder), with labels for accuracy."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Data key holding integer labels [default: labels]."),
+    labels: str | None = typer.Option(None, "--labels", help="Data key holding integer labels [default: labels]."),
     providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
     threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
+    max_samples: int | None = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
     report_dir: Path = typer.Option(Path("onnxcompress-report"), "--report-dir",
                                     help="Where report.json, report.md and junit.xml go."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
@@ -204,14 +203,14 @@ _STAGES = ("load", "preprocess", "prune", "distill", "quantize", "validate", "pr
 def optimize(
     model: Path = typer.Argument(..., help="The exported .onnx model."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the optimized model."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Recipe file (.toml or .json)."),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration data (.npz or folder)."),
-    eval_data: Optional[Path] = typer.Option(None, "--eval", help="Evaluation data [default: the calibration data]."),
-    providers: Optional[str] = typer.Option(None, "--providers", help=_PROVIDERS_HELP),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice [default: recipe seed]."),
+    recipe: Path | None = typer.Option(None, "--recipe", help="Recipe file (.toml or .json)."),
+    calib: Path | None = typer.Option(None, "--calib", help="Calibration data (.npz or folder)."),
+    eval_data: Path | None = typer.Option(None, "--eval", help="Evaluation data [default: the calibration data]."),
+    providers: str | None = typer.Option(None, "--providers", help=_PROVIDERS_HELP),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of every random choice [default: recipe seed]."),
     no_profile: bool = typer.Option(False, "--no-profile", help="Skip latency profiling (unless the gate needs it)."),
-    dump_recipe: Optional[Path] = typer.Option(None, "--dump-recipe", help="Write the effective recipe (.toml/.json)."),
-    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="[default: OUTPUT's folder/<stem>-report]"),
+    dump_recipe: Path | None = typer.Option(None, "--dump-recipe", help="Write the effective recipe (.toml/.json)."),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="[default: OUTPUT's folder/<stem>-report]"),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
 ) -> None:
     """The whole pipeline: preprocess -> prune -> distill -> quantize -> validate -> profile -> gate. Exit 1 on a failed gate."""
@@ -234,7 +233,7 @@ def optimize(
         rec = replace(rec, validate=validate_cfg, seed=rec.seed if seed is None else seed)
         with Progress(transient=True, console=_stderr_console()) as bar:
             task = bar.add_task("optimize", total=len(_STAGES))
-            step = lambda stage: bar.update(task, completed=_STAGES.index(stage), description=stage)  # noqa: E731
+            step = lambda stage: bar.update(task, completed=_STAGES.index(stage), description=stage)
             _, report = api.optimize(model, recipe=rec, calib=calib, eval=eval_data, output=output, progress=step)
         if dump_recipe is not None and report.recipe is not None:
             report.recipe.write(dump_recipe)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _guarded, app
-
-
 # --- distill ----------------------------------------------------------------------------------------------------
-from typer.core import TyperGroup  # noqa: E402
+from typer.core import TyperGroup
+
+from onnxcompress.cli.app import _check_outputs, _guarded, app
 
 
 class _DistillGroup(TyperGroup):
@@ -37,7 +35,7 @@ def distill_reconstruct(
     calib: Path = typer.Option(..., "--calib", help="Calibration data (.npz or folder)."),
     ridge: float = typer.Option(1e-3, "--ridge", help="Ridge strength, relative to the mean diagonal of X^T X."),
     samples: int = typer.Option(256, "--samples", help="Calibration samples to use."),
-    kept: Optional[Path] = typer.Option(None, "--kept", help="Kept-channel record (the prune report JSON)."),
+    kept: Path | None = typer.Option(None, "--kept", help="Kept-channel record (the prune report JSON)."),
     json_out: bool = typer.Option(False, "--json", help="Print the reconstruction report as JSON."),
 ) -> None:
     """Refit the student's Conv/Gemm/MatMul weights, layer by layer, to the teacher's activations."""
@@ -82,8 +80,8 @@ def distill_attach(
     model: Path = typer.Argument(..., help="The model to receive the weights."),
     weights: Path = typer.Argument(..., help="Weights: .npz, .safetensors or .onnx."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the model with the new weights."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", help="JSON {model_name: name_in_file}."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data to validate with (default: seeded random)."),
+    mapping: Path | None = typer.Option(None, "--mapping", help="JSON {model_name: name_in_file}."),
+    data: Path | None = typer.Option(None, "--data", help="Data to validate with (default: seeded random)."),
 ) -> None:
     """Attach weights trained elsewhere (name/shape/dtype checked), validate by running, and save."""
 

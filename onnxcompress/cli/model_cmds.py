@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -16,7 +16,7 @@ from onnxcompress.cli.app import _check_outputs, _fmt_count, _guarded, app
 def inspect(
     model: Path = typer.Argument(..., help="The .onnx model."),
     json_out: bool = typer.Option(False, "--json", help="Print the machine-readable JSON (schema onnxcompress.inspect/1)."),
-    shape: Optional[list[str]] = typer.Option(None, "--shape", help="Concrete input shape NAME:1x3x224x224 (repeatable)."),
+    shape: list[str] | None = typer.Option(None, "--shape", help="Concrete input shape NAME:1x3x224x224 (repeatable)."),
 ) -> None:
     """Signature, opsets, op histogram, parameters, MACs per op type and file size of a model."""
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _dump_recipe, _fmt_count, _guarded, _load_recipe, _merged, _write_json, app
+from onnxcompress.cli.app import (
+    _check_outputs,
+    _dump_recipe,
+    _fmt_count,
+    _guarded,
+    _load_recipe,
+    _merged,
+    _write_json,
+    app,
+)
 
 
 # --- prune ------------------------------------------------------------------------------------------------------
-def _parse_overrides(items: Optional[list[str]]) -> dict[str, float]:
+def _parse_overrides(items: list[str] | None) -> dict[str, float]:
     from onnxcompress.errors import RecipeError
 
     out: dict[str, float] = {}
@@ -31,35 +39,35 @@ def _parse_overrides(items: Optional[list[str]]) -> dict[str, float]:
 def prune(
     model: Path = typer.Argument(..., help="The .onnx model."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the pruned model."),
-    ratio: Optional[float] = typer.Option(None, "--ratio", help="Fraction of each group's channels to remove, in "
+    ratio: float | None = typer.Option(None, "--ratio", help="Fraction of each group's channels to remove, in "
                                           "[0, 1) (default 0.3 when no target is given)."),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration data (.npz or folder): needed by "
+    calib: Path | None = typer.Option(None, "--calib", help="Calibration data (.npz or folder): needed by "
                                          "activation/reconstruction, gives shapes to models with dynamic dims."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Recipe file: its [preprocess] and [prune] "
+    recipe: Path | None = typer.Option(None, "--recipe", help="Recipe file: its [preprocess] and [prune] "
                                           "sections (flags given here override them)."),
-    criterion: Optional[str] = typer.Option(None, "--criterion",
+    criterion: str | None = typer.Option(None, "--criterion",
                                             help="l1 | l2 | bn_scale | activation | reconstruction | random."),
-    allocation: Optional[str] = typer.Option(None, "--allocation", help="local (same ratio per group) | global."),
-    min_channels: Optional[int] = typer.Option(None, "--min-channels", help="Never keep fewer units than this."),
-    round_to: Optional[int] = typer.Option(None, "--round-to", help="Kept channels per group are a multiple of "
+    allocation: str | None = typer.Option(None, "--allocation", help="local (same ratio per group) | global."),
+    min_channels: int | None = typer.Option(None, "--min-channels", help="Never keep fewer units than this."),
+    round_to: int | None = typer.Option(None, "--round-to", help="Kept channels per group are a multiple of "
                                            "this (e.g. 8)."),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Node name, op type, glob or re:REGEX "
+    exclude: list[str] | None = typer.Option(None, "--exclude", help="Node name, op type, glob or re:REGEX "
                                                 "whose output channels are never pruned (repeatable)."),
-    override: Optional[list[str]] = typer.Option(None, "--override", help="SELECTOR=RATIO for the groups of "
+    override: list[str] | None = typer.Option(None, "--override", help="SELECTOR=RATIO for the groups of "
                                                  "matching nodes (repeatable)."),
-    target_macs: Optional[float] = typer.Option(None, "--target-macs", help="Keep this fraction of the MACs "
+    target_macs: float | None = typer.Option(None, "--target-macs", help="Keep this fraction of the MACs "
                                                 "(0.5 halves them); the ratio is searched."),
-    target_params: Optional[float] = typer.Option(None, "--target-params", help="Keep this fraction of the "
+    target_params: float | None = typer.Option(None, "--target-params", help="Keep this fraction of the "
                                                   "parameters."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the random criterion."),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="Calibration samples for data-driven "
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the random criterion."),
+    max_samples: int | None = typer.Option(None, "--max-samples", help="Calibration samples for data-driven "
                                               "criteria."),
-    bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction",
+    bias_correction: bool | None = typer.Option(None, "--bias-correction/--no-bias-correction",
                                                    help="Fold the calibration mean of removed channels into the "
                                                    "next layer's bias (needs --calib; recommended)."),
-    dump_recipe: Optional[Path] = typer.Option(None, "--dump-recipe", help="Write the effective recipe "
+    dump_recipe: Path | None = typer.Option(None, "--dump-recipe", help="Write the effective recipe "
                                                "(.toml/.json); --recipe with it reproduces this run."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the pruning report (JSON) here."),
+    report: Path | None = typer.Option(None, "--report", help="Write the pruning report (JSON) here."),
     json_out: bool = typer.Option(False, "--json", help="Print the pruning report as JSON."),
 ) -> None:
     """Structured channel pruning on the ONNX graph (dependency-aware: residuals, Concat, depthwise, Flatten)."""

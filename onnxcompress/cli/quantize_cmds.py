@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -37,43 +37,44 @@ def _quantize_recipe(recipe_path, flags: dict[str, Any], tune_flags: dict[str, A
 def quantize(
     model: Path = typer.Argument(..., help="The float .onnx model."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the quantized model."),
-    calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration data: .npz file or directory of "
+    calib: Path | None = typer.Option(None, "--calib", help="Calibration data: .npz file or directory of "
                                          ".npz/.npy (needed by --mode static, the default)."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Recipe file: its [preprocess], [quantize] and "
+    recipe: Path | None = typer.Option(None, "--recipe", help="Recipe file: its [preprocess], [quantize] and "
                                           "[tune] sections (flags given here override them)."),
-    target: Optional[str] = typer.Option(None, "--target", help="cpu (portable, default) | cpu-avx2 | cpu-vnni | arm64 | cuda | tensorrt | auto (this host, recorded)."),
-    calibrator: Optional[str] = typer.Option(None, "--calibrator", help="minmax | percentile | entropy | mse."),
-    percentile: Optional[float] = typer.Option(None, "--percentile", help="Percentile for --calibrator percentile."),
-    per_tensor: Optional[bool] = typer.Option(None, "--per-tensor/--per-channel",
+    target: str | None = typer.Option(None, "--target", help="cpu (portable, default) | cpu-avx2 | cpu-vnni | "
+                                      "arm64 | cuda | tensorrt | auto (this host, recorded)."),
+    calibrator: str | None = typer.Option(None, "--calibrator", help="minmax | percentile | entropy | mse."),
+    percentile: float | None = typer.Option(None, "--percentile", help="Percentile for --calibrator percentile."),
+    per_tensor: bool | None = typer.Option(None, "--per-tensor/--per-channel",
                                               help="Weight scales per tensor or per output channel (default)."),
-    include: Optional[list[str]] = typer.Option(None, "--include", help="Only these nodes: name, op type, glob or "
+    include: list[str] | None = typer.Option(None, "--include", help="Only these nodes: name, op type, glob or "
                                                 "re:REGEX (repeatable)."),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Keep these float: name, op type, glob or "
+    exclude: list[str] | None = typer.Option(None, "--exclude", help="Keep these float: name, op type, glob or "
                                                 "re:REGEX (repeatable)."),
-    layer_policy: Optional[str] = typer.Option(None, "--layer-policy",
+    layer_policy: str | None = typer.Option(None, "--layer-policy",
                                                help="quantize | skip_first | skip_last | skip_first_last."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Use at most this many calibration samples."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Calibration batch size."),
-    bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction",
+    samples: int | None = typer.Option(None, "--samples", help="Use at most this many calibration samples."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Calibration batch size."),
+    bias_correction: bool | None = typer.Option(None, "--bias-correction/--no-bias-correction",
                                                    help="Correct each quantized layer's bias so its mean output "
                                                    "matches the float model's."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="static (QDQ, calibrated) | dynamic (MatMul/Gemm, "
+    mode: str | None = typer.Option(None, "--mode", help="static (QDQ, calibrated) | dynamic (MatMul/Gemm, "
                                        "activations quantized at run time)."),
-    max_drop: Optional[float] = typer.Option(None, "--max-drop", help="Accuracy goal: search a mixed-precision "
+    max_drop: float | None = typer.Option(None, "--max-drop", help="Accuracy goal: search a mixed-precision "
                                              "plan whose --metric drop is <= this fraction (0.005 = half a point)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Goal metric for --max-drop: top1 | agreement | "
+    metric: str | None = typer.Option(None, "--metric", help="Goal metric for --max-drop: top1 | agreement | "
                                          "cosine (auto: top1 when the data has labels, else agreement)."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds for the --max-drop search; "
+    time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds for the --max-drop search; "
                                                 "the best model so far is always written."),
-    eval_data: Optional[Path] = typer.Option(None, "--eval", help="Data the --max-drop goal is checked on "
+    eval_data: Path | None = typer.Option(None, "--eval", help="Data the --max-drop goal is checked on "
                                              "[default: the calibration data]."),
-    smooth_quant: Optional[float] = typer.Option(None, "--smooth-quant", help="SmoothQuant scale migration "
+    smooth_quant: float | None = typer.Option(None, "--smooth-quant", help="SmoothQuant scale migration "
                                                  "strength alpha in (0, 1) for LayerNorm -> MatMul/Gemm."),
-    trace: Optional[Path] = typer.Option(None, "--trace", help="Where the search writes its trial trace "
+    trace: Path | None = typer.Option(None, "--trace", help="Where the search writes its trial trace "
                                          "[default: OUTPUT's stem + .trace.json]."),
-    dump_recipe: Optional[Path] = typer.Option(None, "--dump-recipe", help="Write the effective recipe "
+    dump_recipe: Path | None = typer.Option(None, "--dump-recipe", help="Write the effective recipe "
                                                "(.toml/.json); --recipe with it reproduces this run."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
 ) -> None:
     """INT8 quantization (static QDQ from calibration data, or dynamic), verified against onnxruntime's int8 kernels."""
@@ -93,7 +94,7 @@ def quantize(
         _check_outputs([output, report, traced, dump_recipe], [model, calib, eval_data, recipe])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
-        qmodel, result = api.quantize(model, calib, rec.quantize, tune=rec.tune, eval=eval_data, output=output,
+        _, result = api.quantize(model, calib, rec.quantize, tune=rec.tune, eval=eval_data, output=output,
                                       trace=traced, preprocess=rec.preprocess)
         info = result.to_dict()
         info["output"] = str(output)
@@ -158,7 +159,7 @@ def _render_tune(t: dict[str, Any]) -> None:
 def sensitivity(
     model: Path = typer.Argument(..., help="The float .onnx model."),
     calib: Path = typer.Option(..., "--calib", help="Calibration data (.npz or folder)."),
-    eval_data: Optional[Path] = typer.Option(None, "--eval", help="Data for the full-model metrics [default: calib]."),
+    eval_data: Path | None = typer.Option(None, "--eval", help="Data for the full-model metrics [default: calib]."),
     metric: str = typer.Option("auto", "--metric", help="top1 | agreement | cosine (auto: top1 with labels)."),
     mode: str = typer.Option("static", "--mode", help="static | dynamic."),
     target: str = typer.Option("cpu", "--target", help="cpu | cuda | tensorrt."),
@@ -166,7 +167,7 @@ def sensitivity(
     top_k: int = typer.Option(5, "--top-k", help="Nodes whose full-model metrics are measured."),
     prune_ratio: float = typer.Option(0.0, "--prune-ratio", help="Also rank prunable channel groups by the loss "
                                       "of pruning each at this ratio (0 = skip)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON here."),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON."),
 ) -> None:
     """Rank nodes by quantization sensitivity (one-pass SQNR proxy, then full-model metrics for the top ones)."""

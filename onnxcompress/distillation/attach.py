@@ -46,24 +46,6 @@ class AttachProblems:
         return " | ".join(parts)
 
 
-def read_json(path: str | os.PathLike, what: str, hint: str) -> Any:
-    """Parse a JSON file; an unreadable or malformed one is a DataError naming ``what`` it should have been."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot read {what} {path}: {e}", hint=hint) from e
-
-
-def load_mapping(path: str | os.PathLike | None) -> dict[str, str]:
-    """A JSON object {model tensor name: name in the weights file}."""
-    if path is None:
-        return {}
-    mapping = read_json(path, "mapping file", 'write a JSON object {"model_name": "file_name"}')
-    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
-        raise DataError(f"mapping file {path} must be a JSON object of strings", hint='{"conv1.weight": "w1", ...}')
-    return mapping
-
-
 class AttachWeightsPass(Pass):
     """Replace the graph's trainable constants with ``weights`` (by name, or ``mapping``: model name -> file name);
     leaves an :class:`AttachResult`."""

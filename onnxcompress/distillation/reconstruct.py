@@ -18,14 +18,14 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.distillation.config import DistillConfig
+from onnxcompress.distillation.result import DistillResult, LayerFit
 from onnxcompress.errors import EmptyDataError, InputMismatchError
 from onnxcompress.ir.edit import Names, expose_outputs
 from onnxcompress.ir.query import constant_value, initializer_map
 from onnxcompress.ops.facts import trans_a, trans_b
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import Pass, PassContext, PassResult
-from onnxcompress.distillation.config import DistillConfig
-from onnxcompress.distillation.result import DistillResult, LayerFit
 
 log = logging.getLogger(__name__)
 

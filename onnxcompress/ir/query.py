@@ -44,7 +44,7 @@ def node_matches(pattern: str, name: str | None, op_type: str) -> bool:
         return re.search(pattern[3:], name) is not None
     if _GLOB & set(pattern):
         return fnmatch.fnmatchcase(name, pattern)
-    return pattern == name or pattern == op_type
+    return pattern in (name, op_type)
 
 
 def selector_error(pattern: object) -> str | None:

@@ -1,6 +1,7 @@
 """Fixups: node attributes and shape constants that encode a channel count, rewritten after a cut.
 
-Keyed by (domain, op type, opset range) like the rules in ``channel_rules.py``; each receives the node, a ``kept(tensor, axis)`` lookup (kept
+Keyed by (domain, op type, opset range) like the rules in ``channel_rules.py``; each receives the node, a
+``kept(tensor, axis)`` lookup (kept
 positions of a cut slot, None if untouched) and the pre-cut static shapes.
 """
 

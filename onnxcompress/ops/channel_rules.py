@@ -386,7 +386,7 @@ def squeeze_like(node: gs.Node, t: gs.Tensor, axis: int, info: Info) -> Result:
         return [Block(t, axis, f"{node.op} '{node.name}': axes input")]
     if axes is None and node.op == "Unsqueeze":
         return [Block(t, axis, f"Unsqueeze '{node.name}' with computed axes")]
-    big, small = (ys, xs) if node.op == "Unsqueeze" else (xs, ys)
+    big = ys if node.op == "Unsqueeze" else xs
     ones = sorted(_norm_axis(a, len(big)) for a in axes) if axes is not None else [i for i, d in enumerate(big) if d == 1]
     kept = [i for i in range(len(big)) if i not in ones]  # big-axis index of each small axis
     big_t, small_t = (y, x) if node.op == "Unsqueeze" else (x, y)
@@ -503,18 +503,20 @@ def spatial_passthrough(node: gs.Node, t: gs.Tensor, axis: int, info: Info) -> R
         return [Block(t, axis, f"{node.op} '{node.name}' changes axis {axis}")]
     if node.op == "Pad":
         pads = _int_list(node.inputs[1]) if len(node.inputs) > 1 else node.attrs.get("pads")
-        if pads is None or len(node.inputs) > 3 and _present(node.inputs[3]):
+        if pads is None or (len(node.inputs) > 3 and _present(node.inputs[3])):
             return [Block(t, axis, f"Pad '{node.name}': computed pads or explicit axes")]
     if node.op == "Resize" and len(node.inputs) > 3 and _present(node.inputs[3]):
         return [Block(t, axis, f"Resize '{node.name}' with explicit sizes")]
     return elementwise_pair(x, y, axis, info)
 
 
-ELEMENTWISE = (
-    "Relu LeakyRelu PRelu Sigmoid HardSigmoid HardSwish Tanh Clip Elu Selu Celu Softplus Softsign Gelu Mish Erf "
-    "Exp Log Sqrt Abs Neg Reciprocal Floor Ceil Round Sign Sin Cos Identity Dropout Cast ThresholdedRelu Not "
-    "Add Sub Mul Div Pow Max Min Sum Mean Where Equal Less Greater And Or IsNaN IsInf"
-).split()
+ELEMENTWISE = [
+    "Relu", "LeakyRelu", "PRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Clip", "Elu", "Selu", "Celu",
+    "Softplus", "Softsign", "Gelu", "Mish", "Erf", "Exp", "Log", "Sqrt", "Abs", "Neg", "Reciprocal", "Floor",
+    "Ceil", "Round", "Sign", "Sin", "Cos", "Identity", "Dropout", "Cast", "ThresholdedRelu", "Not", "Add",
+    "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Where", "Equal", "Less", "Greater", "And", "Or",
+    "IsNaN", "IsInf",
+]
 
 #: (domain, op type, opset range) -> rule; every rule handles both the attribute and the input form of its
 #: arguments (axes, split sizes, pads), so one entry covers every opset

@@ -53,9 +53,10 @@ class OpRegistry(Generic[T]):
                 raise ValueError(f"{self.name}: {op} opsets [{since}, {until}) overlap [{other.since}, {other.until})")
         entries.append((key, value))
 
-    def register_all(self, ops: str | list[str] | tuple[str, ...], value: T, **where) -> None:
+    def register_all(self, ops: str | list[str] | tuple[str, ...], value: T, *, domain: str = "", since: int = 1,
+                     until: int | None = None) -> None:
         for op in ops.split() if isinstance(ops, str) else ops:
-            self.register(op, value, **where)
+            self.register(op, value, domain=domain, since=since, until=until)
 
     def lookup(self, op: str, domain: str | None = "", opset: int | None = None) -> T | None:
         """The entry for ``op`` in ``domain`` at ``opset`` (None = any opset: the newest entry)."""

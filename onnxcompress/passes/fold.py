@@ -17,10 +17,8 @@ Every folded, rewritten or skipped node is recorded with ``ctx.decide``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import numpy as np
-import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import RecipeError

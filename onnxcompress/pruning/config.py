@@ -13,7 +13,7 @@ ALLOCATIONS = ("local", "global")
 
 def _fraction(name: str, value, *, allow_zero: bool) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not ((0 <= value if allow_zero else 0 < value) and value < 1):
+    if not ok or not ((value >= 0 if allow_zero else value > 0) and value < 1):
         interval = "[0, 1)" if allow_zero else "(0, 1)"
         raise RecipeError(f"{name} must be a number in {interval}, got {value!r}",
                           hint=f"e.g. {name} = 0.3" + (" (0.5 keeps half)" if name.startswith("target") else ""))

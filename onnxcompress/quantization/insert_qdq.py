@@ -152,7 +152,7 @@ def _outputs(session, bound, names: list[str]):
 def group_params(plan: Plan, ranges: dict[str, tuple[float, float]], config: QuantizeConfig) -> dict[str, P.QParams]:
     """One QParams per group root; every member tensor maps to its root's parameters."""
     out: dict[str, P.QParams] = {}
-    for root, members in plan.groups.members().items():
+    for members in plan.groups.members().values():
         measured = [ranges[m] for m in members if m in ranges]
         if not measured:
             raise UserError(f"no calibrated range for tensor group {members}", hint="report this model as a bug")

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import RecipeError
-from onnxcompress.ir.edit import name_nodes
 from onnxcompress.ir.query import constant_value, is_graph_output
 from onnxcompress.ops.quant_rules import WEIGHTED_OPS, TensorQuantSpec, absorbable, rule_for, specs_for, why_not
 from onnxcompress.quantization.config import QuantizeConfig, matches

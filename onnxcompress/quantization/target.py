@@ -51,7 +51,7 @@ def host_facts() -> HostFacts:
     except OSError:
         import numpy as np
 
-        features = getattr(getattr(np, "_core", None) or np.core, "_multiarray_umath").__cpu_features__
+        features = (getattr(np, "_core", None) or np.core)._multiarray_umath.__cpu_features__
         flags = frozenset(name.lower().replace("avx512vnni", "avx512_vnni") for name, on in features.items() if on)
     return HostFacts(machine, flags)
 

@@ -22,7 +22,8 @@ class TuneConfig:
     tried per node, in order of preference. ``top_k``: nodes whose full-model sensitivity is measured after the
     one-pass proxy. ``max_candidates``: how many of the ranked nodes the greedy phase may move to higher precision.
     ``metric`` ``auto`` means top1 when the evaluation data has labels, else agreement (resolved and
-    recorded before the search). ``measure_latency``: time every trial against fp32 (interleaved) and prefer the faster of equally good
+    recorded before the search). ``measure_latency``: time every trial against fp32 (interleaved) and prefer the
+    faster of equally good
     choices; off, the choice follows ``precisions`` order and the result is deterministic.
     """
 

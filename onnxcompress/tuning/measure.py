@@ -114,9 +114,8 @@ class LatencyProbe:
         self.reference = evaluator._session(reference)
 
     def measure(self, model: onnx.ModelProto, clock=time.perf_counter) -> dict[str, float]:
-        from onnxcompress.validation.profile import time_interleaved
-
         from onnxcompress.runtime.session import SessionOptions, make_session
+        from onnxcompress.validation.profile import time_interleaved
 
         cand = make_session(model, SessionOptions(providers="cpu", threads=self.config.threads, opt_level="all"))
         fns = {"fp32": lambda: self.reference.run(None, self.feeds), "candidate": lambda: cand.run(None, self.feeds)}

@@ -7,8 +7,9 @@ goal the faster one wins (latency timed against fp32 in the same process, interl
 smaller drop. With latency measured, whole-model presets (only the layers with weights in INT8; dynamic
 quantization) are timed right after the baseline, so the search can pick one of them when it is the fastest
 model that meets the goal (a preset that meets it ends the search). Every trial is appended to the trace; the
-best model so far is saved (atomically) as soon as it is found, so an interrupted or over-budget search still leaves a usable result. ``report["goal_met"]`` says whether
-the goal was reached (the CLI exits 1 when it was not).
+best model so far is saved (atomically) as soon as it is found, so an interrupted or over-budget search still
+leaves a usable result. ``QuantizeResult.search.goal_met`` says whether the goal was reached (the CLI exits 1 when
+it was not).
 """
 
 from __future__ import annotations
@@ -237,6 +238,7 @@ class MixedPrecisionSearch:
         qresult = replace(qresult, search=self.search_summary(tuple(r.to_dict() for r in child.records)))
         if self.ctx is not None:
             self.ctx.decisions.extend(child.decisions)
+            self.ctx.metadata.update(child.metadata)
             self.ctx.put(qresult)
         self._save(model)
         self._write_trace()

@@ -12,7 +12,6 @@ from onnxcompress.errors import EmptyDataError
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.tuning.config import TuneConfig
-from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.tuning.search import MixedPrecisionSearch
 
 

@@ -16,7 +16,6 @@ import numpy as np
 from onnxcompress.errors import DataError
 
 
-
 # --- pure functions ---------------------------------------------------------------------------------------------
 def top_k_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> int:
     """Number of samples whose label is among the k highest scores (ties broken by class index)."""

@@ -38,7 +38,7 @@ def latency_stats(samples_s: Sequence[float], batch_size: int = 1) -> dict[str, 
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     mean = float(ms.mean())
     return {
-        "runs": int(len(ms)), "batch_size": int(batch_size),
+        "runs": len(ms), "batch_size": int(batch_size),
         "p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": mean,
         "min_ms": float(ms.min()), "max_ms": float(ms.max()), "std_ms": float(ms.std()),
         "throughput_per_s": batch_size * 1e3 / mean if mean > 0 else float("inf"),
@@ -187,7 +187,7 @@ def profile_sessions(models: Mapping[str, Any], sample: Mapping[str, np.ndarray]
     batches = []
     for batch in config.batch_sizes:
         feeds = feeds_for_batch(sample, specs, batch)
-        fns = {name: (lambda s=s: run(s, feeds)) for name, s in sessions.items()}
+        fns = {name: (lambda s=s, f=feeds: run(s, f)) for name, s in sessions.items()}
         samples = time_interleaved(fns, warmup=config.warmup, iterations=config.iterations, clock=clock)
         stats = {n: latency_stats(v, batch) for n, v in samples.items()}
         timing = BatchTiming(batch, stats)

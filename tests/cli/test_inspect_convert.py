@@ -1,18 +1,17 @@
 """inspect: MACs and parameter counts against hand-computed values; the CLI's exit codes and JSON schema."""
 
 import json
-import time
 
 import numpy as np
 import onnx
 import pytest
 from typer.testing import CliRunner
 
-from support import graphs
-from support.common import BUNDLED, bundled_model
+from onnxcompress.cli import app
 from onnxcompress.inspection import INSPECT_SCHEMA, inspect_model
 from onnxcompress.ir.cost import count_macs, count_parameters
-from onnxcompress.cli import app
+from support import graphs
+from support.common import BUNDLED, bundled_model
 
 runner = CliRunner()
 

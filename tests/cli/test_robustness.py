@@ -9,7 +9,6 @@ byte-identical afterwards.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -19,12 +18,12 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from support import graphs
 import onnxcompress as oc
-from support.common import bundled_data, bundled_model, ort_outputs
 from onnxcompress.cli import app
 from onnxcompress.errors import OutputPathError
 from onnxcompress.recipe import Recipe
+from support import graphs
+from support.common import bundled_data, bundled_model, ort_outputs
 
 runner = CliRunner()
 
@@ -354,8 +353,8 @@ def test_api_leaves_model_protos_unchanged(ws, tmp_path):
 def test_prune_ratio_and_target_together_is_an_error(tmp_path):
     from typer.testing import CliRunner
 
-    from support.common import bundled_model
     from onnxcompress.cli import app
+    from support.common import bundled_model
 
     r = CliRunner().invoke(app, ["prune", str(bundled_model("resnet_mnist")), "-o", str(tmp_path / "p.onnx"),
                                  "--ratio", "0.3", "--target-macs", "0.5"])

@@ -6,8 +6,6 @@ import numpy as np
 import onnx
 import pytest
 
-from support import graphs
-from support.common import ort_outputs
 import onnxcompress as oc
 from onnxcompress.distillation.weights_io import (
     export_weights,
@@ -17,6 +15,8 @@ from onnxcompress.distillation.weights_io import (
     write_safetensors,
 )
 from onnxcompress.errors import DataError
+from support import graphs
+from support.common import ort_outputs
 
 
 def _x():

@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 from typer.testing import CliRunner
 
+from onnxcompress.cli import app
 from support import graphs
 from support.common import ort_outputs
 from support.graphs import teacher_student as _teacher_student
-from onnxcompress.cli import app
 
 runner = CliRunner()
 

@@ -4,13 +4,13 @@ import numpy as np
 import onnx
 import pytest
 
+from onnxcompress.distillation import DistillConfig
+from onnxcompress.errors import InputMismatchError, RecipeError
+from onnxcompress.passes.base import PassContext
 from support.common import ort_outputs
 from support.graphs import teacher_student as _teacher_student
 from support.stages import reconstruct
 
-from onnxcompress.distillation import DistillConfig
-from onnxcompress.errors import InputMismatchError, RecipeError
-from onnxcompress.passes.base import PassContext
 
 def _x(n, seed=0):
     return {"x": np.random.default_rng(seed).standard_normal((n, 3, 10, 10)).astype(np.float32)}

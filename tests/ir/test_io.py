@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import pytest
 
-from support import graphs
 from onnxcompress.errors import (
     ExternalDataError,
     ModelFormatError,
@@ -15,6 +14,7 @@ from onnxcompress.errors import (
     UnsupportedModelError,
 )
 from onnxcompress.ir.io import convert_opset, load_model, require_opset, save_model
+from support import graphs
 
 
 def _write(tmp_path, model, name="m.onnx"):

@@ -10,16 +10,16 @@ import numpy as np
 import onnx
 import pytest
 
-from support import graphs
-from support.graphs import hardswish_convs
-from support.common import ROOT, assert_close_rel, bundled_data, bundled_model, ort_outputs
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.io import convert_opset, load_model
-from onnxcompress.passes import CleanupPass, InferShapesPass, LiftConstantsPass, PassContext, Sequential, apply_to_model
 from onnxcompress.ops.folders import FOLDERS
+from onnxcompress.passes import CleanupPass, InferShapesPass, LiftConstantsPass, PassContext, Sequential, apply_to_model
 from onnxcompress.passes.fold import FoldBiasAddPass, FoldConstantsPass, RewriteHardSwishPass
 from onnxcompress.passes.fuse import FoldBatchNormPass
 from onnxcompress.passes.preprocess import preprocess_passes
+from support import graphs
+from support.common import ROOT, assert_close_rel, bundled_data, bundled_model, ort_outputs
+from support.graphs import hardswish_convs
 
 
 def preprocess_model(model, ctx=None):

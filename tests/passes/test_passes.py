@@ -5,15 +5,12 @@ Each pass is proven on structure (op counts), idempotence (modified is False on 
 """
 
 from collections import Counter
-
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import pytest
 
-from support import graphs
-from support.common import BUNDLED, assert_close_rel, bundled_data, bundled_model, ort_outputs
 from onnxcompress.errors import PassError, UserError
 from onnxcompress.ir.io import load_model
 from onnxcompress.passes import (
@@ -27,6 +24,8 @@ from onnxcompress.passes import (
     Sequential,
     apply_to_model,
 )
+from support import graphs
+from support.common import BUNDLED, assert_close_rel, bundled_data, bundled_model, ort_outputs
 
 
 def _ops(model):
@@ -86,7 +85,8 @@ def test_fold_bn_structure_numerics_idempotence():
     x = _x((3, 3, 8, 8))
     assert_close_rel(ort_outputs(model, {"x": x})["y"], ort_outputs(folded, {"x": x})["y"])
     again, result2 = apply_to_model(folded, FoldBatchNormPass())
-    assert not result2.modified and again.SerializeToString() == apply_to_model(folded, FoldBatchNormPass())[0].SerializeToString()
+    assert not result2.modified
+    assert again.SerializeToString() == apply_to_model(folded, FoldBatchNormPass())[0].SerializeToString()
     assert {d.action for d in ctx.decisions} == {"folded"}
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 
-from support import graphs
 import numpy as np
 import onnx
 import pytest
-from support.prune_helpers import prune_and_check, random_feeds, shapes
 
 from onnxcompress.data.inputs import from_arrays
 from onnxcompress.errors import RecipeError, UnsupportedModelError
 from onnxcompress.passes.base import PassContext, apply_to_model
 from onnxcompress.pruning import PruneConfig
-from support.stages import prune_model
 from onnxcompress.pruning.prune_channels import PruneChannelsPass
+from support import graphs
+from support.prune_helpers import prune_and_check, random_feeds, shapes
+from support.stages import prune_model
 
 WIDE = """
 g (float[N,3,6,6] x, float[16,3,3,3] w1, float[16] s, float[16] o, float[16] m, float[16] vvar, float[8,16,3,3] w2,

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from support.common import BUNDLED, ROOT, bundled_data, bundled_model, ort_outputs
-from support.prune_helpers import prune_and_check
 
 from onnxcompress.data.inputs import from_npz
 from onnxcompress.ir.io import load_model
 from onnxcompress.pruning import PruneConfig, analyze_groups
+from support.common import BUNDLED, ROOT, bundled_data, bundled_model, ort_outputs
+from support.prune_helpers import prune_and_check
 from support.stages import prune_model
 
 THIRD_PARTY = ROOT / ".cache" / "third_party" / "ppocr_cls"

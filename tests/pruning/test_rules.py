@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from support import graphs
 import numpy as np
 import pytest
-from support.prune_helpers import prune_and_check, shapes
 
-from onnxcompress.pruning import PruneConfig, analyze_groups
+from onnxcompress.pruning import analyze_groups
+from support import graphs
+from support.prune_helpers import prune_and_check, shapes
 
 
 def test_conv_bn_gap_flatten_gemm():
@@ -238,7 +238,8 @@ def test_transpose_channel_last_matmul():
 
 
 FFN = """
-g (float[N,5,8] x, float[8,16] w1, float[16] b1, float[16,8] w2, float[8] b2, float[8] ls, float[8] lb, float half, float sq2, float one)
+g (float[N,5,8] x, float[8,16] w1, float[16] b1, float[16,8] w2, float[8] b2, float[8] ls, float[8] lb, float half,
+   float sq2, float one)
    => (float[N,5,8] y) {
     m1 = MatMul (x, w1)
     h = Add (m1, b1)

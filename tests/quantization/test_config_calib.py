@@ -5,18 +5,22 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from support import qgraphs
-from support.common import ort_outputs
 from typer.testing import CliRunner
 
 from onnxcompress.cli import app
 from onnxcompress.config import config_from_dict
-from onnxcompress.errors import (EmptyDataError, InputMismatchError, NonFiniteDataError, RecipeError,
-                                 UnsupportedModelError)
+from onnxcompress.errors import (
+    EmptyDataError,
+    InputMismatchError,
+    NonFiniteDataError,
+    RecipeError,
+)
 from onnxcompress.quantization import QuantizeConfig
-from support.stages import quantize_model
 from onnxcompress.quantization import params as P
 from onnxcompress.quantization.calibrate import Collector, compute_range
+from support import qgraphs
+from support.common import ort_outputs
+from support.stages import quantize_model
 
 DATA = qgraphs.data((3, 16, 16))
 

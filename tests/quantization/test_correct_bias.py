@@ -4,14 +4,13 @@ change, and the result is deterministic."""
 import numpy as np
 import onnx
 
-from support.common import bundled_data, bundled_model, ort_outputs
-from support.stages import quantize_model
-
 from onnxcompress import pipeline
 from onnxcompress.ir.io import load_model
 from onnxcompress.passes import PassContext
 from onnxcompress.quantization import QuantizeConfig
 from onnxcompress.recipe import Recipe
+from support.common import bundled_data, bundled_model, ort_outputs
+from support.stages import quantize_model
 
 
 def _mse(a, b):

@@ -7,12 +7,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from support import qgraphs
-from support.common import ROOT, ort_outputs
-from support.graphs import hardswish_convs
 
 from onnxcompress.ir.io import convert_opset, load_model
 from onnxcompress.quantization import QuantizeConfig
+from support import qgraphs
+from support.common import ROOT, ort_outputs
+from support.graphs import hardswish_convs
 from support.stages import quantize_model
 
 PPOCR = ROOT / ".cache" / "third_party" / "ppocr_cls"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from support import qgraphs
-from support.common import ort_outputs
 
 from onnxcompress.quantization import QuantizeConfig
-from support.stages import quantize_model
 from onnxcompress.runtime.session import SessionOptions, make_session, run
+from support import qgraphs
+from support.common import ort_outputs
+from support.stages import quantize_model
 
 KERNELS = {
     "conv_residual": {"QLinearConv": 3, "QLinearAdd": 1, "QLinearGlobalAveragePool": 1, "QGemm": 1},

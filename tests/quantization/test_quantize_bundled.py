@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.common import ort_outputs
 
 from onnxcompress.data.inputs import from_npz
 from onnxcompress.ir.io import load_model
 from onnxcompress.quantization import QuantizeConfig
+from support.common import ort_outputs
 from support.stages import quantize_model
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from support import graphs
 from onnxcompress.data import from_arrays
 from onnxcompress.errors import RecipeError
 from onnxcompress.quantization import QuantizeConfig
+from support import graphs
 from support.stages import quantize_model
 
 

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from support import graphs, qgraphs
-from support.common import ort_outputs
-from support.stages import quantize_model
 
 import onnxcompress as oc
 from onnxcompress import pipeline
 from onnxcompress.quantization import target as T
+from support import graphs, qgraphs
+from support.common import ort_outputs
+from support.stages import quantize_model
 
 VNNI = T.HostFacts("x86_64", frozenset({"avx2", "avx512_vnni"}))
 AVX2 = T.HostFacts("x86_64", frozenset({"avx2"}))
@@ -62,11 +62,10 @@ def test_auto_is_resolved_and_recorded(monkeypatch):
 
 
 def test_cli_dump_recipe_reproduces_an_auto_run(tmp_path, monkeypatch):
+    import onnx
     from typer.testing import CliRunner
 
     from onnxcompress.cli import app
-
-    import onnx
     onnx.save(qgraphs.conv_residual(), tmp_path / "m.onnx")
     np.savez(tmp_path / "c.npz", **DATA)
     monkeypatch.setattr(T, "host_facts", lambda: VNNI)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support.common import bundled_data, bundled_model, ort_outputs
 
-from support import graphs
 from onnxcompress.ir.graph import to_graph
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.fold import FoldConstantsPass
 from onnxcompress.quantization import QuantizeConfig
-from support.stages import quantize_model
 from onnxcompress.runtime.session import SessionOptions, optimized_model
+from support import graphs
+from support.common import bundled_data, bundled_model, ort_outputs
+from support.stages import quantize_model
 
 
 def mlp_block():

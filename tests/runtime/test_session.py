@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from support import graphs
 from onnxcompress.errors import ModelFormatError, ProviderError, RecipeError
 from onnxcompress.runtime.session import SessionOptions, available_providers, make_session, resolve_providers, run
+from support import graphs
 
 
 def test_auto_picks_cuda_only_when_available():

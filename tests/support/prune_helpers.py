@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from support.common import assert_close_rel, ort_outputs
 
 from onnxcompress.pruning import PruneConfig
+from support.common import assert_close_rel, ort_outputs
 from support.stages import prune_model
 
 
@@ -48,7 +48,7 @@ def prune_and_check(model: onnx.ModelProto, config: PruneConfig | None = None, r
     pruned, report = prune_model(model, config, calib)
     assert model.SerializeToString() == before, "the input model was modified"
     onnx.checker.check_model(pruned, full_check=True)
-    sig = lambda m: ([(i.name, i.type.SerializeToString()) for i in m.graph.input],  # noqa: E731
+    sig = lambda m: ([(i.name, i.type.SerializeToString()) for i in m.graph.input],
                      [(o.name, o.type.tensor_type.elem_type) for o in m.graph.output])
     assert sig(pruned) == sig(model)
     inits = {t.name for t in pruned.graph.initializer}

@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 
 import pytest
-from support.common import bundled_data, bundled_model
 
 from onnxcompress.data.inputs import load_input_data
 from onnxcompress.ir.io import load_model
 from onnxcompress.quantization import QuantizeConfig
 from onnxcompress.tuning import TuneConfig
-from support.stages import tune_quantization
 from onnxcompress.tuning.sensitivity import proxy_sqnr
 from onnxcompress.tuning.trials import TrialBuilder
+from support.common import bundled_data, bundled_model
+from support.stages import tune_quantization
 
 
 def _need(name):

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from typer.testing import CliRunner
 
-
-from support import fragile
-from support import graphs
-from support import qgraphs
-from support.common import assert_close_rel, ort_outputs
-
 from onnxcompress.cli import app
-from support.stages import quantize_model
-
 from onnxcompress.data.inputs import load_input_data
 from onnxcompress.passes import PassContext, apply_to_model
 from onnxcompress.quantization import QuantizeConfig
 from onnxcompress.quantization.smooth import SmoothQuantPass
+from support import fragile, graphs, qgraphs
+from support.common import assert_close_rel, ort_outputs
+from support.stages import quantize_model
 
 
 def quantize_dynamic_model(model, config=None):
@@ -117,6 +110,6 @@ def test_smooth_quant_preserves_function_and_helps_int8():
     cfg = QuantizeConfig(verify=False)
     plain, _ = quantize_model(model, {"x": x}, cfg)
     smooth_q, _ = quantize_model(smoothed, {"x": x}, cfg)
-    err = lambda m: float(np.mean((ort_outputs(m, {"x": x})["q"] - ref["q"]) ** 2))  # noqa: E731
+    err = lambda m: float(np.mean((ort_outputs(m, {"x": x})["q"] - ref["q"]) ** 2))
     assert err(smooth_q) < 0.5 * err(plain)
     assert model.graph.initializer[0].SerializeToString() == _ln_model().graph.initializer[0].SerializeToString()

@@ -4,17 +4,12 @@ timed assertions in unit tests); the models, scores and ORT sessions are real.""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
-
-
-from support import qgraphs
 
 from onnxcompress.quantization import QuantizeConfig
 from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.search import MixedPrecisionSearch
+from support import qgraphs
 
 TUNE = TuneConfig(metric="cosine", max_drop=0.05, latency_iterations=2, top_k=1)
 

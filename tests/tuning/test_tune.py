@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-
-from support import fragile
-from support.common import ort_outputs
-
 from onnxcompress.data.inputs import load_input_data
 from onnxcompress.errors import DataError, RecipeError
 from onnxcompress.quantization import QuantizeConfig
-from support.stages import quantize_model
 from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.measure import Evaluator
-from support.stages import tune_quantization
 from onnxcompress.tuning.sensitivity import analyze, proxy_sqnr
 from onnxcompress.tuning.trials import TrialBuilder, exact
+from support import fragile
+from support.common import ort_outputs
+from support.stages import quantize_model, tune_quantization
 
 FRAGILE = "MatMul_3"  # the middle MatMul (nodes are named <op>_<index> by the quantizer)
 FAST = dict(measure_latency=False, top_k=4)

@@ -1,10 +1,10 @@
 """GatePolicy parsing and evaluation: every set criterion is checked, unmeasured ones fail with a reason."""
 
+from dataclasses import replace
+
 import pytest
 
 from onnxcompress.errors import RecipeError
-from dataclasses import replace
-
 from onnxcompress.validation.compare import Comparison
 from onnxcompress.validation.config import Tolerance
 from onnxcompress.validation.evaluate import TaskMetrics, ValidationResult

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from support import graphs
 from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import DataError
 from onnxcompress.runtime.session import SessionOptions
 from onnxcompress.validation import profile as P
 from onnxcompress.validation.config import ProfileConfig
+from support import graphs
 
 
 class FakeClock:
@@ -63,7 +63,8 @@ def test_parse_ort_profile_and_placement_warnings():
         {"cat": "Node", "name": "conv1_fence_before", "dur": 1, "args": {}},
         {"cat": "Node", "name": "conv2_kernel_time", "dur": 50, "args": {"op_name": "Conv", "provider": "CUDAExecutionProvider"}},
         {"cat": "Node", "name": "topk_kernel_time", "dur": 15, "args": {"op_name": "TopK", "provider": "CPUExecutionProvider"}},
-        {"cat": "Node", "name": "copy_kernel_time", "dur": 5, "args": {"op_name": "MemcpyToHost", "provider": "CPUExecutionProvider"}},
+        {"cat": "Node", "name": "copy_kernel_time", "dur": 5,
+         "args": {"op_name": "MemcpyToHost", "provider": "CPUExecutionProvider"}},
     ]
     parsed = P.parse_ort_profile(events)
     assert parsed["op_type_time"]["Conv"]["share"] == pytest.approx(0.8)
