@@ -21,10 +21,13 @@ import numpy as np
 import onnx
 
 from onnxcompress import pipeline
-from onnxcompress.data.inputs import InputData
+from onnxcompress.data.inputs import InputData, load_input_data, model_input_specs, random_data
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import AttachResult, DistillResult
+from onnxcompress.distillation.weights_io import load_mapping, read_weights
 from onnxcompress.errors import DataError
+from onnxcompress.inspection import inspect_model
+from onnxcompress.ir.io import check_output, file_size, load_model, save_model, sha256_file
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.preprocess import PreprocessConfig
@@ -32,12 +35,17 @@ from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.pruning.result import PruneResult
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.result import QuantizeResult
+from onnxcompress.quantization.verify import weighted_coverage
 from onnxcompress.recipe import Recipe
 from onnxcompress.report import DataInfo, ModelInfo, Report, Stages, environment_info
+from onnxcompress.runtime.session import SessionOptions, make_session, resolve_providers, run
+from onnxcompress.tuning import sensitivity_analysis
 from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.stage import SearchFiles
 from onnxcompress.validation.config import ProfileConfig, ValidateConfig
+from onnxcompress.validation.evaluate import evaluate
 from onnxcompress.validation.gate import GatePolicy, Measured, default_policy, evaluate_gate
+from onnxcompress.validation.profile import profile_models
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +60,6 @@ __all__ = ["optimize", "prune", "quantize", "distill", "attach", "validate", "pr
 # --- inputs -----------------------------------------------------------------------------------------------------
 def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
     """The model and its identity (path, sha256, bytes); a ModelProto is hashed as serialized."""
-    from onnxcompress.ir.io import file_size, load_model, sha256_file
 
     if isinstance(model, onnx.ModelProto):
         blob = model.SerializeToString()
@@ -63,13 +70,11 @@ def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
 
 
 def _data(source: Any) -> InputData | None:
-    from onnxcompress.data.inputs import load_input_data
 
     return None if source is None else load_input_data(source)
 
 
 def data_info(source: Any, data: InputData, *, is_calibration: bool | None = None) -> DataInfo:
-    from onnxcompress.ir.io import sha256_file
 
     digest = None
     if isinstance(source, (str, Path)) and Path(source).is_file():
@@ -84,7 +89,6 @@ def data_info(source: Any, data: InputData, *, is_calibration: bool | None = Non
 
 
 def _save(model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
-    from onnxcompress.ir.io import file_size, save_model, sha256_file
 
     if output is None:
         return load(model)[1]
@@ -107,7 +111,6 @@ def prune(model: ModelLike, config: PruneConfig | None = None, calib: Any = None
           *, preprocess: PreprocessConfig | None = None) -> tuple[onnx.ModelProto, PruneResult]:
     """Structured channel pruning (default ratio 0.3, l1). ``calib`` is needed by the activation and
     reconstruction criteria and gives concrete shapes to models with dynamic dims."""
-    from onnxcompress.ir.io import check_output
 
     check_output(output, model, calib)
     config = config or PruneConfig()
@@ -126,7 +129,6 @@ def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None 
     mixed-precision search meets its accuracy goal (checked on ``eval``, else on ``calib``) and writes the best
     model so far to ``output`` and its trial trace to ``trace`` as it goes; ``result.search.goal_met`` says
     whether the goal was reached."""
-    from onnxcompress.ir.io import check_output
 
     check_output(output, model, calib, eval)
     check_output(trace, model, calib, eval, output)
@@ -147,7 +149,6 @@ def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillC
     """Layer-wise reconstruction of ``student`` (a compressed copy of ``teacher``) against the teacher's
     activations on ``calib``. ``kept``: the kept channels of pruned tensors (a prune result's
     ``kept_channels()``, or {tensor: indices})."""
-    from onnxcompress.ir.io import check_output
 
     check_output(output, teacher, student, calib)
     config = config or DistillConfig()
@@ -168,8 +169,6 @@ def attach(model: ModelLike, weights: str | Path | Mapping[str, np.ndarray],
            output: str | Path | None = None, *, seed: int = 0) -> tuple[onnx.ModelProto, AttachResult]:
     """Attach weights trained elsewhere (.npz/.safetensors/.onnx path or a dict; ``mapping``: JSON path or dict
     {model name: name in the weights}) and validate by running it (on ``data``, else seeded random inputs)."""
-    from onnxcompress.distillation.weights_io import load_mapping, read_weights
-    from onnxcompress.ir.io import check_output
 
     check_output(output, model, weights if not isinstance(weights, Mapping) else None,
                  mapping if not isinstance(mapping, Mapping) else None, data)
@@ -185,8 +184,6 @@ def attach(model: ModelLike, weights: str | Path | Mapping[str, np.ndarray],
 
 def _run_once(model: onnx.ModelProto, data: Any, seed: int) -> str:
     """Run ``model`` on a batch of ``data`` (else seeded random inputs); NaN/Inf outputs are a DataError."""
-    from onnxcompress.data.inputs import model_input_specs, random_data
-    from onnxcompress.runtime.session import SessionOptions, make_session, run
 
     specs = model_input_specs(model)
     feeds_data = _data(data) if data is not None else random_data(specs, 2, seed=seed)
@@ -203,7 +200,6 @@ def _run_once(model: onnx.ModelProto, data: Any, seed: int) -> str:
 # --- analysis verbs ---------------------------------------------------------------------------------------------
 def inspect(model: ModelLike, input_shapes: Mapping[str, list[int]] | None = None) -> dict[str, Any]:
     """Static analysis (schema onnxcompress.inspect/1, see docs/inspect-schema.md)."""
-    from onnxcompress.inspection import inspect_model
 
     return inspect_model(model, dict(input_shapes or {}))
 
@@ -212,7 +208,6 @@ def sensitivity(model: ModelLike, calib: Any, quant: QuantizeConfig | None = Non
                 *, eval: Any = None, prune_ratio: float = 0.0,
                 preprocess: PreprocessConfig | None = None) -> dict[str, Any]:
     """Per-node quantization sensitivity, ranked (and per-group pruning loss with ``prune_ratio``), JSON-ready."""
-    from onnxcompress.tuning import sensitivity_analysis
 
     proto, _ = load(model)
     calib_data = _data(calib)
@@ -223,7 +218,6 @@ def sensitivity(model: ModelLike, calib: Any, quant: QuantizeConfig | None = Non
 
 # --- validate / profile / gate ----------------------------------------------------------------------------------
 def _providers(spec: str) -> list[str]:
-    from onnxcompress.runtime.session import resolve_providers
 
     return resolve_providers(spec)
 
@@ -243,9 +237,6 @@ def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: V
              user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None) -> Report:
     """Compare ``candidate`` with ``reference`` on ``data``; with ``policy`` the report also holds the gate.
     ``user_metrics``: {name: fn(outputs, extras) -> float per batch, or an object with update()/compute()}."""
-    from onnxcompress.quantization.verify import weighted_coverage
-    from onnxcompress.validation.evaluate import evaluate
-    from onnxcompress.validation.profile import profile_models
 
     config = _with_policy_tolerances(config or ValidateConfig(), policy)
     ref, ref_info = load(reference)
@@ -278,7 +269,6 @@ def profile(model: ModelLike, *, vs: ModelLike | None = None, data: Any = None, 
             providers: str = "auto", threads: int = 0, seed: int = 0, clock: Callable[[], float] = time.perf_counter
             ) -> Report:
     """Latency of ``model``; with ``vs`` both models interleaved and speed-up = vs p50 / model p50."""
-    from onnxcompress.validation.profile import profile_models
 
     proto, info = load(model)
     models, infos = {"model": proto}, {"model": info}
@@ -297,7 +287,6 @@ def profile(model: ModelLike, *, vs: ModelLike | None = None, data: Any = None, 
 # --- optimize ---------------------------------------------------------------------------------------------------
 def _eval_data(calib: InputData | None, evaluation: InputData | None, model: onnx.ModelProto, seed: int,
                report: Report) -> InputData:
-    from onnxcompress.data.inputs import model_input_specs, random_data
 
     if evaluation is not None:
         return evaluation
@@ -312,7 +301,6 @@ def _eval_data(calib: InputData | None, evaluation: InputData | None, model: onn
 
 def _check_data(data: InputData, model: onnx.ModelProto, config: ValidateConfig) -> None:
     """Check every evaluation sample (names, dtypes, shapes, NaN/Inf) before anything is written."""
-    from onnxcompress.data.inputs import model_input_specs
 
     bound = data.batched(config.batch_size).limited(config.max_samples).bind(model_input_specs(model))
     bound.check_first()
@@ -330,7 +318,6 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
     """The whole pipeline (preprocess -> prune -> distill -> quantize -> validate -> profile -> gate); returns the
     optimized model and its Report. A failed gate is ``report.passed is False``, not an exception. With
     ``output`` the model is saved atomically before validation."""
-    from onnxcompress.ir.io import check_output
 
     say = progress or (lambda stage: None)
     recipe = recipe or Recipe()
@@ -363,8 +350,6 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
 
 def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: InputData, recipe: Recipe,
            report: Report, say: Progress, user_metrics: Mapping[str, Any] | None) -> GatePolicy:
-    from onnxcompress.validation.evaluate import evaluate
-    from onnxcompress.validation.profile import profile_models
 
     config = _with_policy_tolerances(recipe.validate, recipe.gate)
     say("validate")

@@ -23,6 +23,7 @@ from typing import Any, Final, Literal
 from onnxcompress.config import config_from_dict, config_to_dict
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.errors import RecipeError
+from onnxcompress.ir.io import write_text_atomic
 from onnxcompress.passes.preprocess import PreprocessConfig
 from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.quantization.config import QuantizeConfig
@@ -126,7 +127,6 @@ class Recipe:
                               hint="name the file *.toml or *.json")
 
     def write(self, path: str | Path) -> Path:
-        from onnxcompress.ir.io import write_text_atomic
 
         path = Path(path)
         self.check_path(path)

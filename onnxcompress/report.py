@@ -20,10 +20,13 @@ from typing import Any
 
 from onnxcompress._version import __version__
 from onnxcompress.distillation.result import AttachResult, DistillResult
+from onnxcompress.errors import OutputPathError
+from onnxcompress.ir.io import write_text_atomic
 from onnxcompress.passes.base import Decision, PassRecord
 from onnxcompress.pruning.result import PruneResult
 from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.recipe import Recipe
+from onnxcompress.runtime.session import available_providers, versions
 from onnxcompress.validation.evaluate import ValidationResult
 from onnxcompress.validation.gate import GateResult
 from onnxcompress.validation.profile import ProfileResult
@@ -139,8 +142,6 @@ class Report:
 
     def write(self, folder: str | Path) -> dict[str, Path]:
         """Write report.json, report.md and junit.xml (each atomically) into ``folder`` (created if missing)."""
-        from onnxcompress.errors import OutputPathError
-        from onnxcompress.ir.io import write_text_atomic
 
         folder = Path(folder)
         try:
@@ -152,7 +153,6 @@ class Report:
 
 
 def environment_info(providers: list[str] | None = None) -> dict[str, Any]:
-    from onnxcompress.runtime.session import available_providers, versions
 
     return {"python": platform.python_version(), "platform": platform.platform(), "versions": versions(),
             "available_providers": available_providers(), "providers": providers or []}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,7 +280,6 @@ def _limit(stream: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
 
 # --- constructors -----------------------------------------------------------------------------------------------
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    import zipfile
 
     if not zipfile.is_zipfile(path):
         raise DataError(f"cannot read {path}: not a valid .npz file (not a zip archive of .npy arrays, or truncated)",

@@ -18,14 +18,17 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import DistillResult, LayerFit
-from onnxcompress.errors import EmptyDataError, InputMismatchError
+from onnxcompress.errors import EmptyDataError, InputMismatchError, InternalError
 from onnxcompress.ir.edit import Names, expose_outputs
+from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_value, initializer_map
 from onnxcompress.ops.facts import trans_a, trans_b
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import Pass, PassContext, PassResult
+from onnxcompress.runtime.session import SessionOptions, make_session, run
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +225,6 @@ def _write_back(layer: Layer, weight: np.ndarray, bias: np.ndarray | None, names
 # --- driver -----------------------------------------------------------------------------------------------------
 def _collect(teacher: onnx.ModelProto, student: onnx.ModelProto, layer: Layer, feeds_list, cfg: DistillConfig,
              w_shape) -> _Accumulator:
-    from onnxcompress.runtime.session import SessionOptions, make_session, run
 
     opts = SessionOptions(providers="cpu", opt_level="basic")
     t_sess = make_session(expose_outputs(teacher, [layer.y_name], keep_existing=False), opts)
@@ -259,8 +261,6 @@ class ReconstructPass(Pass):
         _check_inputs(ctx.require(Teacher, self.name).model, graph)
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        from onnxcompress.data.inputs import model_input_specs
-        from onnxcompress.ir.graph import to_model
 
         cfg, teacher = self.config, ctx.require(Teacher, self.name).model
         assert ctx.calibration is not None
@@ -280,7 +280,6 @@ class ReconstructPass(Pass):
         return PassResult(graph, bool(done), {"reconstructed": len(done), "skipped": len(skipped)})
 
     def ensures(self, graph: gs.Graph, ctx: PassContext) -> None:
-        from onnxcompress.errors import InternalError
 
         result = ctx.require(DistillResult, self.name)
         weights = {n.name: n for n in graph.nodes}

@@ -3,6 +3,7 @@ record (every failure a DataError that names the file and what it should have be
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -13,6 +14,7 @@ import numpy as np
 import onnx
 
 from onnxcompress.errors import DataError
+from onnxcompress.ir.io import load_model, write_bytes_atomic
 from onnxcompress.passes.artifacts import KeptChannels
 
 #: safetensors dtype names -> numpy
@@ -40,9 +42,7 @@ def export_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 
 
 def save_npz_atomic(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
-    import io
 
-    from onnxcompress.ir.io import write_bytes_atomic
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -62,7 +62,6 @@ def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if suffix == ".safetensors":
             return _read_safetensors(path)
         if suffix == ".onnx":
-            from onnxcompress.ir.io import load_model
 
             model = load_model(path, check=False)
             return {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.ir.graph import to_graph, to_model
+
 
 def fresh_name(base: str, taken: Iterable[str] | set[str] | dict, sep: str = "_") -> str:
     """``base``, or ``base{sep}1``, ``base{sep}2``, ... : the first that is not in ``taken``."""
@@ -83,7 +85,6 @@ def expose_outputs(model: onnx.ModelProto, names: Iterable[str], *, keep_existin
     shape inference runs (that matters on large models, where a probe model is built per layer). With
     ``keep_existing=False`` the graph outputs only ``names`` and the nodes they do not need are removed, so a run
     computes just the prefix of the graph that produces them."""
-    from onnxcompress.ir.graph import to_graph, to_model
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import version_converter
+from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
 from onnxcompress.errors import (
     ExternalDataError,
@@ -85,7 +87,6 @@ def _check_ir(model: onnx.ModelProto, path: Path) -> None:
 
 
 def _load_external(model: onnx.ModelProto, path: Path) -> None:
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 
     if not any(uses_external_data(t) for t in _all_initializers(model)):
         return
@@ -147,7 +148,6 @@ def require_opset(model: onnx.ModelProto, minimum: int = MIN_OPSET, *, what: str
 
 def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     """Convert to ``target`` with onnx's version converter; a failure is an :class:`UnsupportedModelError`."""
-    from onnx import version_converter
 
     try:
         converted = version_converter.convert_version(model, target)
@@ -277,7 +277,6 @@ def file_size(path: str | os.PathLike) -> tuple[int, int]:
     """(model file bytes, external data bytes) for a saved model."""
     path = Path(path)
     model = onnx.load(str(path), load_external_data=False)
-    from onnx.external_data_helper import uses_external_data
 
     locations = set()
     for t in _all_initializers(model):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
+
 import onnx_graphsurgeon as gs
 
 
@@ -36,8 +39,6 @@ _GLOB = set("*?[")
 def node_matches(pattern: str, name: str | None, op_type: str) -> bool:
     """Does a selector match a node? ``re:<regex>`` searches the node name; a pattern with ``* ? [`` is a glob
     on the name; anything else is an exact node name or op type."""
-    import fnmatch
-    import re
 
     name = name or ""
     if pattern.startswith("re:"):
@@ -49,7 +50,6 @@ def node_matches(pattern: str, name: str | None, op_type: str) -> bool:
 
 def selector_error(pattern: object) -> str | None:
     """Why ``pattern`` is not a valid selector (None if it is)."""
-    import re
 
     if not isinstance(pattern, str) or not pattern:
         return f"selectors must be non-empty strings, got {pattern!r}"

@@ -19,6 +19,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import InternalError, PassError, UserError
+from onnxcompress.ir.graph import to_graph, to_model
 
 if TYPE_CHECKING:
     from onnxcompress.data.inputs import InputData
@@ -167,7 +168,6 @@ class Sequential(Pass):
 def apply_to_model(model: onnx.ModelProto, pass_: Pass, ctx: PassContext | None = None
                    ) -> tuple[onnx.ModelProto, PassResult]:
     """Run ``pass_`` on a copy of ``model`` (an onnx.ModelProto); return (new model, PassResult)."""
-    from onnxcompress.ir.graph import to_graph, to_model
 
     ctx = ctx if ctx is not None else PassContext()
     result = pass_(to_graph(model), ctx)

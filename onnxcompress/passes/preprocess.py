@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import RecipeError
+from onnxcompress.ir.graph import to_graph, to_model
+from onnxcompress.ir.io import MIN_OPSET, convert_opset
 from onnxcompress.passes.base import Pass, PassContext, PassResult, Sequential
 from onnxcompress.passes.cleanup import CleanupPass, InferShapesPass, LiftConstantsPass
 from onnxcompress.passes.fold import FoldConstantsPass
@@ -22,13 +24,10 @@ class ConvertOpsetPass(Pass):
     """Upgrade the default-domain opset to ``minimum`` when it is older (onnx's version converter)."""
 
     def __init__(self, minimum: int | None = None):
-        from onnxcompress.ir.io import MIN_OPSET
 
         self.minimum = MIN_OPSET if minimum is None else int(minimum)
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        from onnxcompress.ir.graph import to_graph, to_model
-        from onnxcompress.ir.io import convert_opset
 
         found = int(graph.opset or 0)
         if found >= self.minimum:

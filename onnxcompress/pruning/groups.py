@@ -19,7 +19,9 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.query import constant_value, node_matches
+from onnxcompress.ir.shapes import infer_shapes, value_shapes, with_input_shapes
 from onnxcompress.ops.channel_rules import RULES, WEIGHT, Block, Info, Relation
 from onnxcompress.unionfind import UnionFind
 
@@ -110,8 +112,6 @@ class _State:
 
 def _shape_info(graph: gs.Graph, input_shapes: dict[str, list[int]] | None = None) -> Info:
     """Static shapes with dynamic input dims from ``input_shapes`` (else 1)."""
-    from onnxcompress.ir.graph import to_model
-    from onnxcompress.ir.shapes import infer_shapes, value_shapes, with_input_shapes
 
     model = to_model(graph)
     return Info(value_shapes(infer_shapes(with_input_shapes(model, input_shapes or {}))))
@@ -316,7 +316,6 @@ def analyze(graph: gs.Graph, exclude: tuple[str, ...] = (), info: Info | None = 
 
 def analyze_groups(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None) -> dict:
     """Prunable and blocked channel groups of a model, JSON-ready (for ``onnxcompress inspect``)."""
-    from onnxcompress.ir.graph import to_graph
 
     graph = to_graph(model)
     return analyze(graph, info=_shape_info(graph, input_shapes)).to_dict()

@@ -20,11 +20,14 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import DataError, RecipeError
+from onnxcompress.ir.edit import expose_outputs
 from onnxcompress.ir.query import constant_value
 from onnxcompress.ops.channel_rules import BN_SCALE, WEIGHT
 from onnxcompress.ops.facts import consumes
 from onnxcompress.pruning.groups import Analysis, ChannelGroup, Slot
+from onnxcompress.runtime.session import SessionOptions, make_session, run
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +61,6 @@ def weight_norms(group: ChannelGroup, tensors: dict[str, gs.Tensor], power: int,
 
 def activation_stats(model: onnx.ModelProto, slots: list[Slot], data, max_samples: int) -> dict[Slot, tuple]:
     """(mean |x|, mean x^2, mean x) per position of every slot's axis over ``max_samples`` calibration samples."""
-    from onnxcompress.data.inputs import model_input_specs
-    from onnxcompress.ir.edit import expose_outputs
-    from onnxcompress.runtime.session import SessionOptions, make_session, run
 
     names = sorted({name for name, _ in slots})
     session = make_session(expose_outputs(model, names), SessionOptions(providers="cpu", opt_level="basic"))

@@ -17,6 +17,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import InternalError, RecipeError, UnsupportedModelError
+from onnxcompress.ir.cost import count_macs, count_parameters
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.query import constant_value, node_matches
 from onnxcompress.ops.channel_fixups import FIXUPS
@@ -127,7 +128,6 @@ def cut(graph: gs.Graph, analysis: Analysis, plan: Plan) -> dict[Slot, np.ndarra
 
 # --- costs and the target search -----------------------------------------------------------------------------------
 def costs(model: onnx.ModelProto, input_shapes: dict | None = None) -> Costs:
-    from onnxcompress.ir.cost import count_macs, count_parameters
 
     return Costs(count_macs(model, input_shapes)["total"], count_parameters(model)["total"], model.ByteSize())
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from onnxcompress.config import config_from_dict
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.query import node_matches, selector_error
 from onnxcompress.quantization.target import CPU_TARGETS, TARGETS, Target, resolve_target
@@ -99,7 +100,6 @@ class QuantizeConfig:
         overrides = {}
         for name, ov in dict(self.overrides).items():
             if isinstance(ov, dict):
-                from onnxcompress.config import config_from_dict
 
                 ov = config_from_dict(TensorOverride, ov, f"quantize.overrides.{name}")
             if not isinstance(ov, TensorOverride):

@@ -19,10 +19,13 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.edit import expose_outputs
+from onnxcompress.ir.graph import to_model
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization.insert_qdq import QuantizationPlan
+from onnxcompress.runtime.session import SessionOptions, make_session, run
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,6 @@ def find_targets(graph: gs.Graph, teacher_tensors: set[str], ctx: PassContext, p
 
 
 def _channel_means(model: onnx.ModelProto, names: list[str], feeds_list) -> dict[str, np.ndarray]:
-    from onnxcompress.runtime.session import SessionOptions, make_session, run
 
     sess = make_session(expose_outputs(model, names, keep_existing=False),
                         SessionOptions(providers="cpu", opt_level="basic"))
@@ -125,8 +127,6 @@ class CorrectBiasPass(Pass):
             raise RecipeError("bias correction needs calibration data", hint="pass --calib DATA")
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        from onnxcompress.data.inputs import model_input_specs
-        from onnxcompress.ir.graph import to_model
 
         teacher = ctx.require(QuantizationPlan, self.name).float_model
         assert teacher is not None and ctx.calibration is not None

@@ -17,14 +17,17 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import EmptyDataError, InputMismatchError, NonFiniteDataError, UserError
 from onnxcompress.ir.edit import Names, expose_outputs, name_nodes
+from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes, constant_value
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization import params as P
 from onnxcompress.quantization.calibrate import Collector, compute_range
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.plan import Plan, plan_graph
+from onnxcompress.runtime.session import SessionOptions, make_session
 
 log = logging.getLogger(__name__)
 MS_DOMAIN = "com.microsoft"
@@ -83,7 +86,6 @@ class QuantizeQDQPass(Pass):
 
 
 def _snapshot(graph: gs.Graph) -> onnx.ModelProto:
-    from onnxcompress.ir.graph import to_model
 
     return to_model(graph.copy())
 
@@ -91,15 +93,12 @@ def _snapshot(graph: gs.Graph) -> onnx.ModelProto:
 # --- calibration ------------------------------------------------------------------------------------------------
 def calibration_model(graph: gs.Graph, names: list[str]) -> onnx.ModelProto:
     """The float graph with every tensor to calibrate added as an output."""
-    from onnxcompress.ir.graph import to_model
 
     return expose_outputs(to_model(graph.copy()), names)
 
 
 def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassContext) -> dict[str, tuple[float, float]]:
     """Stream the calibration data through the float graph; (min, max) per calibrated tensor."""
-    from onnxcompress.data.inputs import model_input_specs
-    from onnxcompress.runtime.session import SessionOptions, make_session
 
     names = [n for n in plan.calibrated if n not in _fixed_range(config)]
     if not names:
@@ -130,7 +129,6 @@ def _fixed_range(config: QuantizeConfig) -> set[str]:
 
 
 def _calibration_data(data, model: onnx.ModelProto, config: QuantizeConfig):
-    from onnxcompress.data.inputs import model_input_specs
 
     specs = model_input_specs(model)
     static = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}

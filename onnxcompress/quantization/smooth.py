@@ -15,11 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import EmptyDataError, RecipeError
 from onnxcompress.ir.edit import Names, expose_outputs
+from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_value, is_graph_output
 from onnxcompress.ops.facts import trans_a, trans_b
 from onnxcompress.passes.base import Pass, PassContext, PassResult
+from onnxcompress.runtime.session import SessionOptions, make_session
 
 log = logging.getLogger(__name__)
 SMOOTH_PRODUCERS = ("LayerNormalization",)
@@ -117,9 +120,6 @@ class SmoothQuantPass(Pass):
 
 def channel_absmax(graph: gs.Graph, names: list[str], data) -> dict[str, np.ndarray]:
     """max |x| per last-axis channel of each tensor, streamed over the calibration data."""
-    from onnxcompress.data.inputs import model_input_specs
-    from onnxcompress.ir.graph import to_model
-    from onnxcompress.runtime.session import SessionOptions, make_session
 
     model = expose_outputs(to_model(graph.copy()), names)
     session = make_session(model, SessionOptions(providers="cpu", opt_level="basic"))

@@ -3,12 +3,16 @@ verification on onnxruntime, which leaves the typed :class:`QuantizeResult` in t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import onnx_graphsurgeon as gs
 
+from onnxcompress.ir.edit import name_nodes
+from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes
 from onnxcompress.passes.base import Pass, PassContext, PassResult, Sequential
 from onnxcompress.passes.fold import FoldBiasAddPass, RewriteHardSwishPass
@@ -16,8 +20,10 @@ from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.correct_bias import BiasCorrection, CorrectBiasPass
 from onnxcompress.quantization.dynamic import DynamicQuantization, QuantizeDynamicPass
 from onnxcompress.quantization.insert_qdq import QuantizationPlan, QuantizeQDQPass
+from onnxcompress.quantization.plan import plan_graph
 from onnxcompress.quantization.result import QuantizedNode, QuantizeResult, SmoothQuantResult, TensorParams, as_float
 from onnxcompress.quantization.smooth import SmoothedLayers, SmoothQuantPass
+from onnxcompress.quantization.verify import int8_kernel_ops, verify_kernels
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +57,6 @@ class VerifyQuantizationPass(Pass):
         self.config = config
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        from onnxcompress.ir.graph import to_model
-        from onnxcompress.quantization.verify import int8_kernel_ops, verify_kernels
 
         plan, dynamic = ctx.get(QuantizationPlan), ctx.get(DynamicQuantization)
         result = _result(self.config, plan, dynamic, ctx, constant_bytes(graph))
@@ -70,7 +74,6 @@ class VerifyQuantizationPass(Pass):
 
 def _metadata(config: QuantizeConfig, result: QuantizeResult) -> str:
     """What the model was built for, so a deployment can check it (JSON in metadata_props)."""
-    import json
 
     target = config.resolved_target
     return json.dumps({"mode": result.mode, "target": target.name, "weight_bits": 7 if result.reduce_range[0] else 8,
@@ -78,7 +81,6 @@ def _metadata(config: QuantizeConfig, result: QuantizeResult) -> str:
 
 
 def _replace(result: QuantizeResult, **changes: Any) -> QuantizeResult:
-    from dataclasses import replace
 
     return replace(result, **changes)
 
@@ -116,9 +118,6 @@ def _result(config: QuantizeConfig, plan: QuantizationPlan | None, dynamic: Dyna
 
 def quantizable_summary(graph: gs.Graph, config: QuantizeConfig | None = None) -> dict[str, Any]:
     """Which nodes the quantizer would touch (static: rules + selection on a preprocessed graph, no data)."""
-    from onnxcompress.ir.edit import name_nodes
-    from onnxcompress.passes.base import PassContext
-    from onnxcompress.quantization.plan import plan_graph
 
     config = config or QuantizeConfig()
     graph = Sequential(*rewrite_passes(config))(graph, PassContext()).graph

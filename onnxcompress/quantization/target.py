@@ -18,6 +18,8 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass
 
+import numpy as np
+
 TARGETS = ("cpu", "cpu-avx2", "cpu-vnni", "arm64", "cuda", "tensorrt", "auto")
 CPU_TARGETS = ("cpu", "cpu-avx2", "cpu-vnni", "arm64")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -49,7 +51,6 @@ def host_facts() -> HostFacts:
             line = next((ln for ln in f if ln.startswith(("flags", "Features"))), "")
         flags = frozenset(line.partition(":")[2].split())
     except OSError:
-        import numpy as np
 
         features = (getattr(np, "_core", None) or np.core)._multiarray_umath.__cpu_features__
         flags = frozenset(name.lower().replace("avx512vnni", "avx512_vnni") for name, on in features.items() if on)

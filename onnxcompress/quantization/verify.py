@@ -18,6 +18,7 @@ import onnx
 
 from onnxcompress.ops.facts import INT8_KERNELS, INT8_WEIGHTED_KERNELS, WEIGHTED_OPS
 from onnxcompress.quantization.plan import Plan
+from onnxcompress.runtime.session import SessionOptions, optimized_model
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ class KernelReport:
 
 
 def optimized(model: onnx.ModelProto, target: str = "cpu") -> onnx.ModelProto:
-    from onnxcompress.runtime.session import SessionOptions, optimized_model
 
     return optimized_model(model, SessionOptions(providers=TARGET_PROVIDERS[target], opt_level="all", threads=1))
 

@@ -8,13 +8,18 @@ from a gate's accuracy criterion (``optimize`` uses it when the gate has one).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from onnxcompress.data.inputs import load_input_data
 from onnxcompress.errors import RecipeError
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.tuning.config import METRICS, PRECISIONS, TuneConfig
+from onnxcompress.tuning.measure import Evaluator
 from onnxcompress.tuning.search import MixedPrecisionSearch, tune_quantization
+from onnxcompress.tuning.sensitivity import analyze, prune_sensitivity
 from onnxcompress.tuning.stage import SearchFiles, TuneQuantizationPass
+from onnxcompress.tuning.trials import TrialBuilder
 from onnxcompress.validation.gate import GatePolicy
 
 __all__ = ["METRICS", "PRECISIONS", "TuneConfig", "MixedPrecisionSearch", "TuneQuantizationPass",
@@ -32,12 +37,7 @@ def sensitivity_analysis(model, calib, quant: QuantizeConfig | None = None, tune
                          eval_data=None, prune_ratio: float = 0.0) -> dict[str, Any]:
     """Ranked per-node quantization sensitivity (+ per-group pruning loss when ``prune_ratio`` > 0), JSON-ready.
     ``model`` is a pre-processed float model (the API runs the standard pre-processing first)."""
-    from dataclasses import replace
 
-    from onnxcompress.data.inputs import load_input_data
-    from onnxcompress.tuning.measure import Evaluator
-    from onnxcompress.tuning.sensitivity import analyze, prune_sensitivity
-    from onnxcompress.tuning.trials import TrialBuilder
 
     if not 0.0 <= prune_ratio < 1.0:
         raise RecipeError(f"prune_ratio must be in [0, 1), got {prune_ratio}", hint="e.g. --prune-ratio 0.3")

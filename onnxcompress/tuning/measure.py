@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError
+from onnxcompress.runtime.session import SessionOptions, make_session
 from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.validation.metrics import FidelityAccumulator, TaskAccumulator
+from onnxcompress.validation.profile import feeds_for_batch, time_interleaved
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,6 @@ class Evaluator:
     """Reference outputs computed once; ``score(model)`` replays the same batches through a candidate."""
 
     def __init__(self, reference: onnx.ModelProto, data, config: TuneConfig, source: str):
-        from onnxcompress.data.inputs import model_input_specs
 
         self.config = config
         self.source = source
@@ -67,7 +69,6 @@ class Evaluator:
         self.ref_task = self._task(self.reference) if self.has_labels else None
 
     def _session(self, model: onnx.ModelProto):
-        from onnxcompress.runtime.session import SessionOptions, make_session
 
         return make_session(model, SessionOptions(providers="cpu", threads=self.config.threads, opt_level="all"))
 
@@ -105,8 +106,6 @@ class LatencyProbe:
     """p50 latency of a candidate at one batch size, timed interleaved with the fp32 model (ratio = fp32 / cand)."""
 
     def __init__(self, reference: onnx.ModelProto, evaluator: Evaluator, config: TuneConfig):
-        from onnxcompress.data.inputs import model_input_specs
-        from onnxcompress.validation.profile import feeds_for_batch
 
         self.config = config
         first = {k: np.concatenate([f[k] for f, _ in evaluator.batches]) for k in evaluator.batches[0][0]}
@@ -114,8 +113,6 @@ class LatencyProbe:
         self.reference = evaluator._session(reference)
 
     def measure(self, model: onnx.ModelProto, clock=time.perf_counter) -> dict[str, float]:
-        from onnxcompress.runtime.session import SessionOptions, make_session
-        from onnxcompress.validation.profile import time_interleaved
 
         cand = make_session(model, SessionOptions(providers="cpu", threads=self.config.threads, opt_level="all"))
         fns = {"fp32": lambda: self.reference.run(None, self.feeds), "candidate": lambda: cand.run(None, self.feeds)}

@@ -17,16 +17,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import onnx
 
+from onnxcompress.data.inputs import load_input_data
+from onnxcompress.ir.io import save_model, write_text_atomic
+from onnxcompress.passes.base import PassContext
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.result import QuantizeResult, SearchSummary
 from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.measure import Evaluator, LatencyProbe, Score
+from onnxcompress.tuning.sensitivity import analyze
 from onnxcompress.tuning.trials import Choice, TrialBuilder, choice_key
 
 log = logging.getLogger(__name__)
@@ -64,7 +68,6 @@ class MixedPrecisionSearch:
     def __init__(self, model: onnx.ModelProto, calib, quant: QuantizeConfig, tune: TuneConfig, *, eval_data=None,
                  output: str | Path | None = None, trace: str | Path | None = None, clock=time.monotonic,
                  ctx=None):
-        from onnxcompress.data.inputs import load_input_data
 
         self.clock = clock
         self.start = clock()
@@ -121,13 +124,11 @@ class MixedPrecisionSearch:
 
     def _save(self, model: onnx.ModelProto) -> None:
         if self.output is not None:
-            from onnxcompress.ir.io import save_model
 
             save_model(model, self.output)
 
     def _write_trace(self) -> None:
         if self.trace is not None:
-            from onnxcompress.ir.io import write_text_atomic
 
             write_text_atomic(self.trace, json.dumps(self.summary(), indent=2, default=_json_default) + "\n")
 
@@ -164,7 +165,6 @@ class MixedPrecisionSearch:
         return t.phase.split(":", 1)[1] if t.phase.startswith("preset:") else t.phase
 
     def _ranking(self) -> list[str]:
-        from onnxcompress.tuning.sensitivity import analyze
 
         self.sensitivity = analyze(self.builder, self.evaluator, self.tune, budget=self.over_budget,
                                    score_choice=self.score_choice)
@@ -227,9 +227,7 @@ class MixedPrecisionSearch:
     def finish(self) -> tuple[onnx.ModelProto, QuantizeResult]:
         """Build the best choice once more with verification, into a child context: its decisions and the result
         reach the caller's context, its pass records stay inside this search (no time is counted twice)."""
-        from dataclasses import replace
 
-        from onnxcompress.passes.base import PassContext
 
         best = self.state.best
         assert best is not None

@@ -15,12 +15,20 @@ from __future__ import annotations
 import glob
 import logging
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.data.inputs import model_input_specs
+from onnxcompress.ir.graph import to_graph, to_model
+from onnxcompress.ir.query import constant_value
+from onnxcompress.passes.base import PassContext, apply_to_model
+from onnxcompress.pruning import PruneChannelsPass, PruneConfig, PruneResult, analyze_groups
+from onnxcompress.quantization.dynamic import weight_scales
+from onnxcompress.runtime.session import SessionOptions, make_session
 from onnxcompress.tuning.trials import TrialBuilder, exact
 
 log = logging.getLogger(__name__)
@@ -71,8 +79,6 @@ class _Shadow:
 
     def dynamic_input(self, node: gs.Node, index: int) -> gs.Tensor:
         """Emulated dynamic quantization: x -> DynamicQuantizeLinear -> DequantizeLinear; W -> int8 -> float."""
-        from onnxcompress.ir.query import constant_value
-        from onnxcompress.quantization.dynamic import weight_scales
 
         t = node.inputs[index]
         if index == 1:
@@ -104,7 +110,6 @@ class _Shadow:
 
 def shadow_model(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.ModelProto | None):
     """(float model + shadow nodes, {node: (float output, shadow output)}, {node: why no proxy})."""
-    from onnxcompress.ir.graph import to_graph, to_model
 
     fg = to_graph(builder.model)
     shadow = _Shadow(fg)
@@ -137,8 +142,6 @@ def shadow_model(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.Mode
 def proxy_sqnr(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.ModelProto | None, calib,
                samples: int | None = 256, batch_size: int = 32) -> tuple[dict[str, float], dict[str, str]]:
     """Per-node output SQNR (dB) when only that node is quantized, from one pass over the calibration data."""
-    from onnxcompress.data.inputs import model_input_specs
-    from onnxcompress.runtime.session import SessionOptions, make_session
 
     model, pairs, skipped = shadow_model(builder, units, qmodel)
     if not pairs:
@@ -194,7 +197,6 @@ def analyze(builder: TrialBuilder, evaluator, tune, *, budget=None, score_choice
 
 def build_only(builder: TrialBuilder, node: str) -> onnx.ModelProto:
     """The model with only ``node`` quantized."""
-    from dataclasses import replace
 
     base = builder.dynamic_config({}) if builder.mode == "dynamic" else builder.static_config({})
     return builder.build_config(replace(base, include=(exact(node),)))[0]
@@ -210,8 +212,6 @@ def _num(v: float | None) -> float | None:
 def prune_sensitivity(model: onnx.ModelProto, calib, evaluator, ratio: float = 0.3,
                       max_groups: int = 64, budget=None) -> list[dict[str, Any]]:
     """Per prunable channel group: the goal metric's drop after pruning only that group at ``ratio``."""
-    from onnxcompress.passes.base import PassContext, apply_to_model
-    from onnxcompress.pruning import PruneChannelsPass, PruneConfig, PruneResult, analyze_groups
 
     groups = analyze_groups(model)["groups"][:max_groups]
     owners: dict[str, int] = {}

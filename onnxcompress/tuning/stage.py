@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import EmptyDataError
+from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.tuning.config import TuneConfig
@@ -36,7 +37,6 @@ class TuneQuantizationPass(Pass):
             raise EmptyDataError("the accuracy-aware search needs calibration data", hint="pass --calib DATA")
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
-        from onnxcompress.ir.graph import to_graph, to_model
 
         files = ctx.get(SearchFiles) or SearchFiles()
         search = MixedPrecisionSearch(to_model(graph), ctx.calibration, self.quant, self.tune,

@@ -16,10 +16,14 @@ from dataclasses import replace
 
 import onnx
 
+from onnxcompress.data.inputs import load_input_data
 from onnxcompress.ir.edit import name_nodes
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.passes.base import PassContext, Sequential, apply_to_model
 from onnxcompress.quantization.config import QuantizeConfig, TensorOverride
+from onnxcompress.quantization.dynamic import why_not_dynamic
+from onnxcompress.quantization.insert_qdq import calibrate
+from onnxcompress.quantization.plan import Plan, plan_graph
 from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.quantization.smooth import SmoothQuantPass
 from onnxcompress.quantization.stage import quantize_passes, rewrite_passes
@@ -43,7 +47,6 @@ class TrialBuilder:
     choice. ``model`` is the stage's input: the pipeline has already pre-processed it."""
 
     def __init__(self, model: onnx.ModelProto, calib, config: QuantizeConfig):
-        from onnxcompress.data.inputs import load_input_data
 
         self.mode = config.mode
         self.calib = load_input_data(calib) if calib is not None else None
@@ -63,14 +66,12 @@ class TrialBuilder:
         return graph
 
     def plan(self, config: QuantizeConfig | None = None):
-        from onnxcompress.quantization.plan import plan_graph
 
         return plan_graph(self._graph(), config or self.config)
 
     def units(self, mode: str | None = None) -> dict[str, str]:
         """Quantizable nodes of the full INT8 plan (name -> op type), in graph order: the search's units."""
         if (mode or self.mode) == "dynamic":
-            from onnxcompress.quantization.dynamic import why_not_dynamic
 
             return {n.name: n.op for n in self._graph().nodes if n.op in ("MatMul", "Gemm") and why_not_dynamic(n) is None}
         plan = self.plan(replace(self.config, mode="static"))
@@ -101,8 +102,6 @@ class TrialBuilder:
         return replace(self.config, mode="dynamic", exclude=self.config.exclude + tuple(exact(n) for n in sorted(choice)))
 
     def _ensure_ranges(self, plan) -> None:
-        from onnxcompress.quantization.insert_qdq import calibrate
-        from onnxcompress.quantization.plan import Plan
 
         fixed = {n for n, ov in self.config.overrides.items() if ov.range is not None}
         missing = [t for t in plan.calibrated if t not in self.ranges and t not in fixed]

@@ -13,7 +13,9 @@ from typing import Any, Protocol
 import numpy as np
 import onnx
 
+from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import DataError, InputMismatchError, ModelError
+from onnxcompress.runtime.session import SessionOptions, make_session, run
 from onnxcompress.validation.compare import Comparison, OutputComparison
 from onnxcompress.validation.config import ValidateConfig, tolerance_for
 from onnxcompress.validation.metrics import Fidelity, FidelityAccumulator, TaskAccumulator, class_scores
@@ -122,7 +124,6 @@ def output_names(ref_sess, cand_sess) -> list[str]:
 
 
 def check_inputs(reference: onnx.ModelProto, candidate: onnx.ModelProto) -> None:
-    from onnxcompress.data.inputs import model_input_specs
 
     ref = {s.name: s.dtype for s in model_input_specs(reference)}
     cand = {s.name: s.dtype for s in model_input_specs(candidate)}
@@ -188,8 +189,6 @@ def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, confi
              user_metrics: Mapping[str, Any] | None = None,
              progress: Callable[[int, int], None] | None = None) -> ValidationResult:
     """Stream ``data`` (an InputData) through both models with identical session options."""
-    from onnxcompress.data.inputs import model_input_specs
-    from onnxcompress.runtime.session import SessionOptions, make_session, run
 
     check_inputs(reference, candidate)
     options = SessionOptions(providers=config.providers, threads=config.threads)

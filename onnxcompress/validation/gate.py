@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onnxcompress.config import config_from_dict
 from onnxcompress.errors import RecipeError
 from onnxcompress.validation.compare import Comparison
 from onnxcompress.validation.config import Tolerance
@@ -101,7 +102,6 @@ class GateResult:
 
 def load_policy(path: str | Path) -> GatePolicy:
     """A TOML file with a [gate] table (a recipe file works too: only its [gate] table is read)."""
-    from onnxcompress.config import config_from_dict
 
     path = Path(path)
     if not path.is_file():

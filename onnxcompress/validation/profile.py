@@ -15,13 +15,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from onnxcompress.data.inputs import model_input_specs, random_data
 from onnxcompress.errors import DataError
+from onnxcompress.runtime.session import SessionOptions, make_session, resolve_providers, run
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +178,6 @@ class ProfileResult:
 def profile_sessions(models: Mapping[str, Any], sample: Mapping[str, np.ndarray], specs: list[Any], config,
                      options, *, clock: Clock = time.perf_counter, inputs: str = "") -> ProfileResult:
     """Time ``models`` (name -> ModelProto/path) interleaved with identical session ``options``."""
-    from onnxcompress.runtime.session import make_session, resolve_providers, run
 
     providers = resolve_providers(options.providers)
     sessions, created = {}, {}
@@ -210,7 +211,6 @@ def profile_sessions(models: Mapping[str, Any], sample: Mapping[str, np.ndarray]
 
 def profile_sample(model, data, batch: int, seed: int) -> tuple[dict[str, np.ndarray], str]:
     """A batch of inputs for timing: the first ``batch`` samples of ``data``, else seeded random inputs."""
-    from onnxcompress.data.inputs import model_input_specs, random_data
 
     specs = model_input_specs(model)
     if data is None:
@@ -225,8 +225,6 @@ def profile_sample(model, data, batch: int, seed: int) -> tuple[dict[str, np.nda
 def profile_models(models: Mapping[str, Any], data, config, providers: str, threads: int, seed: int, *,
                    clock: Clock = time.perf_counter) -> ProfileResult:
     """Time ``models`` (reference first) on the first samples of ``data`` (else seeded random inputs)."""
-    from onnxcompress.data.inputs import model_input_specs
-    from onnxcompress.runtime.session import SessionOptions
 
     first = next(iter(models.values()))
     sample, note = profile_sample(first, data, max(config.batch_sizes), seed)
@@ -234,9 +232,7 @@ def profile_models(models: Mapping[str, Any], data, config, providers: str, thre
     return profile_sessions(models, sample, model_input_specs(first), config, options, clock=clock, inputs=note)
 def op_profile(model: Any, sample: Mapping[str, np.ndarray], specs: list[Any], config, options) -> dict[str, Any]:
     """Run a profiling session for ``config.op_profile_runs`` runs and parse its JSON (then delete it)."""
-    from dataclasses import replace
 
-    from onnxcompress.runtime.session import make_session, run
 
     feeds = feeds_for_batch(sample, specs, config.batch_sizes[0])
     with tempfile.TemporaryDirectory(prefix="onnxcompress-prof-") as tmp:
