@@ -157,8 +157,10 @@ def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillC
     recipe = _stage_recipe(config.seed, preprocess, distill=config)
     ctx = PassContext(seed=config.seed, calibration=_data(calib))
     ctx.put(Teacher(pipeline.preprocessed(t_proto, recipe, ctx, stage="teacher")))
-    if kept:
-        ctx.put(kept if isinstance(kept, KeptChannels) else KeptChannels.from_mapping(kept))
+    record = kept if isinstance(kept, KeptChannels) else KeptChannels.from_mapping(kept) if kept else None
+    record = record or KeptChannels.from_model(s_proto)  # a model pruned by onnxcompress carries its record
+    if record:
+        ctx.put(record)
     out = _run(s_proto, recipe, ctx, teacher_from_input=False)
     _save(out, output)
     return out, ctx.require(DistillResult, "distill")

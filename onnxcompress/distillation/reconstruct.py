@@ -235,9 +235,30 @@ def _collect(teacher: onnx.ModelProto, student: onnx.ModelProto, layer: Layer, f
     for feeds in feeds_list:
         y = run(t_sess, feeds, [layer.y_name])[layer.y_name]
         x = run(s_sess, feeds, [layer.x_name])[layer.x_name]
+        _check_channels(layer, y, w_shape)
         x_rows, y_rows = _layer_rows(layer, x, y, cfg, rng, w_shape)
         _accumulate(layer, acc, x_rows, y_rows, w_shape)
     return acc
+
+
+def _out_channels(layer: Layer, w_shape: tuple[int, ...]) -> int:
+    if layer.node.op == "Conv":
+        return w_shape[0]
+    if layer.node.op == "Gemm" and trans_b(layer.node):
+        return w_shape[0]
+    return w_shape[-1]
+
+
+def _check_channels(layer: Layer, y: np.ndarray, w_shape: tuple[int, ...]) -> None:
+    """The teacher's tensor (restricted to the kept channels) must have the student layer's output channels."""
+    have = y.shape[layer.axis] if layer.kept is None else len(layer.kept)
+    want = _out_channels(layer, w_shape)
+    if have != want:
+        raise InputMismatchError(
+            f"'{layer.y_name}' has {have} channels in the teacher and {want} in the student, and no kept-channel "
+            "record says which teacher channels the student kept",
+            hint="prune with onnxcompress (the pruned model carries its record), or pass --kept PRUNE_REPORT.json "
+                 "(the JSON of `prune --report`)")
 
 
 def _check_inputs(teacher: onnx.ModelProto, graph: gs.Graph) -> None:

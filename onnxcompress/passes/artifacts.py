@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import onnx
+
+#: metadata_props key under which a pruned model carries its kept-channel record
+KEPT_CHANNELS_KEY = "onnxcompress.kept_channels"
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,20 @@ class KeptChannels:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> KeptChannels:
         return cls({str(k): tuple(int(i) for i in v) for k, v in mapping.items()}, {})
+
+    def to_json(self) -> str:
+        """Compact JSON for the model's metadata: [{tensor, axis, kept}, ...] in name order."""
+        records = [{"tensor": t, "axis": int(self.axes.get(t, 1)), "kept": list(self.kept[t])} for t in sorted(self.kept)]
+        return json.dumps(records, separators=(",", ":"))
+
+    @classmethod
+    def from_model(cls, model: onnx.ModelProto) -> KeptChannels | None:
+        """The record a model pruned by onnxcompress carries in its metadata_props (None when it has none)."""
+        value = next((p.value for p in model.metadata_props if p.key == KEPT_CHANNELS_KEY), None)
+        if value is None:
+            return None
+        try:
+            records = json.loads(value)
+        except ValueError:
+            return None
+        return cls.from_records(records) if isinstance(records, list) else None

@@ -27,9 +27,11 @@ from onnxcompress.ir.query import constant_value
 from onnxcompress.ops.channel_rules import BN_SCALE, WEIGHT
 from onnxcompress.ops.facts import consumes
 from onnxcompress.pruning.groups import Analysis, ChannelGroup, Slot
-from onnxcompress.runtime.session import SessionOptions, make_session, run
+from onnxcompress.runtime.session import SessionOptions, batch_for_budget, make_session, run
 
 log = logging.getLogger(__name__)
+#: the activations of one statistics batch stay within this (the batch shrinks to fit)
+STATS_MEMORY_MB = 256
 
 
 def _normalized_mean(vectors: list[np.ndarray], n: int) -> np.ndarray:
@@ -63,10 +65,16 @@ def activation_stats(model: onnx.ModelProto, slots: list[Slot], data, max_sample
     """(mean |x|, mean x^2, mean x) per position of every slot's axis over ``max_samples`` calibration samples."""
 
     names = sorted({name for name, _ in slots})
-    session = make_session(expose_outputs(model, names), SessionOptions(providers="cpu", opt_level="basic"))
+    session = make_session(expose_outputs(model, names),
+                           SessionOptions(providers="cpu", opt_level="basic", memory_arena=False))
+    specs = model_input_specs(model)
+    first = next(data.limited(1).batched(1).bind(specs).feeds(), None)
+    if first is None:
+        raise DataError("the calibration data is empty", hint="pass a --calib file with at least one sample")
+    batch = batch_for_budget(session, first, names, STATS_MEMORY_MB << 20, 32)
     sums: dict[Slot, list] = {}
     seen = 0
-    for feeds in data.limited(max_samples).batched(32).bind(model_input_specs(model)).feeds():
+    for feeds in data.limited(max_samples).batched(batch).bind(specs).feeds():
         outs = run(session, feeds, names)
         for name, axis in slots:
             x = np.moveaxis(outs[name].astype(np.float64), axis, 0).reshape(outs[name].shape[axis], -1)

@@ -21,6 +21,7 @@ from onnxcompress.ir.cost import count_macs, count_parameters
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.query import constant_value, node_matches
 from onnxcompress.ops.channel_fixups import FIXUPS
+from onnxcompress.passes.artifacts import KEPT_CHANNELS_KEY
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.passes.cleanup import InferShapesPass
 from onnxcompress.pruning.config import PruneConfig
@@ -215,6 +216,7 @@ class PruneChannelsPass(Pass):
                        f"{g.size} -> {g.size - len(plan[g.id])} units")
         ctx.put(result)
         ctx.put(result.kept_channels())
+        ctx.metadata[KEPT_CHANNELS_KEY] = result.kept_channels().to_json()  # distill finds it without --kept
         removed = sum(len(v) for v in plan.values())
         stats = {"groups": len(analysis.groups), "blocked": len(analysis.blocked), "removed_units": removed,
                  "macs_before": before.macs, "macs_after": after.macs}

@@ -45,7 +45,9 @@ class QuantizeConfig:
     ``arm64`` (8-bit weights), ``cuda``/``tensorrt`` (int8 symmetric activations), ``auto`` (resolved on this
     host and recorded). reduce_range: 7-bit weights (None = what the target needs). Weights are int8 symmetric,
     per-channel where the op allows it. include/exclude entries are node selectors: a node name, an op type, a
-    glob on the name or ``re:<regex>``. smooth_quant: SmoothQuant migration strength alpha in (0, 1) for
+    glob on the name or ``re:<regex>``. batch_size is the largest calibration batch; the batch shrinks so that
+    one batch's calibrated activations fit in calibration_memory_mb (measured on one sample).
+    smooth_quant: SmoothQuant migration strength alpha in (0, 1) for
     LayerNorm -> MatMul/Gemm (None = off). rewrites: hard-swish -> x * HardSigmoid(x) and Conv + Add -> bias
     before quantizing (fewer float islands between int8 kernels).
     """
@@ -65,6 +67,7 @@ class QuantizeConfig:
     bias_correction: bool = False
     calibration_samples: int | None = None
     batch_size: int = 32
+    calibration_memory_mb: int = 256
     smooth_quant: float | None = None
     rewrites: bool = True
     verify: bool = True
@@ -81,6 +84,10 @@ class QuantizeConfig:
             raise RecipeError(f"num_bins must be in [128, 65536], got {self.num_bins}", hint="e.g. 2048")
         if self.batch_size <= 0:
             raise RecipeError(f"batch_size must be positive, got {self.batch_size}", hint="e.g. 32")
+        if isinstance(self.calibration_memory_mb, bool) or not isinstance(self.calibration_memory_mb, int) \
+                or self.calibration_memory_mb < 1:
+            raise RecipeError(f"calibration_memory_mb must be an integer >= 1, got {self.calibration_memory_mb!r}",
+                              hint="e.g. 256: one calibration batch's activations stay within it")
         if self.calibration_samples is not None and self.calibration_samples <= 0:
             raise RecipeError(f"calibration_samples must be positive, got {self.calibration_samples}",
                               hint="omit it to use every sample")

@@ -27,7 +27,7 @@ from onnxcompress.quantization import params as P
 from onnxcompress.quantization.calibrate import Collector, compute_range
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.plan import Plan, plan_graph
-from onnxcompress.runtime.session import SessionOptions, make_session
+from onnxcompress.runtime.session import SessionOptions, batch_for_budget, make_session
 
 log = logging.getLogger(__name__)
 MS_DOMAIN = "com.microsoft"
@@ -104,9 +104,9 @@ def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassCont
     if not names:
         return {n: config.overrides[n].range for n in plan.calibrated}
     model = calibration_model(graph, names)
-    data = _calibration_data(ctx.calibration, model, config)
+    session = make_session(model, SessionOptions(providers="cpu", opt_level="basic", memory_arena=False))
+    data = _calibration_data(ctx.calibration, model, config, session, names)
     bound = data.bind(model_input_specs(model))
-    session = make_session(model, SessionOptions(providers="cpu", opt_level="basic"))
     collector = Collector(names, config.num_bins if config.calibrator != "minmax" else 0)
     if collector.collect(_outputs(session, bound, names)) == 0:  # one pass over the data, every calibrator
         raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one calibration sample")
@@ -128,12 +128,26 @@ def _fixed_range(config: QuantizeConfig) -> set[str]:
     return {n for n, ov in config.overrides.items() if ov.range is not None}
 
 
-def _calibration_data(data, model: onnx.ModelProto, config: QuantizeConfig):
-
+def _calibration_data(data, model: onnx.ModelProto, config: QuantizeConfig, session, names: list[str]):
+    """The calibration stream: a static batch dimension is kept; otherwise the batch is the largest (up to
+    ``batch_size``) whose calibrated activations fit in ``calibration_memory_mb``."""
     specs = model_input_specs(model)
     static = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
-    batch = next(iter(static)) if len(static) == 1 else config.batch_size
-    return data.limited(config.calibration_samples).batched(batch)
+    data = data.limited(config.calibration_samples)
+    if len(static) == 1:
+        return data.batched(next(iter(static)))
+    first = next(data.batched(1).limited(1).bind(specs).feeds(), None)
+    if first is None:
+        raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one calibration sample")
+    try:
+        batch = batch_for_budget(session, first, names, config.calibration_memory_mb << 20, config.batch_size)
+    except Exception as e:  # onnxruntime raises its own classes for shape/type mismatches
+        raise InputMismatchError(f"the model failed on the calibration data: {str(e).splitlines()[0]}",
+                                 hint="check that the calibration data matches the model's inputs") from e
+    if batch < config.batch_size:
+        log.info("calibration batch %d (of at most %d): one batch's activations fit in %d MB", batch,
+                 config.batch_size, config.calibration_memory_mb)
+    return data.batched(batch)
 
 
 def _outputs(session, bound, names: list[str]):

@@ -37,6 +37,7 @@ class SessionOptions:
     profile: bool = False
     optimized_model_path: str | None = None
     profile_prefix: str | None = None  # where ORT writes its profiling JSON (default: the current folder)
+    memory_arena: bool = True  # off for one-shot probe sessions (calibration): memory goes back after each run
 
     def __post_init__(self):
         if self.opt_level not in OPT_LEVELS:
@@ -93,6 +94,7 @@ def make_session(model: onnx.ModelProto | str | os.PathLike | bytes, options: Se
         so.intra_op_num_threads = options.threads
         so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    so.enable_cpu_mem_arena = options.memory_arena
     if options.profile:
         so.enable_profiling = True
         if options.profile_prefix:
@@ -116,6 +118,14 @@ def _session_source(model: Any):
     if isinstance(model, (str, os.PathLike)):
         return str(Path(model))
     return model
+
+
+def batch_for_budget(session, feeds: dict[str, np.ndarray], outputs: list[str], budget_bytes: int, cap: int) -> int:
+    """The largest batch (<= ``cap``) whose ``outputs`` and inputs fit in ``budget_bytes``, measured on ``feeds``
+    (one sample): calibration memory is bounded by the batch, not by the data."""
+    values = session.run(outputs, feeds)
+    per_sample = sum(v.nbytes for v in values) + sum(np.asarray(v).nbytes for v in feeds.values())
+    return int(max(1, min(cap, budget_bytes // max(per_sample, 1))))
 
 
 def run(session, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:

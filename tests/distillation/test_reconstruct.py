@@ -7,6 +7,7 @@ import pytest
 from onnxcompress.distillation import DistillConfig
 from onnxcompress.errors import InputMismatchError, RecipeError
 from onnxcompress.passes.base import PassContext
+from support import graphs
 from support.common import ort_outputs
 from support.graphs import teacher_student as _teacher_student
 from support.stages import reconstruct
@@ -74,3 +75,33 @@ def test_teacher_with_other_inputs_is_refused():
         n.input[:] = ["other" if i == "x" else i for i in n.input]
     with pytest.raises(InputMismatchError, match="teacher inputs"):
         reconstruct(teacher, student, {"other": _x(4)["x"]}, DistillConfig())
+
+
+def test_pruned_model_carries_its_kept_channels_and_distill_needs_no_kept_flag():
+    import onnxcompress as oc
+    from onnxcompress.passes.artifacts import KEPT_CHANNELS_KEY, KeptChannels
+
+    teacher = graphs.mlp_bn()
+    x = np.random.default_rng(0).standard_normal((128, 16)).astype(np.float32)
+    pruned, result = oc.prune(teacher, oc.PruneConfig(ratio=0.3))
+    record = KeptChannels.from_model(pruned)
+    assert record is not None and record.kept == result.kept_channels().kept
+    assert KEPT_CHANNELS_KEY in {p.key for p in pruned.metadata_props}
+    recon, rep = oc.distill(teacher, pruned, {"x": x}, oc.DistillConfig(samples=128))  # no kept= given
+    assert rep.reconstructed
+    ev = np.random.default_rng(1).standard_normal((32, 16)).astype(np.float32)
+    ref = ort_outputs(teacher, {"x": ev})["y"]
+    err = lambda m: float(np.abs(ort_outputs(m, {"x": ev})["y"] - ref).mean())
+    assert err(recon) < 0.5 * err(pruned)
+
+
+def test_student_without_record_is_a_clear_error():
+    import onnxcompress as oc
+
+    teacher = graphs.mlp_bn()
+    pruned, _ = oc.prune(teacher, oc.PruneConfig(ratio=0.3))
+    del pruned.metadata_props[:]
+    x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    with pytest.raises(InputMismatchError, match="no kept-channel record") as e:
+        oc.distill(teacher, pruned, {"x": x})
+    assert "--kept" in e.value.hint

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -177,3 +179,20 @@ def test_cli_quantize(tmp_path):
     bad_out = tmp_path / "bad.onnx"
     res = CliRunner().invoke(app, ["quantize", str(src), "-o", str(bad_out), "--calib", str(calib)])
     assert res.exit_code == 3 and "error" in res.output and not bad_out.exists()
+
+
+def test_calibration_batch_shrinks_to_the_memory_budget_and_ranges_do_not_change(caplog):
+    """Per sample the calibrated activations of conv_residual take ~36 KB: a 1 MB budget allows 28 of them per
+    batch; minmax ranges do not depend on the batching."""
+    import logging
+
+    model = qgraphs.conv_residual()
+    cfg = QuantizeConfig(verify=False, batch_size=64)
+    with caplog.at_level(logging.INFO, logger="onnxcompress.quantization.insert_qdq"):
+        _, small = quantize_model(model, DATA, replace(cfg, calibration_memory_mb=1))
+    _, big = quantize_model(model, DATA, cfg)
+    assert any("calibration batch" in r.message and "fit in 1 MB" in r.message for r in caplog.records)
+    for name, t in big["tensors"].items():
+        assert small["tensors"][name]["range"] == pytest.approx(t["range"], rel=1e-6), name
+    with pytest.raises(RecipeError, match="calibration_memory_mb"):
+        QuantizeConfig(calibration_memory_mb=0)

@@ -194,3 +194,22 @@ def teacher_student():
         elif t.name == "w2":
             t.CopyFrom(onnx.numpy_helper.from_array(np.ascontiguousarray(a[:, :4]), t.name))
     return teacher, student
+
+
+def mlp_bn() -> onnx.ModelProto:
+    """A 16-32-32-8 MLP with BatchNorm after each hidden Gemm (the shape of a tabular classifier)."""
+    return make(
+        """
+        g (float[N,16] x, float[32,16] w1, float[32] b1, float[32] s1, float[32] o1, float[32] m1, float[32] v1var,
+           float[32,32] w2, float[32] b2, float[32] s2, float[32] o2, float[32] m2, float[32] v2var,
+           float[8,32] w3, float[8] b3) => (float[N,8] y) {
+            g1 = Gemm <transB = 1> (x, w1, b1)
+            n1 = BatchNormalization (g1, s1, o1, m1, v1var)
+            r1 = Relu (n1)
+            g2 = Gemm <transB = 1> (r1, w2, b2)
+            n2 = BatchNormalization (g2, s2, o2, m2, v2var)
+            r2 = Relu (n2)
+            y = Gemm <transB = 1> (r2, w3, b3)
+        }
+        """,
+        ["w1", "b1", "s1", "o1", "m1", "v1var", "w2", "b2", "s2", "o2", "m2", "v2var", "w3", "b3"])
