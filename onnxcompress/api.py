@@ -339,6 +339,8 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
         ctx.decide("optimize", stage, "skipped" if reason.startswith("skipped") else "auto", reason)
     candidate = _run(original, resolved.recipe, ctx, progress=say)
     report.stages = _stages(ctx)
+    if report.stages.quantize is not None:
+        report.warnings += list(report.stages.quantize.warnings)
     report.models["candidate"] = _save(candidate, output)
     if calib_data is not None:
         report.data["calibration"] = data_info(calib, calib_data)

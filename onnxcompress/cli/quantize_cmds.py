@@ -72,6 +72,8 @@ def quantize(
                                                  "strength alpha in (0, 1) for LayerNorm -> MatMul/Gemm."),
     trace: Path | None = typer.Option(None, "--trace", help="Where the search writes its trial trace "
                                          "[default: OUTPUT's stem + .trace.json]."),
+    strict: bool | None = typer.Option(None, "--strict/--no-strict", help="Calibration-data warnings (constant "
+                                       "inputs, a few extreme values setting a range) are errors (exit 3)."),
     dump_recipe: Path | None = typer.Option(None, "--dump-recipe", help="Write the effective recipe "
                                                "(.toml/.json); --recipe with it reproduces this run."),
     report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
@@ -87,7 +89,7 @@ def quantize(
                      per_channel=None if per_tensor is None else not per_tensor,
                      include=None if not include else tuple(include), exclude=None if not exclude else tuple(exclude),
                      layer_policy=layer_policy, calibration_samples=samples, batch_size=batch_size,
-                     bias_correction=bias_correction, smooth_quant=smooth_quant)
+                     bias_correction=bias_correction, smooth_quant=smooth_quant, strict=strict)
         tune_flags = dict(max_drop=max_drop, metric=metric, time_budget=time_budget)
         rec = _quantize_recipe(recipe, flags, tune_flags)
         traced = (trace or trace_path_for(output)) if rec.tune is not None else None
@@ -123,6 +125,8 @@ def _effective(recipe, result):
 
 
 def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
+    for w in info.get("warnings", []):
+        typer.echo(f"warning: {w}", err=True)
     if info.get("tune"):
         _render_tune(info["tune"])
     for s in info["skipped"]:

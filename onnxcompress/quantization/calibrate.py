@@ -115,11 +115,15 @@ def _bin_counts(flat: np.ndarray, scale: float, bins: int, signed: bool) -> np.n
 
 @dataclass
 class Collector:
-    """Collects :class:`TensorStats` for a set of tensors from batches of ``{tensor: array}``."""
+    """Collects :class:`TensorStats` for a set of tensors from batches of ``{tensor: array}``.
+
+    ``num_bins`` 0 keeps min/max only, except for the tensors in ``histograms`` (the graph inputs: the data itself),
+    which always get a histogram so that :func:`sanity_warnings` can tell outliers from a real range."""
 
     names: list[str]
     num_bins: int = 0  # 0: min/max only
     stats: dict[str, TensorStats] = field(default_factory=dict)
+    histograms: frozenset[str] = frozenset()
 
     def __post_init__(self):
         self.stats = {n: TensorStats() for n in self.names}
@@ -139,14 +143,18 @@ class Collector:
 
     def collect(self, batches: Iterable[dict[str, np.ndarray]]) -> int:
         """One pass: min/max, and (num_bins > 0) adaptive histograms with 2 x num_bins bins. Returns batches seen."""
-        if not self.num_bins:
+        if not self.num_bins and not self.histograms:
             return self.minmax_pass(batches)
         seen = 0
+        bins = 2 * (self.num_bins or SANITY_BINS)
         for outputs in batches:
             seen += 1
             for name in self.names:
+                if not self.num_bins and name not in self.histograms:
+                    self._minmax(name, outputs[name])
+                    continue
                 try:
-                    self.stats[name].update_adaptive(outputs[name], 2 * self.num_bins)
+                    self.stats[name].update_adaptive(outputs[name], bins)
                 except ValueError:
                     raise NonFiniteDataError(
                         f"tensor '{name}' has non-finite values on the calibration data",
@@ -154,6 +162,13 @@ class Collector:
         for s in self.stats.values():
             s.trim()
         return seen
+
+    def _minmax(self, name: str, x: np.ndarray) -> None:
+        s = self.stats[name]
+        s.update_minmax(x)
+        if not (np.isfinite(s.rmin) and np.isfinite(s.rmax)) and s.count:
+            raise NonFiniteDataError(f"tensor '{name}' has non-finite values on the calibration data",
+                                     hint="check the calibration data and the model (NaN/Inf appear in this activation)")
 
     def histogram_pass(self, batches: Iterable[dict[str, np.ndarray]]) -> None:
         for s in self.stats.values():
@@ -167,6 +182,35 @@ class Collector:
 def iter_outputs(session, feeds: Iterator[dict[str, np.ndarray]], names: list[str]) -> Iterator[dict[str, np.ndarray]]:
     for batch in feeds:
         yield dict(zip(names, session.run(names, batch)))
+
+
+# --- sanity of the calibration data ---------------------------------------------------------------------------
+SANITY_BINS = 2048
+#: max |x| this many times the 99.99th percentile of |x| means a handful of values set the whole range
+OUTLIER_RATIO = 256.0
+
+
+def sanity_warnings(stats: dict[str, TensorStats], names: Iterable[str]) -> list[str]:
+    """Warnings about the calibration data of ``names`` (graph inputs): constant inputs and ranges that a few
+    extreme values stretch (their int8 steps would round every ordinary value to the same level)."""
+    out = []
+    for name in names:
+        s = stats.get(name)
+        if s is None or not s.count:
+            continue
+        if s.rmax == s.rmin:
+            out.append(f"input '{name}' is constant ({s.rmin:g}) over the calibration data: its quantization range "
+                       "is degenerate and says nothing about real inputs (give real calibration samples)")
+            continue
+        if s.hist is None or s.edge <= 0:
+            continue
+        p = _percentile_threshold(s.hist, s.edge, 99.99)
+        amax = max(abs(s.rmin), abs(s.rmax))
+        if p > 0 and amax / p > OUTLIER_RATIO:
+            out.append(f"input '{name}': max |x| = {amax:.3g} is {amax / p:.0f}x its 99.99th percentile ({p:.3g}); "
+                       "a few extreme values set the quantization range, so ordinary values lose their resolution "
+                       "(clean the calibration data, or set a range override for this input)")
+    return out
 
 
 # --- range from statistics -------------------------------------------------------------------------------------

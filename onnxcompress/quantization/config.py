@@ -71,6 +71,7 @@ class QuantizeConfig:
     smooth_quant: float | None = None
     rewrites: bool = True
     verify: bool = True
+    strict: bool = False  # calibration-data warnings (constant inputs, extreme outliers) become errors
 
     def __post_init__(self):
         _one_of("mode", self.mode, MODES)
@@ -91,7 +92,7 @@ class QuantizeConfig:
         if self.calibration_samples is not None and self.calibration_samples <= 0:
             raise RecipeError(f"calibration_samples must be positive, got {self.calibration_samples}",
                               hint="omit it to use every sample")
-        for key in ("bias_correction", "per_channel", "rewrites", "verify"):
+        for key in ("bias_correction", "per_channel", "rewrites", "verify", "strict"):
             if not isinstance(getattr(self, key), bool):
                 raise RecipeError(f"{key} must be true or false, got {getattr(self, key)!r}", hint=f"{key} = true")
         if self.reduce_range is not None and not isinstance(self.reduce_range, bool):

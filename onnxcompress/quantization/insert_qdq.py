@@ -18,13 +18,13 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.data.inputs import model_input_specs
-from onnxcompress.errors import EmptyDataError, InputMismatchError, NonFiniteDataError, UserError
+from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError, NonFiniteDataError, UserError
 from onnxcompress.ir.edit import Names, expose_outputs, name_nodes
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes, constant_value
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization import params as P
-from onnxcompress.quantization.calibrate import Collector, compute_range
+from onnxcompress.quantization.calibrate import Collector, compute_range, sanity_warnings
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.plan import Plan, plan_graph
 from onnxcompress.runtime.session import SessionOptions, batch_for_budget, make_session
@@ -107,12 +107,14 @@ def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassCont
     session = make_session(model, SessionOptions(providers="cpu", opt_level="basic", memory_arena=False))
     data = _calibration_data(ctx.calibration, model, config, session, names)
     bound = data.bind(model_input_specs(model))
-    collector = Collector(names, config.num_bins if config.calibrator != "minmax" else 0)
+    inputs = {t.name for t in graph.inputs}  # the data itself (spiky: e.g. a constant background) keeps min/max
+    collector = Collector(names, config.num_bins if config.calibrator != "minmax" else 0,
+                          histograms=frozenset(n for n in names if n in inputs))
     if collector.collect(_outputs(session, bound, names)) == 0:  # one pass over the data, every calibrator
         raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one calibration sample")
+    _check_sanity(collector, [n for n in names if n in inputs], config, ctx)
     levels = P.qrange(config.act_dtype)[1] - P.qrange(config.act_dtype)[0]
     ranges = {}
-    inputs = {t.name for t in graph.inputs}  # the data itself (spiky: e.g. a constant background) keeps min/max
     for name in names:
         s = collector.stats[name]
         if not (np.isfinite(s.rmin) and np.isfinite(s.rmax)):
@@ -122,6 +124,24 @@ def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassCont
         ranges[name] = compute_range(s, method, percentile=config.percentile, levels=levels)
     ranges.update({n: config.overrides[n].range for n in plan.calibrated if n in _fixed_range(config)})
     return ranges
+
+
+@dataclass(frozen=True)
+class CalibrationWarnings:
+    """What looked wrong with the calibration data (reported; errors with ``strict``)."""
+
+    messages: tuple[str, ...]
+
+
+def _check_sanity(collector: Collector, inputs: list[str], config: QuantizeConfig, ctx: PassContext) -> None:
+    messages = sanity_warnings(collector.stats, inputs)
+    for m in messages:
+        log.warning("%s", m)
+        ctx.decide("QuantizeQDQPass", m.split("'")[1] if "'" in m else "calibration", "warned", m)
+    if messages and config.strict:
+        raise DataError(messages[0], hint="clean the calibration data (strict: calibration warnings are errors)")
+    previous = ctx.get(CalibrationWarnings)
+    ctx.put(CalibrationWarnings((previous.messages if previous else ()) + tuple(messages)))
 
 
 def _fixed_range(config: QuantizeConfig) -> set[str]:

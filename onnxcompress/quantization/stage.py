@@ -19,7 +19,7 @@ from onnxcompress.passes.fold import FoldBiasAddPass, RewriteHardSwishPass
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.correct_bias import BiasCorrection, CorrectBiasPass
 from onnxcompress.quantization.dynamic import DynamicQuantization, QuantizeDynamicPass
-from onnxcompress.quantization.insert_qdq import QuantizationPlan, QuantizeQDQPass
+from onnxcompress.quantization.insert_qdq import CalibrationWarnings, QuantizationPlan, QuantizeQDQPass
 from onnxcompress.quantization.plan import plan_graph
 from onnxcompress.quantization.result import QuantizedNode, QuantizeResult, SmoothQuantResult, TensorParams, as_float
 from onnxcompress.quantization.smooth import SmoothedLayers, SmoothQuantPass
@@ -89,7 +89,9 @@ def _result(config: QuantizeConfig, plan: QuantizationPlan | None, dynamic: Dyna
             ctx: PassContext, after_bytes: int) -> QuantizeResult:
     stage_seconds = sum(r.seconds for r in ctx.records if r.stage == ctx.stage) if ctx.stage else 0.0
     smoothed = ctx.get(SmoothedLayers)
+    warned = ctx.get(CalibrationWarnings)
     common: dict[str, Any] = {
+        "warnings": warned.messages if warned is not None else (),
         "config": config, "reduce_range": config.resolved_reduce_range(), "seconds": stage_seconds,
         "bias_correction": ctx.get(BiasCorrection),
         "smooth_quant": None if smoothed is None else SmoothQuantResult(smoothed.alpha, len(smoothed.layers)),

@@ -22,7 +22,7 @@ from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.passes.base import PassContext, Sequential, apply_to_model
 from onnxcompress.quantization.config import QuantizeConfig, TensorOverride
 from onnxcompress.quantization.dynamic import why_not_dynamic
-from onnxcompress.quantization.insert_qdq import calibrate
+from onnxcompress.quantization.insert_qdq import CalibrationWarnings, calibrate
 from onnxcompress.quantization.plan import Plan, plan_graph
 from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.quantization.smooth import SmoothQuantPass
@@ -57,6 +57,7 @@ class TrialBuilder:
         self.model = to_model(graph, like=model)  # prepared, every node named: the names choices refer to
         self.config = replace(config, verify=False, rewrites=False, smooth_quant=None)
         self.ranges: dict[str, tuple[float, float]] = {}
+        self.warnings: tuple[str, ...] = ()  # calibration-data warnings, carried into every build's result
 
     # --- planning ---------------------------------------------------------------------------------------------
     def _graph(self):
@@ -109,6 +110,9 @@ class TrialBuilder:
             return
         ctx = PassContext(calibration=self.calib)
         self.ranges.update(calibrate(self._graph(), Plan(calibrated=missing), self.config, ctx))
+        warned = ctx.get(CalibrationWarnings)
+        if warned is not None:
+            self.warnings += tuple(m for m in warned.messages if m not in self.warnings)
 
     def presets(self) -> dict[str, tuple[str, Choice]]:
         """Whole-model alternatives to full INT8 that the search times as well: name -> (mode, choice).
@@ -132,6 +136,8 @@ class TrialBuilder:
         """Quantize the prepared model with ``config`` (its passes record into ``ctx`` when given)."""
         ctx = ctx if ctx is not None else PassContext()
         ctx.calibration = self.calib
+        if self.warnings:
+            ctx.put(CalibrationWarnings(self.warnings))
         model, _ = apply_to_model(self.model, quantize_passes(config), ctx)
         return model, ctx.require(QuantizeResult, "TrialBuilder")
 
