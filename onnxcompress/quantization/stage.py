@@ -23,6 +23,7 @@ from onnxcompress.quantization.insert_qdq import CalibrationWarnings, Quantizati
 from onnxcompress.quantization.plan import plan_graph
 from onnxcompress.quantization.result import QuantizedNode, QuantizeResult, SmoothQuantResult, TensorParams, as_float
 from onnxcompress.quantization.smooth import SmoothedLayers, SmoothQuantPass
+from onnxcompress.quantization.upcast import UpcastHalfPass
 from onnxcompress.quantization.verify import int8_kernel_ops, verify_kernels
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def rewrite_passes(config: QuantizeConfig) -> list[Pass]:
 
 def quantize_passes(config: QuantizeConfig) -> Sequential:
     """Every pass of the quantization stage, in order, for ``config``."""
-    passes: list[Pass] = []
+    passes: list[Pass] = [UpcastHalfPass()]  # a half-precision model is quantized in float32 (signature kept)
     if config.smooth_quant is not None:
         passes.append(SmoothQuantPass(config.smooth_quant))
     passes += rewrite_passes(config)
