@@ -110,6 +110,10 @@ def quantize(
             _render_quantize(info, model, output)
         if result.search is not None and not result.search.goal_met:
             raise typer.Exit(1)  # the goal was not met: the best model found is written all the same
+        if result.nothing_quantized:
+            typer.echo("error: nothing was quantized (every node kept float; see the reasons above): the output is "
+                       "the float model", err=True)
+            raise typer.Exit(1)
 
     _guarded(work)
 
@@ -133,15 +137,17 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
         typer.echo(f"kept float  {s['node']}: {s['reason']}", err=True)
     v = info.get("verification")
     mb_in, mb_out = model.stat().st_size / 1e6, output.stat().st_size / 1e6
-    line = f"QUANTIZED | {mb_in:.2f}->{mb_out:.2f} MB"
+    done = any(q["kind"] != "passthrough" for q in info["quantized"])
+    line = f"{'QUANTIZED' if done else 'NOTHING QUANTIZED'} | {mb_in:.2f}->{mb_out:.2f} MB"
     line += f" | {len(info['quantized'])} nodes quantized, {len(info['skipped'])} kept float | "
     line += info.get("calibrator") or info.get("mode", "")
     if v:
-        kernels = ", ".join(f"{k} {c}" for k, c in v["kernel_ops"].items())
+        kernels = ", ".join(f"{k} {c}" for k, c in v["kernel_ops"].items()) or "none"
         typer.echo(f"int8 kernels ({v['provider']}): {kernels}")
         for f in v["float_nodes"]:
             typer.echo(f"float kernel {f['node']} ({f['op']}): {f['reason']}", err=True)
-        line += f" | int8 kernels {v['weighted_int8']}/{v['weighted_total']} weighted ops, coverage {v['coverage']:.0%}"
+        cover = "n/a (nothing quantizable)" if v["coverage"] is None else f"{v['coverage']:.0%}"
+        line += f" | int8 kernels {v['weighted_int8']}/{v['weighted_total']} weighted ops, coverage {cover}"
     typer.echo(line)
 
 

@@ -63,7 +63,7 @@ class InputData:
 
     def __init__(self, chunks: Callable[[], Iterator[Mapping[str, Any]]], *, source: str,
                  batch_size: int | None = None, limit: int | None = None, allow_nonfinite: bool = False,
-                 metadata: dict[str, Any] | None = None):
+                 metadata: dict[str, Any] | None = None, batch_axes: Mapping[str, int] | None = None):
         if batch_size is not None and batch_size <= 0:
             raise DataError(f"batch size must be positive, got {batch_size}", hint="use e.g. --batch-size 32")
         if limit is not None and limit <= 0:
@@ -74,12 +74,22 @@ class InputData:
         self.limit = limit
         self.allow_nonfinite = allow_nonfinite
         self.metadata = dict(metadata or {})
+        self._axes = None if batch_axes is None else dict(batch_axes)  # None: inferred from the data on first use
         self._len: int | None = None
+
+    @property
+    def batch_axes(self) -> dict[str, int]:
+        """Arrays whose samples are on another axis than 0 (e.g. an RNN state [layers, N, hidden]), given with
+        :meth:`with_batch_axes` or inferred from the first chunk (:func:`infer_data_batch_axes`)."""
+        if self._axes is None:
+            raw = next(self._chunks(), None)
+            self._axes = infer_data_batch_axes(raw) if isinstance(raw, Mapping) else {}
+        return self._axes
 
     # --- options -------------------------------------------------------------------------------------------
     def _with(self, **kw) -> InputData:
         args = dict(source=self.source, batch_size=self.batch_size, limit=self.limit,
-                    allow_nonfinite=self.allow_nonfinite, metadata=self.metadata)
+                    allow_nonfinite=self.allow_nonfinite, metadata=self.metadata, batch_axes=self._axes)
         args.update(kw)
         return InputData(self._chunks, **args)
 
@@ -92,16 +102,21 @@ class InputData:
     def allowing_nonfinite(self, allow: bool = True) -> InputData:
         return self._with(allow_nonfinite=allow)
 
+    def with_batch_axes(self, axes: Mapping[str, int]) -> InputData:
+        """Arrays whose samples lie on another axis (an RNN state [layers, N, hidden] has them on axis 1)."""
+        return self._with(batch_axes={**self.batch_axes, **{str(k): int(v) for k, v in axes.items()}})
+
     # --- iteration -----------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Batch]:
-        stream = _normalized(self._chunks(), self.source)
+        stream = _normalized(self._chunks(), self.source, self.batch_axes)
         if self.batch_size is not None:
             stream = _rebatch(stream, self.batch_size)
         return _limit(stream, self.limit)
 
     def __len__(self) -> int:
         if self._len is None:
-            self._len = sum(_batch_len(c) for c in _limit(_normalized(self._chunks(), self.source), self.limit))
+            self._len = sum(_batch_len(c) for c in _limit(_normalized(self._chunks(), self.source, self.batch_axes),
+                                                          self.limit))
         return self._len
 
     def keys(self) -> list[str]:
@@ -109,8 +124,14 @@ class InputData:
         return sorted(first) if first is not None else []
 
     def bind(self, specs: list[InputSpec]) -> BoundData:
-        """Check against the model's inputs (eagerly on the first batch, then on every batch)."""
-        bound = BoundData(self, specs)
+        """Check against the model's inputs (eagerly on the first batch, then on every batch). Inputs whose samples
+        lie on another axis than 0 are recognised from the model's shapes (see :func:`infer_batch_axes`)."""
+        data = self
+        raw = next(self._chunks(), None)
+        axes = infer_batch_axes(specs, raw) if isinstance(raw, Mapping) else {}
+        if axes and any(self.batch_axes.get(k) != v for k, v in axes.items()):
+            data = self.with_batch_axes(axes)
+        bound = BoundData(data, specs)
         bound.check_first()
         return bound
 
@@ -125,12 +146,23 @@ class BoundData:
         self.data = data
         self.specs = list(specs)
         self.input_names = [s.name for s in specs]
+        #: 0-d model inputs (a sample rate, a flag) given once in the data: fed with every batch
+        self.constants = {s.name: np.asarray(data.metadata[s.name]) for s in specs
+                          if s.shape == () and s.name in data.metadata}
+
+    def _model_layout(self, batch: Batch) -> Batch:
+        out = dict(batch)
+        for name, axis in self.data.batch_axes.items():
+            if name in out and 0 < axis < out[name].ndim + 1:
+                out[name] = np.moveaxis(out[name], 0, axis)
+        out.update(self.constants)
+        return out
 
     def check_first(self) -> None:
         first = next(iter(self.data), None)
         if first is None:
             raise EmptyDataError(f"{self.data.source} contains no samples", hint="give at least one sample")
-        check_batch(first, self.specs, self.data.allow_nonfinite, self.data.source)
+        check_batch(self._model_layout(first), self.specs, self.data.allow_nonfinite, self.data.source)
 
     @property
     def extra_keys(self) -> list[str]:
@@ -143,6 +175,7 @@ class BoundData:
     def batches(self) -> Iterator[tuple[Batch, Batch]]:
         """(feeds for the model, extra keys such as labels), every batch checked."""
         for batch in self.data:
+            batch = self._model_layout(batch)
             check_batch(batch, self.specs, self.data.allow_nonfinite, self.data.source)
             yield ({n: batch[n] for n in self.input_names}, {k: v for k, v in batch.items() if k not in self.input_names})
 
@@ -222,13 +255,53 @@ def _batch_len(batch: Mapping[str, np.ndarray]) -> int:
     return next(iter(batch.values())).shape[0] if batch else 0
 
 
-def _normalized(chunks: Iterator[Mapping[str, Any]], source: str) -> Iterator[Batch]:
+def infer_data_batch_axes(raw: Mapping[str, Any]) -> dict[str, int]:
+    """Without a model: when the arrays disagree on axis 0, the sample count is the most common axis-0 length, and
+    an array whose axis 0 differs takes as its batch axis the one axis of that length (if exactly one)."""
+    arrays = {str(k): np.asarray(v) for k, v in raw.items() if np.ndim(v) > 0}
+    lengths = [a.shape[0] for a in arrays.values()]
+    if len(set(lengths)) <= 1:
+        return {}
+    n = max(set(lengths), key=lambda v: (lengths.count(v), v))
+    axes = {}
+    for name, a in arrays.items():
+        hits = [k for k in range(1, a.ndim) if a.shape[k] == n]
+        if a.shape[0] != n and len(hits) == 1:
+            axes[name] = hits[0]
+    return axes
+
+
+def infer_batch_axes(specs: list[InputSpec], raw: Mapping[str, Any]) -> dict[str, int]:
+    """Inputs whose samples lie on another axis than 0: axis 0 static in the model and equal in the data, exactly one
+    dynamic axis, and that axis as long as the sample count of the inputs batched on axis 0 (an RNN state
+    [layers, N, hidden] next to an input [N, features])."""
+    arrays = {str(k): np.asarray(v) for k, v in raw.items()}
+    counts = {arrays[s.name].shape[0] for s in specs if s.shape and s.name in arrays and arrays[s.name].ndim
+              and not isinstance(s.shape[0], int)}
+    if len(counts) != 1:
+        return {}
+    n = counts.pop()
+    axes = {}
+    for s in specs:
+        a = arrays.get(s.name)
+        if a is None or not s.shape or a.ndim != len(s.shape) or not isinstance(s.shape[0], int):
+            continue
+        dynamic = [k for k, d in enumerate(s.shape) if not isinstance(d, int)]
+        if len(dynamic) == 1 and a.shape[0] == s.shape[0] != n and a.shape[dynamic[0]] == n:
+            axes[s.name] = dynamic[0]
+    return axes
+
+
+def _normalized(chunks: Iterator[Mapping[str, Any]], source: str,
+                batch_axes: Mapping[str, int] | None = None) -> Iterator[Batch]:
+    axes = dict(batch_axes or {})
     for i, chunk in enumerate(chunks):
         if not isinstance(chunk, Mapping):
             raise DataError(f"{source}: item {i} is a {type(chunk).__name__}, not a dict of arrays",
                             hint="yield dicts such as {'input': array}")
         batch = {str(k): np.asarray(v) for k, v in chunk.items()}
-        batch = {k: v for k, v in batch.items() if v.ndim > 0}
+        batch = {k: (np.moveaxis(v, axes[k], 0) if k in axes and v.ndim > axes[k] else v)
+                 for k, v in batch.items() if v.ndim > 0}
         sizes = {k: v.shape[0] for k, v in batch.items()}
         if len(set(sizes.values())) > 1:
             raise DataError(f"{source}: item {i} has arrays with different numbers of samples {sizes}",
@@ -317,7 +390,8 @@ def from_dir(path: str | os.PathLike) -> InputData:
 
 def from_arrays(arrays: Mapping[str, np.ndarray], source: str = "arrays") -> InputData:
     fixed = {k: np.asarray(v) for k, v in arrays.items()}
-    return InputData(lambda: iter([fixed]), source=source)
+    metadata = {k: v for k, v in fixed.items() if v.ndim == 0}  # 0-d: metadata, or a scalar model input
+    return InputData(lambda: iter([fixed]), source=source, metadata=metadata)
 
 
 def from_iterable(obj: Iterable[Mapping[str, Any]] | Callable[[], Iterator], source: str = "python iterable") -> InputData:

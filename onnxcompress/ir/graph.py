@@ -18,6 +18,7 @@ def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.Model
     """Export ``graph``; copy IR version, producer, metadata and opset imports from ``like``."""
     model = gs.export_onnx(graph, do_type_check=False)
     if like is None:
+        _infer_lost_io_types(model)
         return model
     model.ir_version = like.ir_version
     model.producer_name = like.producer_name
@@ -33,7 +34,56 @@ def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.Model
     for domain, version in sorted(versions.items()):
         model.opset_import.append(onnx.helper.make_opsetid(domain, version))
     model.ir_version = max(like.ir_version, _min_ir_version(model))
+    _restore_io_types(model, like)
     return model
+
+
+def _restore_io_types(model: onnx.ModelProto, like: onnx.ModelProto) -> None:
+    """onnx-graphsurgeon knows tensors only: a graph input or output of a sequence/map/optional type (ZipMap's
+    seq(map) of a scikit-learn classifier) comes back untyped. Give those their type from ``like``."""
+    types = {vi.name: vi.type for vi in list(like.graph.input) + list(like.graph.output)}
+    for vi in list(model.graph.input) + list(model.graph.output):
+        old = types.get(vi.name)
+        if old is not None and _lost_type(vi.type) and not _lost_type(old):
+            vi.type.CopyFrom(old)
+    _infer_lost_io_types(model)
+
+
+def _lost(vi: onnx.ValueInfoProto) -> bool:
+    return _lost_type(vi.type)
+
+
+def _infer_lost_io_types(model: onnx.ModelProto) -> None:
+    """Graph outputs still untyped (no ``like`` to copy from) get the type onnx's inference gives them."""
+    if not any(_lost(vi) for vi in model.graph.output):
+        return
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for vi in probe.graph.output:
+        if _lost(vi):
+            vi.ClearField("type")  # inference keeps a declared type: let it infer this one
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe)
+    except Exception:  # deliberate: inference is best effort here; the untyped output stays as it was
+        return
+    types = {vi.name: vi.type for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for vi in model.graph.output:
+        if _lost(vi) and vi.name in types and not _lost_type(types[vi.name]):
+            vi.type.CopyFrom(types[vi.name])
+
+
+def _lost_type(t: onnx.TypeProto) -> bool:
+    """A type with an undefined element somewhere (gs writes seq(map(...)) as seq(tensor(undefined)))."""
+    kind = t.WhichOneof("value")
+    if kind == "tensor_type":
+        return t.tensor_type.elem_type == 0
+    if kind == "sequence_type":
+        return _lost_type(t.sequence_type.elem_type)
+    if kind == "map_type":
+        return _lost_type(t.map_type.value_type)
+    if kind == "optional_type":
+        return _lost_type(t.optional_type.elem_type)
+    return kind is None
 
 
 def _min_ir_version(model: onnx.ModelProto) -> int:

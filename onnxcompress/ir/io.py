@@ -147,8 +147,16 @@ def require_opset(model: onnx.ModelProto, minimum: int = MIN_OPSET, *, what: str
 
 
 def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
-    """Convert to ``target`` with onnx's version converter; a failure is an :class:`UnsupportedModelError`."""
+    """Convert to ``target`` with onnx's version converter; a failure is an :class:`UnsupportedModelError`.
 
+    The IR version is raised first to one that can carry the target opset (the converter cannot resolve the
+    initializer-inputs of IR 3 models otherwise); raising it only relaxes rules, it never changes the graph."""
+    needed = onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", target)], ignore_unknown=True)
+    if model.ir_version < needed:
+        raised = onnx.ModelProto()
+        raised.CopyFrom(model)
+        raised.ir_version = needed
+        model = raised
     try:
         converted = version_converter.convert_version(model, target)
     except Exception as e:  # the converter raises bare RuntimeError/ConvertError from C++

@@ -30,7 +30,7 @@ class ConvertOpsetPass(Pass):
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
 
         found = int(graph.opset or 0)
-        if found >= self.minimum:
+        if found >= self.minimum or not _uses_default_domain(graph):
             return PassResult(graph, False, {"opset": found})
         converted = convert_opset(to_model(graph), self.minimum)
         ctx.decide(self.name, "model", "converted", f"opset {found} -> {self.minimum} (onnx version converter)")
@@ -52,6 +52,11 @@ class PreprocessConfig:
         for key in ("lift_constants", "fold_constants", "fold_batchnorm"):
             if not isinstance(getattr(self, key), bool):
                 raise RecipeError(f"{key} must be true or false, got {getattr(self, key)!r}", hint=f"{key} = true")
+
+
+def _uses_default_domain(graph: gs.Graph) -> bool:
+    """Whether any node is an ONNX (default-domain) op: a model of ai.onnx.ml ops alone has no opset to upgrade."""
+    return any(n.domain in (None, "", "ai.onnx") for n in graph.nodes)
 
 
 def preprocess_passes(config: PreprocessConfig | None = None) -> Sequential:

@@ -101,9 +101,13 @@ class QuantizeResult:
     def coverage(self) -> float | None:
         """Fraction of the layers with constant weights that run as int8 kernels (the gate's coverage)."""
         v = self.verification
-        if v is None:
-            return None
-        return 1.0 if v.weighted_total == 0 else v.weighted_int8 / v.weighted_total
+        if v is None or v.weighted_total == 0:
+            return None  # nothing to measure: never reported as 100%
+        return v.weighted_int8 / v.weighted_total
+
+    @property
+    def nothing_quantized(self) -> bool:
+        return not any(q.kind != "passthrough" for q in self.quantized)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

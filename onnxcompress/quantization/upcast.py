@@ -26,9 +26,13 @@ HALF = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat1
 
 
 def _is_half(dtype) -> bool:
+    """float16/bfloat16 (numpy or ml_dtypes); anything else, sequences and maps included, is not."""
     if dtype is None:
         return False
-    name = getattr(dtype, "name", None) or np.dtype(dtype).name
+    try:
+        name = getattr(dtype, "name", None) or np.dtype(dtype).name
+    except TypeError:  # onnx's UNDEFINED (0) for non-tensor values such as ZipMap's seq(map)
+        return False
     return name in ("float16", "bfloat16")
 
 

@@ -33,7 +33,7 @@ class KernelReport:
     provider: str
     int8_kernels: tuple[tuple[str, str], ...]  # (node, kernel)
     float_nodes: tuple[tuple[str, str, str], ...]  # (node, op, reason)
-    coverage: float
+    coverage: float | None  # None when nothing could be quantized: "0 of 0" is not 100%
     weighted_int8: int
     weighted_total: int
     kernel_ops: dict[str, int]
@@ -84,7 +84,7 @@ def kernels_from_optimized(optimized: onnx.ModelProto, plan: Plan, target: str =
         provider=target, int8_kernels=tuple(int8),
         float_nodes=tuple((n, op, plan.skipped.get(n, "quantized, but onnxruntime did not fuse it"))
                           for n, op in float_nodes),
-        coverage=round(len(int8) / len(plan.quantizable), 4) if plan.quantizable else 1.0,
+        coverage=round(len(int8) / len(plan.quantizable), 4) if plan.quantizable else None,
         weighted_int8=sum(n in int8_nodes for n in weighted), weighted_total=len(weighted),
         kernel_ops=dict(sorted(kernel_ops.items())), qdq_left=dict(sorted(qdq_left.items())),
         optimized_nodes=len(optimized.graph.node))
@@ -96,7 +96,7 @@ def int8_kernel_ops(model: onnx.ModelProto, target: str = "cpu") -> dict[str, in
     return dict(sorted(Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS).items()))
 
 
-def weighted_coverage(reference: onnx.ModelProto, candidate: onnx.ModelProto, target: str = "cpu") -> float:
+def weighted_coverage(reference: onnx.ModelProto, candidate: onnx.ModelProto, target: str = "cpu") -> float | None:
     """Int8 kernel coverage without a plan: the fraction of the reference's layers with a constant weight
     (Conv/ConvTranspose/Gemm/MatMul) that run as an int8 kernel with a constant weight in onnxruntime's optimized
     candidate. The same quantity as ``weighted_int8 / weighted_total`` of a :class:`KernelReport`."""
@@ -105,7 +105,7 @@ def weighted_coverage(reference: onnx.ModelProto, candidate: onnx.ModelProto, ta
     constants = _constant_names(graph)
     found = sum(1 for n in graph.node if n.op_type in INT8_WEIGHTED_KERNELS
                 and len(n.input) > INT8_WEIGHTED_KERNELS[n.op_type] and n.input[INT8_WEIGHTED_KERNELS[n.op_type]] in constants)
-    return 1.0 if wanted == 0 else min(1.0, found / wanted)
+    return None if wanted == 0 else min(1.0, found / wanted)
 
 
 def _constant_names(graph: onnx.GraphProto) -> set[str]:

@@ -148,3 +148,34 @@ def test_anonymous_dim_params_do_not_tie_dims():
     named = [InputSpec("x", np.dtype("float32"), ("N", 3, "S", "S"))]
     with pytest.raises(InputMismatchError, match="dynamic dim 'S'"):
         from_arrays({"x": np.zeros((2, 3, 48, 192), np.float32)}).bind(named)
+
+
+def test_rnn_state_batched_on_axis_1_and_scalar_inputs_are_fed_as_the_model_wants():
+    """An RNN-style model: x [N, 4], state [2, N, 3] (samples on axis 1) and a 0-d scalar input."""
+    from onnxcompress.data.inputs import from_arrays, model_input_specs
+    from support import graphs
+
+    model = graphs.make("""
+    g (float[N,4] x, float[2,N,3] state, float k) => (float[N,4] y, float[2,N,3] s2) {
+      y = Mul (x, k)
+      s2 = Mul (state, k)
+    }""", [])
+    rng = np.random.default_rng(0)
+    data = {"x": rng.standard_normal((10, 4)).astype(np.float32),
+            "state": rng.standard_normal((2, 10, 3)).astype(np.float32), "k": np.array(2.0, np.float32)}
+    import os
+    import tempfile
+
+    from onnxcompress.data.inputs import from_npz
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(os.path.join(tmp, "d.npz"), **data)
+        loaded = from_npz(os.path.join(tmp, "d.npz"))
+        assert loaded.batch_axes == {"state": 1} and len(loaded) == 10
+        batches = list(loaded.batched(4).bind(model_input_specs(model)).feeds())
+    assert [b["state"].shape for b in batches] == [(2, 4, 3), (2, 4, 3), (2, 2, 3)]
+    assert all(b["k"].shape == () for b in batches)
+    np.testing.assert_array_equal(np.concatenate([b["state"] for b in batches], axis=1), data["state"])
+    arrays = from_arrays(data)  # in memory: the same inference
+    assert arrays.batch_axes == {"state": 1}
+    feeds = next(arrays.batched(4).bind(model_input_specs(model)).feeds())
+    assert feeds["k"] == 2.0 and feeds["state"].shape == (2, 4, 3)
