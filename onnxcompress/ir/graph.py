@@ -44,7 +44,11 @@ def _restore_io_types(model: onnx.ModelProto, like: onnx.ModelProto) -> None:
     types = {vi.name: vi.type for vi in list(like.graph.input) + list(like.graph.output)}
     for vi in list(model.graph.input) + list(model.graph.output):
         old = types.get(vi.name)
-        if old is not None and _lost_type(vi.type) and not _lost_type(old):
+        if old is None or _lost_type(old):
+            continue
+        shape_lost = (vi.type.HasField("tensor_type") and old.HasField("tensor_type") and not vi.type.tensor_type.HasField(
+            "shape") and old.tensor_type.HasField("shape") and vi.type.tensor_type.elem_type == old.tensor_type.elem_type)
+        if _lost_type(vi.type) or shape_lost:
             vi.type.CopyFrom(old)
     _infer_lost_io_types(model)
 

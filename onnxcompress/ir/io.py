@@ -48,9 +48,23 @@ def load_model(path: str | os.PathLike, *, load_external_data: bool = True, chec
     _check_ir(model, path)
     if load_external_data:
         _load_external(model, path)
+    if _drop_untyped_value_info(model):  # hints without a shape hide the real shape of a graph output from gs
+        log.info("%s: dropped value_info entries without a shape or type (optional hints)", path)
     if check:
-        check_model(model, path)
+        check_model(model, path, repair=True)
     return model
+
+
+def _drop_untyped_value_info(model: onnx.ModelProto) -> int:
+    """Remove value_info entries (optional shape hints) whose type or shape is missing; returns how many."""
+    keep = [vi for vi in model.graph.value_info
+            if (vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"))
+            or vi.type.WhichOneof("value") not in (None, "tensor_type")]
+    dropped = len(model.graph.value_info) - len(keep)
+    if dropped:
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(keep)
+    return dropped
 
 
 def _parse(path: Path) -> onnx.ModelProto:
@@ -113,8 +127,21 @@ def _all_initializers(model: onnx.ModelProto):
                 yield attr.t
 
 
-def check_model(model: onnx.ModelProto, path: str | os.PathLike | None = None) -> None:
-    """Run onnx.checker; a failure is a :class:`ModelFormatError`."""
+def check_model(model: onnx.ModelProto, path: str | os.PathLike | None = None, *, repair: bool = False) -> None:
+    """Run onnx.checker; a failure is a :class:`ModelFormatError`. With ``repair``, value_info entries without a
+    shape or type (optional hints some exporters write badly) are dropped from ``model`` when they are the only
+    problem."""
+    try:
+        _check(model, path)
+    except ModelFormatError:
+        if not repair or not _drop_untyped_value_info(model):
+            raise
+        _check(model, path)
+        log.warning("%s: dropped value_info entries without a shape or type (hints only); the model is valid",
+                    path or "the model")
+
+
+def _check(model: onnx.ModelProto, path: str | os.PathLike | None) -> None:
     where = f"{path}" if path else "the model"
     try:
         if model.ByteSize() < PROTOBUF_LIMIT:
@@ -164,7 +191,7 @@ def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
             f"onnx's version converter could not convert opset {opset_of(model)} -> {target}: {e}",
             hint="re-export the model from its framework at a newer opset",
         ) from e
-    check_model(converted)
+    check_model(converted, repair=True)
     return converted
 
 

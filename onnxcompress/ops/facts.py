@@ -67,6 +67,25 @@ INT8_WEIGHTED_KERNELS = {
 }
 
 
+#: ops that only appear in a model that is already quantized
+QUANTIZED_OPS = INT8_KERNELS | {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "DynamicQuantizeLSTM",
+                                "QLinearLeakyRelu", "QLinearReduceMean", "QLinearWhere", "QuantizeWithOrder"}
+
+
+def quantized_ops(graph) -> list[str]:
+    """The op types of ``graph`` (subgraphs included) that show it is already quantized."""
+    found: set[str] = set()
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for node in g.nodes:
+            if node.op in QUANTIZED_OPS:
+                found.add(node.op)
+            for value in node.attrs.values():
+                stack += [v for v in (value if isinstance(value, list) else [value]) if hasattr(v, "nodes")]
+    return sorted(found)
+
+
 def layer_facts(node: gs.Node, opset: int | None = None) -> LayerFacts | None:
     return LAYERS.lookup(node.op, node.domain, opset)
 

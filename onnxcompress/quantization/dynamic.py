@@ -19,7 +19,7 @@ import onnx_graphsurgeon as gs
 from onnxcompress.errors import UserError
 from onnxcompress.ir.edit import Names, name_nodes
 from onnxcompress.ir.query import constant_bytes, constant_value
-from onnxcompress.ops.facts import trans_a, trans_b
+from onnxcompress.ops.facts import quantized_ops, trans_a, trans_b
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization.config import QuantizeConfig, matches
 
@@ -80,9 +80,10 @@ class QuantizeDynamicPass(Pass):
         self.config = config if config is not None else QuantizeConfig(mode="dynamic")
 
     def requires(self, graph: gs.Graph, ctx: PassContext) -> None:
-        if any(n.op in ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger")
-               for n in graph.nodes):
-            raise UserError("the model is already quantized", hint="quantize the float model")
+        found = quantized_ops(graph)
+        if found:
+            raise UserError(f"the model is already quantized (it has {', '.join(found)})",
+                            hint="quantize the float model it was made from")
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         graph.toposort()

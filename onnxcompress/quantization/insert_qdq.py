@@ -22,6 +22,7 @@ from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError, N
 from onnxcompress.ir.edit import Names, expose_outputs, name_nodes
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes, constant_value
+from onnxcompress.ops.facts import quantized_ops
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization import params as P
 from onnxcompress.quantization.calibrate import Collector, compute_range, sanity_warnings
@@ -63,9 +64,10 @@ class QuantizeQDQPass(Pass):
     def requires(self, graph: gs.Graph, ctx: PassContext) -> None:
         if ctx.calibration is None:
             raise EmptyDataError("static quantization needs calibration data", hint="pass --calib DATA")
-        if any(n.op in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul") for n in graph.nodes):
-            raise UserError("the model is already quantized (it has QuantizeLinear/DequantizeLinear or QLinear ops)",
-                            hint="quantize the float model")
+        found = quantized_ops(graph)
+        if found:
+            raise UserError(f"the model is already quantized (it has {', '.join(found)})",
+                            hint="quantize the float model it was made from")
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         graph.toposort()
