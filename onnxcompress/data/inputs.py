@@ -167,7 +167,7 @@ class BoundData:
     @property
     def extra_keys(self) -> list[str]:
         first = next(iter(self.data))
-        return sorted(k for k in first if k not in self.input_names) + sorted(self.data.metadata)
+        return sorted({k for k in first if k not in self.input_names} | set(self.data.metadata))
 
     def __len__(self) -> int:
         return len(self.data)
@@ -252,7 +252,17 @@ def _anonymous(dim_param: str) -> bool:
 
 # --- streaming helpers ------------------------------------------------------------------------------------------
 def _batch_len(batch: Mapping[str, np.ndarray]) -> int:
-    return next(iter(batch.values())).shape[0] if batch else 0
+    """Samples in a batch: the length of its arrays (0-d arrays are per-batch scalars and carry no samples)."""
+    return next((v.shape[0] for v in batch.values() if v.ndim), 0)
+
+
+def _scalars(batch: Batch) -> dict[str, Any]:
+    """The 0-d arrays of a batch (a flag, a sample rate): they go with every sample of it."""
+    return {k: v.item() for k, v in batch.items() if v.ndim == 0}
+
+
+def _take(batch: Batch, index: slice) -> Batch:
+    return {k: (v[index] if v.ndim else v) for k, v in batch.items()}
 
 
 def infer_data_batch_axes(raw: Mapping[str, Any]) -> dict[str, int]:
@@ -301,8 +311,8 @@ def _normalized(chunks: Iterator[Mapping[str, Any]], source: str,
                             hint="yield dicts such as {'input': array}")
         batch = {str(k): np.asarray(v) for k, v in chunk.items()}
         batch = {k: (np.moveaxis(v, axes[k], 0) if k in axes and v.ndim > axes[k] else v)
-                 for k, v in batch.items() if v.ndim > 0}
-        sizes = {k: v.shape[0] for k, v in batch.items()}
+                 for k, v in batch.items()}
+        sizes = {k: v.shape[0] for k, v in batch.items() if v.ndim}
         if len(set(sizes.values())) > 1:
             raise DataError(f"{source}: item {i} has arrays with different numbers of samples {sizes}",
                             hint="every array needs the same length on axis 0 (samples)")
@@ -311,15 +321,20 @@ def _normalized(chunks: Iterator[Mapping[str, Any]], source: str,
 
 
 def _rebatch(stream: Iterator[Batch], size: int) -> Iterator[Batch]:
+    """Batches of ``size`` samples across chunks; chunks whose 0-d values differ are never merged (the batch
+    before the change is shorter)."""
     pending: list[Batch] = []
     count = 0
     for batch in stream:
+        if pending and _scalars(pending[0]) != _scalars(batch):
+            yield _concat(pending)
+            pending, count = [], 0
         pending.append(batch)
         count += _batch_len(batch)
         while count >= size:
             merged = _concat(pending)
-            yield {k: v[:size] for k, v in merged.items()}
-            rest = {k: v[size:] for k, v in merged.items()}
+            yield _take(merged, slice(None, size))
+            rest = _take(merged, slice(size, None))
             count -= size
             pending = [rest] if count else []
     if count:
@@ -334,7 +349,7 @@ def _concat(parts: list[Batch]) -> Batch:
         if p.keys() != keys:
             raise DataError(f"chunks have different keys: {sorted(keys)} vs {sorted(p.keys())}",
                             hint="every chunk must hold the same arrays")
-    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in keys}
+    return {k: (np.concatenate([p[k] for p in parts], axis=0) if parts[0][k].ndim else parts[0][k]) for k in keys}
 
 
 def _limit(stream: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
@@ -345,7 +360,7 @@ def _limit(stream: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
     for batch in stream:
         n = _batch_len(batch)
         if n >= left:
-            yield {k: v[:left] for k, v in batch.items()}
+            yield _take(batch, slice(None, left))
             return
         left -= n
         yield batch

@@ -100,13 +100,17 @@ def expose_outputs(model: onnx.ModelProto, names: Iterable[str], *, keep_existin
 
 
 def name_nodes(graph: gs.Graph) -> int:
-    """Give unnamed (or duplicate-named) nodes a unique, deterministic name (decisions are keyed by node name)."""
+    """Give unnamed (or duplicate-named) nodes a unique, deterministic name (decisions are keyed by node name).
+    Subgraph nodes are named too, unique across every scope (their top-level names are unchanged)."""
+    from onnxcompress.ir.subgraphs import all_graphs
+
     seen: set[str] = set()
     renamed = 0
-    for i, node in enumerate(graph.nodes):
-        if not node.name or node.name in seen:
-            base = f"{node.op}_{i}"
-            node.name = base if base not in seen else f"{base}_{len(seen)}"
-            renamed += 1
-        seen.add(node.name)
+    for depth, g in enumerate(all_graphs(graph)):
+        for i, node in enumerate(g.nodes):
+            if not node.name or node.name in seen:
+                base = f"{node.op}_{i}" if depth == 0 else f"{node.op}_sub{depth}_{i}"
+                node.name = fresh_name(base, seen) if base in seen else base
+                renamed += 1
+            seen.add(node.name)
     return renamed

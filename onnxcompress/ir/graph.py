@@ -17,6 +17,7 @@ def to_graph(model: onnx.ModelProto) -> gs.Graph:
 def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.ModelProto:
     """Export ``graph``; copy IR version, producer, metadata and opset imports from ``like``."""
     model = gs.export_onnx(graph, do_type_check=False)
+    _hoist_shared_initializers(model)
     if like is None:
         _infer_lost_io_types(model)
         return model
@@ -36,6 +37,40 @@ def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.Model
     model.ir_version = max(like.ir_version, _min_ir_version(model))
     _restore_io_types(model, like)
     return model
+
+
+def _subgraph_protos(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    out = []
+    for node in graph.node:
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                out.append(sub)
+                out += _subgraph_protos(sub)
+    return out
+
+
+def _hoist_shared_initializers(model: onnx.ModelProto) -> None:
+    """onnx-graphsurgeon writes a constant into every subgraph that uses it: an outer-scope weight read by both
+    branches of an If is stored twice. Identical copies in several subgraphs move to the main graph (visible to every
+    subgraph), so the model does not grow."""
+    subs = _subgraph_protos(model.graph)
+    if not subs:
+        return
+    seen: dict[str, list[tuple[onnx.GraphProto, onnx.TensorProto]]] = {}
+    for sub in subs:
+        for t in sub.initializer:
+            seen.setdefault(t.name, []).append((sub, t))
+    top = {t.name for t in model.graph.initializer}
+    shared = [name for name, copies in seen.items() if (len(copies) > 1 or name in top)
+              and len({t.SerializeToString() for _, t in copies}) == 1]
+    for name in shared:
+        copies = seen[name]
+        if name not in top:
+            model.graph.initializer.append(copies[0][1])
+        for sub, _ in copies:
+            keep = [x for x in sub.initializer if x.name != name]
+            del sub.initializer[:]
+            sub.initializer.extend(keep)
 
 
 def _restore_io_types(model: onnx.ModelProto, like: onnx.ModelProto) -> None:

@@ -9,6 +9,7 @@ import onnx_graphsurgeon as gs
 from onnxcompress.ir.edit import replace_all_uses
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.shapes import infer_shapes
+from onnxcompress.ir.subgraphs import all_graphs, all_tensors
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 
 
@@ -31,20 +32,22 @@ class CleanupPass(Pass):
 
 
 class InferShapesPass(Pass):
-    """Run onnx shape inference and write the inferred dtypes/shapes onto the graph's tensors (in place)."""
+    """Run onnx shape inference and write the inferred dtypes/shapes onto the graph's tensors (in place), inside
+    If/Loop/Scan subgraphs too."""
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         inferred = infer_shapes(to_model(graph))
-        known = {}
-        for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
-            tt = vi.type.tensor_type
-            if vi.type.HasField("tensor_type") and tt.elem_type:
-                shape = None
-                if tt.HasField("shape"):
-                    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
-                known[vi.name] = (onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), shape)
+        known: dict[str, tuple] = {}
+        for g in _graph_protos(inferred.graph):
+            for vi in list(g.value_info) + list(g.output):
+                tt = vi.type.tensor_type
+                if vi.type.HasField("tensor_type") and tt.elem_type and vi.name not in known:
+                    shape = None
+                    if tt.HasField("shape"):
+                        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
+                    known[vi.name] = (onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type), shape)
         changed = 0
-        for name, tensor in graph.tensors().items():
+        for name, tensor in all_tensors(graph).items():
             if isinstance(tensor, gs.Constant) or name not in known:
                 continue
             dtype, shape = known[name]
@@ -54,6 +57,18 @@ class InferShapesPass(Pass):
             if shape is not None:
                 tensor.shape = shape
         return PassResult(graph, changed > 0, {"tensors_updated": changed})
+
+
+def _graph_protos(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """``graph`` and every subgraph in its nodes' attributes."""
+    out, stack = [], [graph]
+    while stack:
+        g = stack.pop(0)
+        out.append(g)
+        for node in g.node:
+            for a in node.attribute:
+                stack += [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+    return out
 
 
 def _differs(old, new) -> bool:
@@ -71,6 +86,12 @@ class LiftConstantsPass(Pass):
     store all weights as Constant nodes). A Constant whose output is a graph output stays, with a recorded reason."""
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        lifted = sum(self._lift(g, ctx) for g in all_graphs(graph))  # subgraphs too: If/Loop bodies hold weights
+        if lifted:
+            graph.cleanup(remove_unused_node_outputs=False).toposort()
+        return PassResult(graph, lifted > 0, {"lifted": lifted})
+
+    def _lift(self, graph: gs.Graph, ctx: PassContext) -> int:
         lifted = 0
         outputs = {o.name for o in graph.outputs}
         for node in [n for n in graph.nodes if n.op == "Constant"]:
@@ -83,9 +104,7 @@ class LiftConstantsPass(Pass):
             replace_all_uses(out, gs.Constant(out.name, np.asarray(values)))
             node.outputs.clear()
             lifted += 1
-        if lifted:
-            graph.cleanup(remove_unused_node_outputs=False).toposort()
-        return PassResult(graph, lifted > 0, {"lifted": lifted})
+        return lifted
 
 
 def _constant_node_value(node: gs.Node):

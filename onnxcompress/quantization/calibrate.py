@@ -133,6 +133,8 @@ class Collector:
         for outputs in batches:
             seen += 1
             for name in self.names:
+                if name not in outputs:  # not computed in this batch (a subgraph branch it did not take)
+                    continue
                 s = self.stats[name]
                 s.update_minmax(outputs[name])
                 if not (np.isfinite(s.rmin) and np.isfinite(s.rmax)) and s.count:  # NaN propagates through min/max
@@ -150,6 +152,8 @@ class Collector:
         for outputs in batches:
             seen += 1
             for name in self.names:
+                if name not in outputs:
+                    continue
                 if not self.num_bins and name not in self.histograms:
                     self._minmax(name, outputs[name])
                     continue

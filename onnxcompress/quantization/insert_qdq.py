@@ -10,7 +10,8 @@ never captured.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError, N
 from onnxcompress.ir.edit import Names, expose_outputs, name_nodes
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes, constant_value
+from onnxcompress.ir.subgraphs import all_tensors, defining_graph, expose, nesting, nodes_with_graphs
 from onnxcompress.ops.facts import quantized_ops
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization import params as P
@@ -73,10 +75,9 @@ class QuantizeQDQPass(Pass):
         graph.toposort()
         name_nodes(graph)
         bytes_before = constant_bytes(graph)
-        plan = plan_graph(graph, self.config)
+        plan, ranges = self._plan_and_calibrate(graph, ctx)
         for node, reason in plan.skipped.items():
             ctx.decide(self.name, node, "kept float", reason)
-        ranges = calibrate(graph, plan, self.config, ctx)
         qparams = group_params(plan, ranges, self.config)
         float_model = _snapshot(graph) if self.config.bias_correction else None
         stats = materialize(graph, plan, qparams, self.config)
@@ -87,16 +88,59 @@ class QuantizeQDQPass(Pass):
         return PassResult(graph, bool(plan.nodes), stats)
 
 
+    def _plan_and_calibrate(self, graph: gs.Graph, ctx: PassContext) -> tuple[Plan, dict[str, tuple[float, float]]]:
+        """Plan, calibrate; nodes whose tensors the calibration data never computed (an If branch no sample takes)
+        are then kept float and the plan is made again without them."""
+        config = self.config
+        plan = plan_graph(graph, config)
+        ranges = calibrate(graph, plan, config, ctx)
+        unseen: dict[str, str] = {}
+        for _ in range(8):  # each round only removes nodes; a few rounds settle every chain
+            missing = {t for t in plan.calibrated if t not in ranges}
+            if not missing:
+                break
+            owners = sorted({s.node for s in plan.specs if s.tensor in missing}
+                            | {plan.output_of[t] for t in missing if t in plan.output_of})
+            unseen.update({n: "its inputs were never computed on the calibration data (a branch no sample takes)"
+                           for n in owners})
+            config = replace(config, exclude=config.exclude + tuple(_exactly(n) for n in owners))
+            plan = plan_graph(graph, config)
+        plan.skipped.update(unseen)
+        return plan, ranges
+
+
+def _exactly(name: str) -> str:
+    return "re:^" + re.escape(name) + "$"
+
+
 def _snapshot(graph: gs.Graph) -> onnx.ModelProto:
 
     return to_model(graph.copy())
 
 
 # --- calibration ------------------------------------------------------------------------------------------------
-def calibration_model(graph: gs.Graph, names: list[str]) -> onnx.ModelProto:
-    """The float graph with every tensor to calibrate added as an output."""
-
-    return expose_outputs(to_model(graph.copy()), names)
+def calibration_model(graph: gs.Graph, names: list[str]) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The float graph with every tensor to calibrate added as an output; tensors inside If/Loop/Scan subgraphs
+    are threaded out (see ir.subgraphs.expose). Returns (model, {session output name: tensor name})."""
+    homes = defining_graph(graph)
+    inner = [n for n in names if homes.get(n, graph) is not graph]
+    if not inner:
+        return expose_outputs(to_model(graph.copy()), names), {n: n for n in names}
+    copy = graph.copy()
+    tensors, homes, chains = all_tensors(copy), defining_graph(copy), nesting(copy)
+    fresh = Names(copy)
+    out_names: dict[str, str] = {}
+    for name in names:
+        home = homes.get(name, copy)
+        if home is copy:
+            if not any(o.name == name for o in copy.outputs):
+                copy.outputs.append(tensors[name])
+            out_names[name] = name
+            continue
+        exposed = expose(copy, tensors[name], home, fresh, chains)
+        if exposed is not None:
+            out_names[exposed.name] = name
+    return to_model(copy), out_names
 
 
 def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassContext) -> dict[str, tuple[float, float]]:
@@ -105,20 +149,22 @@ def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassCont
     names = [n for n in plan.calibrated if n not in _fixed_range(config)]
     if not names:
         return {n: config.overrides[n].range for n in plan.calibrated}
-    model = calibration_model(graph, names)
+    model, exposed = calibration_model(graph, names)
     session = make_session(model, SessionOptions(providers="cpu", opt_level="basic", memory_arena=False))
-    data = _calibration_data(ctx.calibration, model, config, session, names)
+    data = _calibration_data(ctx.calibration, model, config, session, list(exposed))
     bound = data.bind(model_input_specs(model))
     inputs = {t.name for t in graph.inputs}  # the data itself (spiky: e.g. a constant background) keeps min/max
     collector = Collector(names, config.num_bins if config.calibrator != "minmax" else 0,
                           histograms=frozenset(n for n in names if n in inputs))
-    if collector.collect(_outputs(session, bound, names)) == 0:  # one pass over the data, every calibrator
+    if collector.collect(_outputs(session, bound, exposed)) == 0:  # one pass over the data, every calibrator
         raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one calibration sample")
     _check_sanity(collector, [n for n in names if n in inputs], config, ctx)
     levels = P.qrange(config.act_dtype)[1] - P.qrange(config.act_dtype)[0]
     ranges = {}
     for name in names:
         s = collector.stats[name]
+        if s.count == 0:  # never computed on this data (a branch no sample takes): its consumers stay float
+            continue
         if not (np.isfinite(s.rmin) and np.isfinite(s.rmax)):
             raise NonFiniteDataError(f"tensor '{name}' has an empty or non-finite calibrated range [{s.rmin}, {s.rmax}]",
                                      hint="check the calibration data, or set a range override for this tensor")
@@ -172,14 +218,16 @@ def _calibration_data(data, model: onnx.ModelProto, config: QuantizeConfig, sess
     return data.batched(batch)
 
 
-def _outputs(session, bound, names: list[str]):
+def _outputs(session, bound, exposed: dict[str, str]):
+    """{tensor name: value} per batch; ``exposed`` maps the session's output names to the tensors they carry."""
+    outputs = list(exposed)
     for feeds in bound.feeds():
         try:
-            values = session.run(names, feeds)
+            values = session.run(outputs, feeds)
         except Exception as e:  # onnxruntime raises its own classes for shape/type mismatches
             raise InputMismatchError(f"the model failed on the calibration data: {str(e).splitlines()[0]}",
                                      hint="check that the calibration data matches the model's inputs") from e
-        yield dict(zip(names, values))
+        yield {exposed[o]: v for o, v in zip(outputs, values) if v is not None}
 
 
 # --- parameters -------------------------------------------------------------------------------------------------
@@ -205,21 +253,55 @@ def group_params(plan: Plan, ranges: dict[str, tuple[float, float]], config: Qua
 
 # --- materialization --------------------------------------------------------------------------------------------
 def materialize(graph: gs.Graph, plan: Plan, qparams: dict[str, P.QParams], config: QuantizeConfig) -> dict[str, Any]:
-    tensors = graph.tensors()
+    """Insert the Q/DQ pairs and the quantized weights; inside a subgraph they go into the graph of the nodes that
+    use them (onnxruntime fuses Q/DQ with a node only within one graph)."""
+    tensors, homes = all_tensors(graph), defining_graph(graph)
+    node_graph = {n.name: g for n, g in nodes_with_graphs(graph)}
     names = Names(graph)
     made: dict[str, Materialized] = {}
     for name in plan.activations:
-        made[name] = _insert_qdq(graph, tensors[name], qparams[name], names)
+        made[name] = _insert_qdq_scoped(homes.get(name, graph), tensors[name], qparams[name], names, node_graph)
     consts: dict[tuple, gs.Variable] = {}
-    nodes = {n.name: n for n in graph.nodes}
+    nodes = {n.name: n for n, _ in nodes_with_graphs(graph)}
     act_in = {(s.node, s.index): s.tensor for s in plan.specs if s.role == "activation"}
     grown = 0
     for spec in plan.specs:
         if spec.role == "weight":
             x_scale = float(qparams[act_in[(spec.node, 0)]].scale)
-            grown += _quantize_weight_and_bias(graph, nodes[spec.node], spec, x_scale, consts, config, names)
+            grown += _quantize_weight_and_bias(node_graph[spec.node], nodes[spec.node], spec, x_scale, consts, config,
+                                               names)
     return {"qdq_pairs": len(made), "weights": sum(s.role == "weight" for s in plan.specs),
             "bias_saturation_channels": grown}
+
+
+def _insert_qdq_scoped(home: gs.Graph, tensor: gs.Variable, qp: P.QParams, names: Names,
+                       node_graph: dict[str, gs.Graph]) -> Materialized:
+    """One Q/DQ pair in the tensor's own graph; another in every subgraph that reads it from the outer scope, so
+    each subgraph's nodes see a local DequantizeLinear."""
+    elsewhere: dict[int, tuple[gs.Graph, list[tuple[gs.Node, int]]]] = {}
+    for consumer in tensor.outputs:
+        g = node_graph.get(consumer.name, home)
+        if g is not home:
+            slots = [i for i, inp in enumerate(consumer.inputs) if inp is tensor]
+            elsewhere.setdefault(id(g), (g, []))[1].extend((consumer, i) for i in slots)
+    made = _insert_qdq(home, tensor, qp, names)
+    for g, slots in elsewhere.values():
+        source = tensor if not slots or slots[0][0].inputs[slots[0][1]].name == made.dequantized \
+            else slots[0][0].inputs[slots[0][1]]  # a graph output kept its name for the DQ: read the float copy
+        dq = _qdq_pair(g, source, qp, names)
+        for consumer, i in slots:
+            consumer.inputs[i] = dq
+    return made
+
+
+def _qdq_pair(graph: gs.Graph, tensor: gs.Tensor, qp: P.QParams, names: Names) -> gs.Variable:
+    base = tensor.name
+    scale = gs.Constant(names.tensor(base + "_scale"), qp.scale)
+    zp = gs.Constant(names.tensor(base + "_zero_point"), qp.zero_point)
+    q = gs.Variable(names.tensor(base + "_quantized"), dtype=P.NP_DTYPES[qp.dtype], shape=tensor.shape)
+    dq = gs.Variable(names.tensor(base + "_dequantized"), dtype=np.float32, shape=tensor.shape)
+    _qdq_nodes(graph, base, tensor, q, dq, scale, zp, qp.dtype, names)
+    return dq
 
 
 def _insert_qdq(graph: gs.Graph, tensor: gs.Variable, qp: P.QParams, names: Names) -> Materialized:

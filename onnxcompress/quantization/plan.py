@@ -10,6 +10,7 @@ import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.ir.subgraphs import nodes_with_graphs
 from onnxcompress.ops.quant_rules import WEIGHTED_OPS, TensorQuantSpec, absorbable, rule_for, specs_for, why_not
 from onnxcompress.quantization.config import QuantizeConfig, matches
 from onnxcompress.unionfind import UnionFind
@@ -76,16 +77,15 @@ def _first_last(graph: gs.Graph) -> tuple[set[str], set[str]]:
     return ({weighted[0]} if weighted else set()), ({weighted[-1]} if weighted else set())
 
 
-
-
-
 def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
-    """Decide, node by node in topological order, what gets quantized."""
+    """Decide, node by node in topological order (each subgraph after the graph that holds it), what gets
+    quantized. Nodes inside If/Loop/Scan subgraphs follow the same rules as top-level ones."""
     plan = Plan()
     _check_selection(graph, config)
     first_last = _first_last(graph)
-    for node in graph.nodes:
-        rule = rule_for(node, graph.opset)
+    opset = graph.opset
+    for node, home in nodes_with_graphs(graph):
+        rule = rule_for(node, opset)
         if node.op in WEIGHTED_OPS and len(node.inputs) > 1 and constant_value(node.inputs[1]) is not None:
             plan.weighted.add(node.name)
         reason = why_not(node, rule, config.resolved_target.provider)
@@ -94,7 +94,7 @@ def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
         if reason is None:
             reason = selected(node, config, first_last)
         if reason is None:
-            reason = _apply(graph, node, rule, plan, config)
+            reason = _apply(home, node, rule, plan, config)
         if reason is not None and node.op not in UNRECORDED:
             plan.skipped[node.name] = reason
     drop_float_only_outputs(graph, plan)
@@ -105,9 +105,10 @@ def _check_selection(graph: gs.Graph, config: QuantizeConfig) -> None:
     """An include/exclude entry that matches no node is almost always a typo: say so instead of quietly
     quantizing nothing (include) or everything (exclude)."""
     for key in ("include", "exclude"):
-        dead = [p for p in getattr(config, key) if not any(matches(p, n.name, n.op) for n in graph.nodes)]
+        nodes = [n for n, _ in nodes_with_graphs(graph)]
+        dead = [p for p in getattr(config, key) if not any(matches(p, n.name, n.op) for n in nodes)]
         if dead:
-            ops = sorted({n.op for n in graph.nodes})
+            ops = sorted({n.op for n in nodes})
             raise RecipeError(f"{key} entries {dead} match no node of the model",
                               hint=f"use a node name (see `onnxcompress inspect --json`), an op type such as "
                               f"{ops[:6]}, or re:<regex on node names>")
@@ -131,7 +132,7 @@ def drop_float_only_outputs(graph: gs.Graph, plan: Plan) -> None:
     MatMulIntegerToFloat / QGemm with a float output (and folds the following bias Add into it)."""
     consumed = {s.tensor for s in plan.specs if s.role == "activation"}
     members = plan.groups.members()
-    nodes = {n.name: n for n in graph.nodes}
+    nodes = {n.name: n for n, _ in nodes_with_graphs(graph)}
     for tensor, owner in list(plan.output_of.items()):
         node = nodes.get(owner)
         if node is None or node.op not in FLOAT_OUTPUT_OPS or owner not in plan.weighted:

@@ -65,7 +65,8 @@ def kernels_from_optimized(optimized: onnx.ModelProto, plan: Plan, target: str =
         owner[tensor] = node
     int8_nodes: dict[str, str] = {}
     kernel_ops: Counter[str] = Counter()
-    for n in optimized.graph.node:
+    every = list(_all_nodes(optimized.graph))
+    for n in every:
         if n.op_type not in INT8_KERNELS:
             continue
         kernel_ops[n.op_type] += 1
@@ -76,7 +77,7 @@ def kernels_from_optimized(optimized: onnx.ModelProto, plan: Plan, target: str =
         for out in n.output:
             if out in owner:
                 int8_nodes[owner[out]] = n.op_type
-    qdq_left = Counter(n.op_type for n in optimized.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    qdq_left = Counter(n.op_type for n in every if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
     int8 = sorted({k: v for k, v in int8_nodes.items() if k in plan.quantizable}.items())
     float_nodes = sorted((name, op) for name, op in plan.quantizable.items() if name not in int8_nodes)
     weighted = sorted(plan.weighted)
@@ -87,13 +88,22 @@ def kernels_from_optimized(optimized: onnx.ModelProto, plan: Plan, target: str =
         coverage=round(len(int8) / len(plan.quantizable), 4) if plan.quantizable else None,
         weighted_int8=sum(n in int8_nodes for n in weighted), weighted_total=len(weighted),
         kernel_ops=dict(sorted(kernel_ops.items())), qdq_left=dict(sorted(qdq_left.items())),
-        optimized_nodes=len(optimized.graph.node))
+        optimized_nodes=len(every))
+
+
+def _all_nodes(graph: onnx.GraphProto):
+    """The nodes of ``graph`` and of every If/Loop/Scan subgraph in it."""
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                yield from _all_nodes(sub)
 
 
 def int8_kernel_ops(model: onnx.ModelProto, target: str = "cpu") -> dict[str, int]:
     """Op types of onnxruntime's optimized graph that compute in int8 (for models without a plan: dynamic)."""
     graph = optimized(model, target).graph
-    return dict(sorted(Counter(n.op_type for n in graph.node if n.op_type in INT8_KERNELS).items()))
+    return dict(sorted(Counter(n.op_type for n in _all_nodes(graph) if n.op_type in INT8_KERNELS).items()))
 
 
 def weighted_coverage(reference: onnx.ModelProto, candidate: onnx.ModelProto, target: str = "cpu") -> float | None:

@@ -124,7 +124,7 @@ def batch_for_budget(session, feeds: dict[str, np.ndarray], outputs: list[str], 
     """The largest batch (<= ``cap``) whose ``outputs`` and inputs fit in ``budget_bytes``, measured on ``feeds``
     (one sample): calibration memory is bounded by the batch, not by the data."""
     values = session.run(outputs, feeds)
-    per_sample = sum(v.nbytes for v in values) + sum(np.asarray(v).nbytes for v in feeds.values())
+    per_sample = sum(v.nbytes for v in values if v is not None) + sum(np.asarray(v).nbytes for v in feeds.values())
     return int(max(1, min(cap, budget_bytes // max(per_sample, 1))))
 
 
