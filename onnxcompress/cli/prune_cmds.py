@@ -20,6 +20,16 @@ from onnxcompress.cli.app import (
 
 
 # --- prune ------------------------------------------------------------------------------------------------------
+def _round_to(value: str | None) -> int | str | None:
+    """--round-to: an integer or auto (checked by PruneConfig)."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        return int(value)
+    except ValueError:
+        return value  # PruneConfig names the bad value and the choices
+
+
 def _parse_overrides(items: list[str] | None) -> dict[str, float]:
     from onnxcompress.errors import RecipeError
 
@@ -49,8 +59,8 @@ def prune(
                                             help="l1 | l2 | bn_scale | activation | reconstruction | random."),
     allocation: str | None = typer.Option(None, "--allocation", help="local (same ratio per group) | global."),
     min_channels: int | None = typer.Option(None, "--min-channels", help="Never keep fewer units than this."),
-    round_to: int | None = typer.Option(None, "--round-to", help="Kept channels per group are a multiple of "
-                                           "this (e.g. 8)."),
+    round_to: str | None = typer.Option(None, "--round-to", help="Kept channels per group are a multiple of "
+                                           "this: an integer, or auto (8 for groups of >= 16 channels)."),
     exclude: list[str] | None = typer.Option(None, "--exclude", help="Node name, op type, glob or re:REGEX "
                                                 "whose output channels are never pruned (repeatable)."),
     override: list[str] | None = typer.Option(None, "--override", help="SELECTOR=RATIO for the groups of "
@@ -85,7 +95,7 @@ def prune(
                               hint="a target searches the ratio itself; drop --ratio")
         base = _load_recipe(recipe)
         config = _merged(base.prune or PruneConfig(), ratio=ratio, criterion=criterion, allocation=allocation,
-                         min_channels=min_channels, round_to=round_to,
+                         min_channels=min_channels, round_to=_round_to(round_to),
                          exclude=None if not exclude else tuple(exclude),
                          overrides=None if not override else _parse_overrides(override),
                          target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,

@@ -10,7 +10,7 @@ from typing import Any
 
 import onnx
 
-from onnxcompress.ir.shapes import infer_shapes, value_shapes, with_input_shapes
+from onnxcompress.ir.shapes import infer_shapes, known_shapes, with_input_shapes
 
 Shapes = dict[str, tuple]
 
@@ -66,10 +66,12 @@ MAC_RULES: dict[str, Callable[[onnx.NodeProto, Shapes], int | None]] = {
 }
 
 
-def count_macs(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None) -> dict[str, Any]:
-    """MACs per op type for concrete input shapes (dynamic dims default to 1)."""
+def count_macs(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None,
+               sample: dict[str, Any] | None = None) -> dict[str, Any]:
+    """MACs per op type for concrete input shapes (dynamic dims default to 1); shapes static inference cannot
+    resolve are observed in one run on ``sample`` (a batch of one) when given."""
     shaped = infer_shapes(with_input_shapes(model, input_shapes or {}))
-    shapes = value_shapes(shaped)
+    shapes = known_shapes(model, input_shapes, sample)
     by_op: Counter[str] = Counter()
     unknown: list[str] = []
     for node in shaped.graph.node:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import numpy as np
 import onnx
 
 from onnxcompress.errors import InputMismatchError, ModelFormatError
+from onnxcompress.ir.edit import expose_outputs
+from onnxcompress.runtime.session import SessionOptions, make_session
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +99,40 @@ def value_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ..
     for t in model.graph.initializer:
         out[t.name] = tuple(t.dims)
     return out
+
+
+Shapes = dict[str, tuple]
+
+
+def _concrete(shape: tuple | None) -> bool:
+    return shape is not None and all(isinstance(d, int) and d > 0 for d in shape)
+
+
+def incomplete(model: onnx.ModelProto, shapes: Shapes) -> list[str]:
+    """Top-level node outputs whose static shape is unknown or symbolic."""
+    return [o for n in model.graph.node for o in n.output if o and not _concrete(shapes.get(o))]
+
+
+def observed_shapes(model: onnx.ModelProto, feeds: dict[str, Any], names: list[str]) -> Shapes:
+    """The shapes of ``names`` in one onnxruntime run on ``feeds`` ({} when the run fails: the caller keeps its
+    static shapes). Static inference gives up on graphs that compute shapes at run time (Shape -> Slice -> Concat
+    -> Reshape, common in Paddle and TF exports); one run on a real sample does not."""
+    wanted = [n for n in names if n]
+    try:
+        session = make_session(expose_outputs(model, wanted), SessionOptions(opt_level="disable", memory_arena=False))
+        values = session.run(wanted, {k: np.asarray(v) for k, v in feeds.items()})
+    except Exception as e:  # any failure leaves the static shapes in place
+        log.debug("observed shapes unavailable: %s", e)
+        return {}
+    return {n: tuple(int(d) for d in np.shape(v)) for n, v in zip(wanted, values) if isinstance(v, np.ndarray)}
+
+
+def known_shapes(model: onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None,
+                 sample: dict[str, Any] | None = None) -> Shapes:
+    """Static shapes for concrete input shapes (dynamic dims -> 1), completed by one run on ``sample`` (a batch
+    of one, matching ``input_shapes``) where static inference leaves a node output unknown."""
+    shapes = value_shapes(infer_shapes(with_input_shapes(model, input_shapes or {})))
+    missing = incomplete(model, shapes) if sample else []
+    if missing and sample:
+        shapes.update(observed_shapes(model, sample, missing))
+    return shapes

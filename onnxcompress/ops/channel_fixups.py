@@ -67,10 +67,12 @@ def fix_split(node: gs.Node, kept: Kept, shapes: Info) -> None:
 
 def fix_slice(node: gs.Node, kept: Kept, shapes: Info) -> None:
     x = node.inputs[0]
-    xs = shapes.shape(x)
+    xs, rank = shapes.shape(x), shapes.rank(x)
     starts, ends = _int_list(node.inputs[1]), _int_list(node.inputs[2])
+    if rank is None or starts is None or ends is None:
+        return  # the Slice rule blocked every group through a slice it cannot read
     axes = _int_list(node.inputs[3]) if len(node.inputs) > 3 and _present(node.inputs[3]) else None
-    axes = [_norm_axis(a, len(xs)) for a in (axes if axes is not None else range(len(starts)))]
+    axes = [_norm_axis(a, rank) for a in (axes if axes is not None else range(len(starts)))]
     changed = False
     for i, axis in enumerate(axes):
         k = kept(x, axis)

@@ -21,7 +21,7 @@ import onnx_graphsurgeon as gs
 
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.query import constant_value, node_matches
-from onnxcompress.ir.shapes import infer_shapes, value_shapes, with_input_shapes
+from onnxcompress.ir.shapes import known_shapes
 from onnxcompress.ops.channel_rules import RULES, WEIGHT, Block, Info, Relation
 from onnxcompress.unionfind import UnionFind
 
@@ -110,24 +110,26 @@ class _State:
         self.uf.union(a, b)
 
 
-def _shape_info(graph: gs.Graph, input_shapes: dict[str, list[int]] | None = None) -> Info:
-    """Static shapes with dynamic input dims from ``input_shapes`` (else 1)."""
+def _shape_info(graph: gs.Graph, input_shapes: dict[str, list[int]] | None = None,
+                sample: dict[str, np.ndarray] | None = None) -> Info:
+    """Static shapes with dynamic input dims from ``input_shapes`` (else 1), completed by one run on ``sample``
+    where static inference cannot follow the graph."""
+    return Info(known_shapes(to_model(graph), input_shapes, sample))
 
-    model = to_model(graph)
-    return Info(value_shapes(infer_shapes(with_input_shapes(model, input_shapes or {}))))
+
+def first_sample(data) -> dict[str, np.ndarray] | None:
+    """The first calibration sample (a batch of one), or None without data."""
+    return None if data is None else next(iter(data.limited(1)), None)
 
 
 def input_shapes_from_data(graph: gs.Graph, data) -> dict[str, list[int]]:
     """Concrete input shapes (batch 1) from the first calibration sample, for models with dynamic dims."""
-    if data is None:
-        return {}
-    first = next(iter(data.limited(1)), None) or {}
+    first = first_sample(data) or {}
     out = {}
-    for t in graph.inputs:
-        if t.name in first and t.shape is not None and len(t.shape) == np.ndim(first[t.name]):
-            out[t.name] = [1] + [int(d) for d in np.shape(first[t.name])[1:]]
-            out[t.name] = [d if isinstance(d, int) and d > 0 else v for d, v in zip(t.shape, out[t.name])]
-            out[t.name][0] = 1 if not (isinstance(t.shape[0], int) and t.shape[0] > 0) else t.shape[0]
+    for t in graph.inputs:  # the sample is one batch of one on each input's own batch axis (RNN state: axis 1)
+        if t.name in first and t.shape is not None and 0 < len(t.shape) == np.ndim(first[t.name]):
+            seen = [int(d) for d in np.shape(first[t.name])]
+            out[t.name] = [d if isinstance(d, int) and d > 0 else v for d, v in zip(t.shape, seen)]
     return out
 
 

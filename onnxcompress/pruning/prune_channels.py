@@ -20,13 +20,15 @@ from onnxcompress.errors import InternalError, RecipeError, UnsupportedModelErro
 from onnxcompress.ir.cost import count_macs, count_parameters
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.query import constant_value, node_matches
+from onnxcompress.ir.subgraphs import all_graphs
 from onnxcompress.ops.channel_fixups import FIXUPS
+from onnxcompress.ops.facts import LAYERS
 from onnxcompress.passes.artifacts import KEPT_CHANNELS_KEY
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.passes.cleanup import InferShapesPass
-from onnxcompress.pruning.config import PruneConfig
+from onnxcompress.pruning.config import AUTO_ALIGN, AUTO_ALIGN_MIN_CHANNELS, AUTO_ROUND, PruneConfig
 from onnxcompress.pruning.correct import apply_corrections, plan_corrections
-from onnxcompress.pruning.groups import Analysis, ChannelGroup, Slot, _shape_info, analyze, input_shapes_from_data
+from onnxcompress.pruning.groups import Analysis, ChannelGroup, Slot, _shape_info, analyze, first_sample, input_shapes_from_data
 from onnxcompress.pruning.importance import activation_stats, score
 from onnxcompress.pruning.result import (
     BlockedRecord,
@@ -53,10 +55,18 @@ def _override(group: ChannelGroup, overrides: dict[str, float]) -> float | None:
     return None
 
 
-def _constrained(n: int, n_remove: int, cfg: PruneConfig) -> int:
+def alignment(group: ChannelGroup, cfg: PruneConfig) -> int:
+    """The multiple the group's kept units are rounded to (``round_to``, resolved for ``auto``)."""
+    if cfg.round_to != AUTO_ROUND:
+        return int(cfg.round_to)
+    single = all(len(p) == 1 for u in group.units[:1] for p in u.values())  # one channel per unit (not heads/blocks)
+    return AUTO_ALIGN if single and group.size >= AUTO_ALIGN_MIN_CHANNELS else 1
+
+
+def _constrained(n: int, n_remove: int, cfg: PruneConfig, align: int) -> int:
     keep = max(n - n_remove, min(cfg.min_channels, n), 1)
-    if cfg.round_to > 1:
-        keep = min(n, math.ceil(keep / cfg.round_to) * cfg.round_to)
+    if align > 1:
+        keep = min(n, max(align, math.floor(keep / align + 0.5) * align, math.ceil(cfg.min_channels / align) * align))
     return n - keep
 
 
@@ -80,7 +90,8 @@ def allocate(analysis: Analysis, scores: dict[int, np.ndarray], cfg: PruneConfig
         chosen = np.argsort(flat, kind="stable")[: math.floor(ratio * len(flat) + 1e-9)]
         for g in pool:
             counts[g.id] = int(np.sum(owner[chosen] == g.id))
-    return {g.id: _lowest(scores[g.id], _constrained(g.size, counts[g.id], cfg)) for g in analysis.groups}
+    return {g.id: _lowest(scores[g.id], _constrained(g.size, counts[g.id], cfg, alignment(g, cfg)))
+            for g in analysis.groups}
 
 
 # --- cutting -------------------------------------------------------------------------------------------------------
@@ -128,19 +139,18 @@ def cut(graph: gs.Graph, analysis: Analysis, plan: Plan) -> dict[Slot, np.ndarra
 
 
 # --- costs and the target search -----------------------------------------------------------------------------------
-def costs(model: onnx.ModelProto, input_shapes: dict | None = None) -> Costs:
+def costs(model: onnx.ModelProto, input_shapes: dict | None = None, sample: dict | None = None) -> Costs:
+    return Costs(count_macs(model, input_shapes, sample)["total"], count_parameters(model)["total"], model.ByteSize())
 
-    return Costs(count_macs(model, input_shapes)["total"], count_parameters(model)["total"], model.ByteSize())
 
-
-def _cost_of(base: onnx.ModelProto, analysis: Analysis, plan: Plan, shapes: dict) -> Costs:
+def _cost_of(base: onnx.ModelProto, analysis: Analysis, plan: Plan, shapes: dict, sample: dict | None) -> Costs:
     graph = to_graph(base)
     cut(graph, analysis, plan)
-    return costs(to_model(graph, like=base), shapes)
+    return costs(to_model(graph, like=base), shapes, sample)
 
 
 def search_ratio(base: onnx.ModelProto, analysis: Analysis, scores, cfg: PruneConfig, before: Costs,
-                 shapes: dict) -> tuple[float, Plan, TargetSearch]:
+                 shapes: dict, sample: dict | None = None) -> tuple[float, Plan, TargetSearch]:
     """Smallest ratio whose plan keeps <= the target fraction of MACs/params; (ratio, plan, search record)."""
     key, target = ("macs", cfg.target_macs) if cfg.target_macs is not None else ("params", cfg.target_params)
     assert target is not None
@@ -149,7 +159,7 @@ def search_ratio(base: onnx.ModelProto, analysis: Analysis, scores, cfg: PruneCo
 
     def fraction(r: float) -> tuple[float, Plan]:
         plan = allocate(analysis, scores, cfg, r)
-        return getattr(_cost_of(base, analysis, plan, shapes), key) / getattr(before, key), plan
+        return getattr(_cost_of(base, analysis, plan, shapes, sample), key) / getattr(before, key), plan
 
     best, best_plan = fraction(MAX_RATIO)
     if best > target:
@@ -187,17 +197,17 @@ class PruneChannelsPass(Pass):
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         cfg = self.config
         base = to_model(graph)
-        shapes = input_shapes_from_data(graph, ctx.calibration)
-        analysis = analyze(graph, cfg.exclude, _shape_info(graph, shapes))
+        shapes, sample = input_shapes_from_data(graph, ctx.calibration), first_sample(ctx.calibration)
+        analysis = analyze(graph, cfg.exclude, _shape_info(graph, shapes, sample))
         for b in analysis.blocked:
             ctx.decide(self.name, f"blocked group {b.id} ({b.units} units)", "blocked", "; ".join(b.reasons))
-        _check_prunable(analysis, cfg)
+        _check_prunable(analysis, cfg, graph)
         scores, notes = score(analysis, graph, cfg.criterion, seed=cfg.seed, data=ctx.calibration,
                               max_samples=cfg.max_samples, model=base)
-        before = costs(base, shapes)
+        before = costs(base, shapes, sample)
         target = None
         if cfg.target_macs is not None or cfg.target_params is not None:
-            _, plan, target = search_ratio(base, analysis, scores, cfg, before, shapes)
+            _, plan, target = search_ratio(base, analysis, scores, cfg, before, shapes, sample)
         else:
             plan = allocate(analysis, scores, cfg, cfg.ratio)
         deltas = {}
@@ -209,7 +219,7 @@ class PruneChannelsPass(Pass):
         corrected = apply_corrections(graph, deltas, kept)
         if corrected:
             notes.append(f"bias correction applied to {len(corrected)} layers")
-        after = costs(to_model(graph), shapes)
+        after = costs(to_model(graph), shapes, sample)
         result = _result(cfg, analysis, scores, plan, kept, before, after, target, notes)
         for g in analysis.groups:
             ctx.decide(self.name, f"group {g.id}", "pruned" if len(plan[g.id]) else "kept",
@@ -229,14 +239,22 @@ class PruneChannelsPass(Pass):
             raise InternalError(f"pruning produced an invalid model: {str(e).splitlines()[0]}") from e
 
 
-def _check_prunable(analysis: Analysis, cfg: PruneConfig) -> None:
+def _check_prunable(analysis: Analysis, cfg: PruneConfig, graph: gs.Graph) -> None:
     wants = cfg.ratio > 0 or cfg.target_macs is not None or cfg.target_params is not None or cfg.overrides
-    if not analysis.groups and wants:
-        reasons = sorted({r for b in analysis.blocked for r in b.reasons})[:5]
-        raise UnsupportedModelError(
-            "nothing to prune: the model has no prunable channel group"
-            + (f" (blocked: {'; '.join(reasons)})" if reasons else " (no Conv/Gemm/MatMul with constant weights)"),
-            hint="see `onnxcompress inspect MODEL` for the blocked groups and their reasons")
+    if analysis.groups or not wants:
+        return
+    reasons = sorted({r for b in analysis.blocked for r in b.reasons})[:5]
+    nested = [n for g in all_graphs(graph)[1:] for n in g.nodes if n.op in LAYERS]
+    if reasons:
+        why = f" (blocked: {'; '.join(reasons)})"
+    elif nested:
+        why = (f" (its {len(nested)} Conv/Gemm/MatMul layers are inside If/Loop/Scan subgraphs, whose channels "
+               "pruning does not rewrite)")
+    else:
+        why = " (no Conv/Gemm/MatMul with constant weights)"
+    hint = "see `onnxcompress inspect MODEL` for the blocked groups and their reasons"
+    raise UnsupportedModelError("nothing to prune: the model has no prunable channel group" + why,
+                                hint=hint + ("; `onnxcompress quantize` does cover subgraph layers" if nested else ""))
 
 
 def _importance(s: np.ndarray, removed: np.ndarray) -> Importance:
@@ -244,16 +262,16 @@ def _importance(s: np.ndarray, removed: np.ndarray) -> Importance:
                       round(float(s[removed].max()), 6) if len(removed) else None)
 
 
-def _group_record(g: ChannelGroup, scores: np.ndarray, removed: np.ndarray) -> GroupRecord:
+def _group_record(g: ChannelGroup, scores: np.ndarray, removed: np.ndarray, cfg: PruneConfig) -> GroupRecord:
     d = g.to_dict()
     lost = sum(len(g.units[int(u)][(g.activation_slots() or list(g.slots))[0]]) for u in removed)
     return GroupRecord(g.id, tuple(d["nodes"]), tuple(d["slots"]), d["n_slots"], g.size, g.size - len(removed),
-                       d["channels"], d["channels"] - lost, _importance(scores, removed))
+                       d["channels"], d["channels"] - lost, _importance(scores, removed), alignment(g, cfg))
 
 
 def _result(cfg: PruneConfig, analysis: Analysis, scores, plan: Plan, kept, before: Costs, after: Costs,
             target: TargetSearch | None, notes: list[str]) -> PruneResult:
-    groups = tuple(_group_record(g, scores[g.id], plan[g.id]) for g in analysis.groups)
+    groups = tuple(_group_record(g, scores[g.id], plan[g.id], cfg) for g in analysis.groups)
     blocked = tuple(BlockedRecord(b.id, b.units, tuple(b.to_dict()["slots"]), len(b.slots), b.reasons)
                     for b in analysis.blocked)
     records = tuple(KeptRecord(name, axis, analysis.sizes[(name, axis)], len(k), tuple(int(i) for i in k))

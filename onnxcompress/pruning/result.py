@@ -57,12 +57,13 @@ class GroupRecord:
     channels_before: int
     channels_after: int
     importance: Importance
+    round_to: int = 1  # the multiple its kept units were rounded to (round_to resolved for this group)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "nodes": list(self.nodes), "slots": list(self.slots), "n_slots": self.n_slots,
                 "units_before": self.units_before, "units_after": self.units_after,
                 "channels_before": self.channels_before, "importance": self.importance.to_dict(),
-                "channels_after": self.channels_after}
+                "channels_after": self.channels_after, "round_to": self.round_to}
 
 
 @dataclass(frozen=True)

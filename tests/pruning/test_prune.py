@@ -57,16 +57,30 @@ def test_round_to_min_channels_and_local_ratio():
     s = shapes(prune_and_check(wide(), PruneConfig(ratio=0.5))[0])
     assert s["w1"] == (8, 3, 3, 3) and s["w2"] == (4, 8, 3, 3)
     s = shapes(prune_and_check(wide(), PruneConfig(ratio=0.7, round_to=8))[0])
-    assert s["w1"][0] == 8 and s["w2"][0] == 8  # ceil(5/8)*8 = 8 and a group of 8 stays 8
-    s = shapes(prune_and_check(wide(), PruneConfig(ratio=0.9, min_channels=6))[0])
+    assert s["w1"][0] == 8 and s["w2"][0] == 8  # never below one multiple, and a group of 8 stays 8
+    s = shapes(prune_and_check(wide(), PruneConfig(ratio=0.9, min_channels=6, round_to=1))[0])
     assert s["w1"][0] == 6 and s["w2"][0] == 6
+
+
+def test_auto_round_to_keeps_wide_groups_on_multiples_of_8():
+    """The default rounds groups of >= 16 channels to the nearest multiple of 8 (CPU kernels block channels by
+    8/16); narrower groups keep the exact ratio. The resolved multiple is recorded per group."""
+    for ratio, wide_kept in ((0.3, 16), (0.5, 8), (0.7, 8)):  # keeps 12 (a tie: up) -> 16, 8 -> 8, 5 -> 8
+        pruned, result = prune_and_check(wide(), PruneConfig(ratio=ratio))
+        s = shapes(pruned)
+        assert s["w1"][0] == wide_kept
+        assert s["w2"][0] == 8 - int(ratio * 8 + 1e-9)
+        by_size = {g["channels_before"]: g["round_to"] for g in result["groups"]}
+        assert by_size == {16: 8, 8: 1}
+    with pytest.raises(RecipeError, match="round_to"):
+        PruneConfig(round_to="nearest")
 
 
 def test_exclusion_and_override():
     pruned, report = prune_and_check(wide(), PruneConfig(ratio=0.5, exclude=("conv3",)))
     assert shapes(pruned)["w2"][0] == 8 and shapes(pruned)["w1"][0] == 8
     assert any("excluded" in r for b in report["blocked"] for r in b["reasons"])
-    pruned, _ = prune_and_check(wide(), PruneConfig(ratio=0.5, overrides={"conv0": 0.25}))
+    pruned, _ = prune_and_check(wide(), PruneConfig(ratio=0.5, overrides={"conv0": 0.25}, round_to=1))
     assert shapes(pruned)["w1"][0] == 12 and shapes(pruned)["w2"][0] == 4
 
 
@@ -87,7 +101,7 @@ def test_l1_removes_the_smallest_filters():
     values = onnx.numpy_helper.to_array(w1).copy()
     values[[3, 7, 11]] *= 1e-3
     w1.CopyFrom(onnx.numpy_helper.from_array(values, "w1"))
-    _, report = prune_model(model, PruneConfig(ratio=3 / 16, criterion="l1"))
+    _, report = prune_model(model, PruneConfig(ratio=3 / 16, criterion="l1", round_to=1))
     kept = next(r["kept"] for r in report["kept"] if r["tensor"] == "w1" and r["axis"] == 0)
     assert sorted(set(range(16)) - set(kept)) == [3, 7, 11]
 
@@ -146,7 +160,7 @@ def test_cli_prune_and_inspect(tmp_path):
     onnx.save(wide(), src)
     runner = CliRunner()
     res = runner.invoke(app, ["prune", str(src), "-o", str(tmp_path / "p.onnx"), "--ratio", "0.5", "--report",
-                              str(tmp_path / "r.json"), "--override", "conv0=0.25"])
+                              str(tmp_path / "r.json"), "--override", "conv0=0.25", "--round-to", "1"])
     assert res.exit_code == 0, res.output
     assert "PRUNED" in res.output and (tmp_path / "p.onnx").exists()
     assert json.loads((tmp_path / "r.json").read_text())["groups"][0]["units_after"] == 12
