@@ -138,7 +138,7 @@ def task_metric(entry: Entry, outputs: dict[str, np.ndarray], extra: dict[str, n
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     mod = importlib.import_module(f"zoo.{entry.info.get('module', entry.name)}")
-    return mod.SPEC.metric(outputs, extra)
+    return mod.SPEC.metric(outputs, {**extra, "_dir": entry.dir})
 
 
 def session(path: Path, threads: int = 0):
