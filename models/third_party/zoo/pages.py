@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "immunohistochemistry", "hubble_deep_field",
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field",
           "retina", "colorwheel", "logo", "cat", "camera", "moon", "page", "text", "brick", "grass", "gravel")
 
 
