@@ -135,6 +135,8 @@ def extras(entry: Entry, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 def task_metric(entry: Entry, outputs: dict[str, np.ndarray], extra: dict[str, np.ndarray]) -> dict:
     """The member's own task metric (its zoo module's `metric`), e.g. top-1, CER, frame accuracy."""
+    if entry.info.get("module") is None:  # synthetic (make_big.py): no task
+        return {"fidelity_only": True}
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     mod = importlib.import_module(f"zoo.{entry.info.get('module', entry.name)}")
