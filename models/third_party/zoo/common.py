@@ -265,14 +265,17 @@ def take(arrays: dict[str, np.ndarray], n: int, axes: dict[str, int | None]) -> 
 
 
 def environment() -> dict:
-    import onnx
-    import onnxruntime
+    """Versions of the packages that shape the data (a fixed list, so info.json does not depend on what the
+    process happened to import)."""
+    from importlib import metadata
 
-    env = {"python": platform.python_version(), "numpy": np.__version__, "onnx": onnx.__version__,
-           "onnxruntime": onnxruntime.__version__}
-    for mod in ("PIL", "sklearn", "skimage", "torch"):
-        if mod in sys.modules:
-            env[mod] = getattr(sys.modules[mod], "__version__", "?")
+    env = {"python": platform.python_version()}
+    for dist in ("numpy", "onnx", "onnxruntime", "pillow", "scikit-learn", "scikit-image", "scipy", "mlxtend",
+                 "torch"):
+        try:
+            env[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            env[dist] = None
     return env
 
 

@@ -10,6 +10,7 @@ on iris): calib is 66 stratified samples, eval is all 150.
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime
 
 from . import metrics
 from .common import Spec, sha256_bytes
@@ -21,10 +22,9 @@ MEMBER = "onnxruntime/datasets/logreg_iris.onnx"
 def get_model(ctx) -> bytes:
     """The installed onnxruntime's copy (onnxruntime is a dependency; the file is unchanged across releases and
     checked by sha256), with the input declaration fixed."""
-    import onnx
-    import onnxruntime
-
     from pathlib import Path
+
+    import onnx
 
     data = (Path(onnxruntime.__file__).parent / "datasets" / "logreg_iris.onnx").read_bytes()
     if sha256_bytes(data) != PACKAGED_SHA:
@@ -60,7 +60,7 @@ SPEC = Spec(
     name="logreg_iris",
     family="tabular classifier: ai.onnx.ml LinearClassifier (LOGISTIC) -> Normalizer(L1) -> ZipMap",
     task="iris species classification (3 classes, 4 numeric features)",
-    package="onnxruntime", version="(installed; file sha256-checked)",
+    package="onnxruntime", version=onnxruntime.__version__,
     wheel_file=MEMBER,
     sha256="8de576882a5f262971b89dabc245897d8f1c8f50515ef9f15d9e95f66eb4e8c8",  # the corrected file
     license="MIT (onnxruntime, Microsoft)",
@@ -79,9 +79,11 @@ SPEC = Spec(
         "no float tensor op: LinearClassifier / Normalizer / ZipMap only; 0 initializers (weights are attributes)",
         "output 'probabilities' is seq(map(int64, float)) (ZipMap), output 'label' is int64",
         "packaged input declaration [3, 2] contradicts the 4-feature weights; corrected here to [N, 4]",
+        "output 'label' is still declared [3] (left as packaged): onnxruntime warns at other batch sizes",
     ],
     preprocessing={"steps": "none: raw iris features in cm as float32 [N, 4]"},
     labels={"0": "setosa", "1": "versicolor", "2": "virginica"},
-    source_note=f"packaged file sha256 {PACKAGED_SHA}; model.onnx = that file with the input shape fixed "
-                "(see `sha256`)",
+    source_note=f"taken from the installed onnxruntime (a dependency; no download): packaged file sha256 "
+                f"{PACKAGED_SHA} (the same in every recent release); model.onnx = that file with the input "
+                "declaration fixed (its sha256 is `sha256`)",
 )
