@@ -10,6 +10,8 @@ batch / batch 1, said in the row), all variants interleaved in one process with 
 (medians over rounds).  A failing command never stops the run.  Writes bench/out/zoo.json.
 
 Usage: .venv/bin/python bench/zoo.py [--models a,b] [--rounds 5] [--skip-optimize] [--out bench/out/zoo.json]
+       .venv/bin/python bench/zoo.py --table bench/out/zoo.json     # print the table of a saved run again
+In the table, "0!" is an exit code 0 whose written model then failed to load or run in onnxruntime.
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ def run_cmd(cmd: list[str], timeout: float) -> dict:
                 "sys.stderr.write('MAXRSS_KB %d\\n' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); "
                 "sys.exit(r.returncode)"] + cmd
     t0 = time.perf_counter()
+    out = ""
     try:
         p = subprocess.run(full, capture_output=True, text=True, timeout=timeout)
-        rc, err = p.returncode, p.stderr
+        rc, err, out = p.returncode, p.stderr, p.stdout
     except subprocess.TimeoutExpired as e:
         rc, err = "timeout", (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else ""
     wall = time.perf_counter() - t0
@@ -89,7 +92,9 @@ def run_cmd(cmd: list[str], timeout: float) -> dict:
     error = None
     if rc != 0:
         errs = [ln for ln in msgs if ln.lower().startswith(("error", "internal error")) or "Error" in ln]
-        error = (errs[-1] if errs else (msgs[-1] if msgs else f"exit {rc}"))[:300]
+        outs = [ln.strip() for ln in (out or "").splitlines() if ln.strip()]
+        # exit 1 without an error message is a verdict (e.g. optimize's gate): its last stdout line says why
+        error = (errs[-1] if errs else (msgs[-1] if msgs else (outs[-1] if outs else f"exit {rc}")))[:300]
     return {"cmd": " ".join(str(c) for c in cmd), "rc": rc, "wall_s": round(wall, 2),
             "peak_rss_mb": None if rss is None else round(rss, 1), "error": error}
 
@@ -181,12 +186,26 @@ def fidelity(entry, ref: dict, cand: dict) -> dict:
     return out
 
 
-def primary(fid: dict, entry) -> float | None:
-    for o in entry.info["io"]["outputs"]:
-        if o["kind"] != "state" and o["name"] in fid:
-            vals = [v for k, v in fid[o["name"]].items() if k != "mean_abs_error" or len(fid[o["name"]]) == 1]
-            return vals[0] if vals else None
-    return None
+SHORT = {"top1_agreement": "agree", "mean_cosine": "cos", "step_argmax_agreement": "step-agree",
+         "thresholded_iou": "IoU", "mean_abs_error": "MAE", "decision_agreement": "agree"}
+
+
+def primary_output(entry) -> str | None:
+    """The output a row is summarised by: the one marked "primary" in info.json, else the first non-state one."""
+    outs = entry.info["io"]["outputs"]
+    marked = [o["name"] for o in outs if o.get("primary")]
+    return marked[0] if marked else next((o["name"] for o in outs if o["kind"] != "state"), None)
+
+
+def primary(fid: dict, entry):
+    """(short metric name, value) of the primary output: agreement / cosine / IoU (dense maps with a threshold)
+    or mean abs error (dense maps without one)."""
+    o = next((x for x in entry.info["io"]["outputs"] if x["name"] == primary_output(entry)), None)
+    if o is None or o["name"] not in fid or "error" in fid[o["name"]]:
+        return None
+    f = fid[o["name"]]
+    key = ("thresholded_iou" if "threshold" in o else "mean_abs_error") if o["kind"] == "dense_map" else next(iter(f))
+    return [SHORT.get(key, key), f[key]]
 
 
 def make_session(path: Path, threads: int):
@@ -265,6 +284,7 @@ def bench_model(entry, tmp: Path, args) -> dict:
             out = evaluate(entry, p, arrays, args.threads)
             fid = fidelity(entry, ref, out)
             row["results"][k] = {"fidelity": fid, "primary_fidelity": primary(fid, entry),
+                                 "primary_output": primary_output(entry),
                                  "task": task_metric(entry, out, extras), "size_bytes": p.stat().st_size}
         except Exception as e:
             row["results"][k] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
@@ -287,7 +307,19 @@ def _f(v, fmt="{:.3f}"):
     return "-" if v is None else fmt.format(v)
 
 
+def _fid(nv):
+    if not nv:
+        return "-"
+    return f"{nv[0]} {nv[1]:.4f}" if nv[0] == "MAE" else f"{nv[0]} {nv[1]:.3f}"
+
+
+PRIMARY_TASK = ("top1", "f1", "box_f1", "cer", "frame_accuracy", "loo_1nn_accuracy", "mean_detections_per_image")
+
+
 def _task_value(task: dict):
+    for k in PRIMARY_TASK:
+        if isinstance(task.get(k), float):
+            return k, task[k]
     for k, v in task.items():
         if isinstance(v, float):
             return k, v
@@ -301,19 +333,28 @@ def table_row(row: dict) -> str:
     q = res.get("ours_q", {})
     _, qt = _task_value(q.get("task", {})) if "task" in q else (None, None)
     ort_best = max(((k, v) for k, v in sp.items() if k.startswith("ort")), key=lambda kv: kv[1], default=(None, None))
-    ort_fid = max((res[k].get("primary_fidelity") or 0 for k in ("ort_u8", "ort_s8") if k in res
-                   and "error" not in res[k]), default=None)
+    ort_fids = [res[k]["primary_fidelity"] for k in ("ort_u8", "ort_s8")
+                if k in res and "error" not in res[k] and res[k].get("primary_fidelity")]
+    lower_better = bool(ort_fids) and ort_fids[0][0] == "MAE"
+    ort_fid = (min if lower_better else max)(ort_fids, key=lambda nv: nv[1]) if ort_fids else None
     oq, oo = row["ours"]["quantize"], row["ours"].get("optimize")
-    return (f"| {row['model']} | {_rc(oq)} | {_rc(row['ours']['prune'])} | {_rc(oo)} | "
-            f"{row['ort']['u8']['rc']}/{row['ort']['s8']['rc']} | {tk or '-'} | {_f(fp)} | {_f(qt)} | "
-            f"{_f(q.get('primary_fidelity'))} | {_f(ort_fid)} | {_f(sp.get('ours_q'), '{:.2f}x')} | "
+
+    def usable(rc, key):  # exit 0 but the written model does not load / run: "0!"
+        return f"{rc}!" if rc == 0 and "error" in res.get(key, {"error": 1}) else str(rc)
+
+    ours_rc = [usable(r["rc"], k) if r else "-" for r, k in ((oq, "ours_q"), (row["ours"]["prune"], "ours_p"),
+                                                            (oo, "ours_o"))]
+    return (f"| {row['model']} | {' | '.join(ours_rc)} | "
+            f"{usable(row['ort']['u8']['rc'], 'ort_u8')}/{usable(row['ort']['s8']['rc'], 'ort_s8')} | "
+            f"{tk or '-'} | {_f(fp)} | {_f(qt)} | "
+            f"{_fid(q.get('primary_fidelity'))} | {_fid(ort_fid)} | {_f(sp.get('ours_q'), '{:.2f}x')} | "
             f"{_f(ort_best[1], '{:.2f}x')} {ort_best[0] or ''} | {_f(sp.get('ours_p'), '{:.2f}x')} | "
             f"{lat.get('batch', '-')} | {oq['wall_s']:.0f}s/{_f(oq['peak_rss_mb'], '{:.0f}')}MB | "
             f"{row['ort']['u8']['wall_s']:.0f}s/{_f(row['ort']['u8']['peak_rss_mb'], '{:.0f}')}MB |")
 
 
 HEADER = ("| model | quantize rc | prune rc | optimize rc | ORT u8/s8 rc | task metric | fp32 | ours-q | "
-          "ours-q fidelity | ORT best fidelity | ours-q speed-up | ORT best speed-up | pruned speed-up | batch | "
+          "ours-q fidelity | ORT best fidelity (u8/s8) | ours-q speed-up | ORT best speed-up | pruned speed-up | batch | "
           "ours quantize wall/RSS | ORT u8 quantize wall/RSS |\n|" + "---|" * 16)
 
 
@@ -333,6 +374,23 @@ def cpu_info() -> dict:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--_ort-worker":
         return ort_worker(*sys.argv[2:6])
+    if len(sys.argv) > 2 and sys.argv[1] == "--table":  # re-render the table of a saved run
+        print(HEADER)
+        for row in json.loads(Path(sys.argv[2]).read_text())["models"]:
+            if "results" not in row:
+                print(f"| {row['model']} | bench error: {row.get('error')} |")
+                continue
+            try:  # primary output / metric from the current info.json
+                e = zoo_index.get(row["model"])
+                for r in row["results"].values():
+                    if "fidelity" in r:
+                        r["primary_fidelity"] = primary(r["fidelity"], e)
+            except KeyError:
+                for r in row["results"].values():
+                    if "fidelity" in r and isinstance(r.get("primary_fidelity"), float):
+                        r["primary_fidelity"] = ["agree", r["primary_fidelity"]]
+            print(table_row(row))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=None, help="comma-separated names (default: every fetched + bundled model)")
     ap.add_argument("--rounds", type=int, default=5)
