@@ -225,13 +225,17 @@ SPEC = Spec(
     inputs={"input_ids": {"batch_axis": 0}, "attention_mask": {"batch_axis": 0},
             "token_type_ids": {"batch_axis": 0}},
     outputs={"last_hidden_state": {"kind": "embedding", "note": "token embeddings [N, L, 384]"},
-             "sentence_embedding": {"kind": "embedding", "note": "mean-pooled (attention mask) and L2-normalized "
-                                                                 "[N, 384]"}},
+             "sentence_embedding": {"kind": "embedding", "primary": True,
+                                    "note": "mean-pooled (attention mask) and L2-normalized [N, 384]"}},
     n_calib=200, n_eval=400,
     quirks=[
         "exported here, not packaged (weights sha256 of model.safetensors: " + WEIGHTS_SHA + ")",
         "three int64 inputs (no float input); token_type_ids all zeros",
-        "LayerNormalization op (opset 17), GELU as Erf, attention mask added as a large negative bias",
+        "LayerNormalization op (opset 17), GELU as Erf",
+        "attention mask added as (1 - mask) * finfo(float32).min (-3.4e38), as transformers' BERT does: a MinMax "
+        "range over that Add / the Softmax input is useless (onnxruntime quantize_static: sentence_embedding "
+        "cosine 0.42 with all ops quantized, 0.93 with op_types_to_quantize=['MatMul'], measured on 100 eval "
+        "samples)",
         "dynamic batch and sequence dims; data padded to 64",
     ],
     preprocessing={"steps": "WordPiece tokenization (uncased), [CLS]/[SEP], pad with 0 to 64, attention_mask 1 on "
