@@ -330,8 +330,9 @@ def table_row(row: dict) -> str:
     res, lat = row["results"], row.get("latency", {})
     sp = lat.get("speedup", {})
     tk, fp = _task_value(row["fp32_task"])
-    q = res.get("ours_q", {})
+    q, o = res.get("ours_q", {}), res.get("ours_o", {})
     _, qt = _task_value(q.get("task", {})) if "task" in q else (None, None)
+    _, ot = _task_value(o.get("task", {})) if "task" in o else (None, None)
     ort_best = max(((k, v) for k, v in sp.items() if k.startswith("ort")), key=lambda kv: kv[1], default=(None, None))
     ort_fids = [res[k]["primary_fidelity"] for k in ("ort_u8", "ort_s8")
                 if k in res and "error" not in res[k] and res[k].get("primary_fidelity")]
@@ -348,14 +349,15 @@ def table_row(row: dict) -> str:
             f"{usable(row['ort']['u8']['rc'], 'ort_u8')}/{usable(row['ort']['s8']['rc'], 'ort_s8')} | "
             f"{tk or '-'} | {_f(fp)} | {_f(qt)} | "
             f"{_fid(q.get('primary_fidelity'))} | {_fid(ort_fid)} | {_f(sp.get('ours_q'), '{:.2f}x')} | "
-            f"{_f(ort_best[1], '{:.2f}x')} {ort_best[0] or ''} | {_f(sp.get('ours_p'), '{:.2f}x')} | "
+            f"{_f(ort_best[1], '{:.2f}x')} {ort_best[0] or ''} | {_f(ot)} | {_f(sp.get('ours_o'), '{:.2f}x')} | "
+            f"{_f(sp.get('ours_p'), '{:.2f}x')} | "
             f"{lat.get('batch', '-')} | {oq['wall_s']:.0f}s/{_f(oq['peak_rss_mb'], '{:.0f}')}MB | "
             f"{row['ort']['u8']['wall_s']:.0f}s/{_f(row['ort']['u8']['peak_rss_mb'], '{:.0f}')}MB |")
 
 
 HEADER = ("| model | quantize rc | prune rc | optimize rc | ORT u8/s8 rc | task metric | fp32 | ours-q | "
-          "ours-q fidelity | ORT best fidelity (u8/s8) | ours-q speed-up | ORT best speed-up | pruned speed-up | batch | "
-          "ours quantize wall/RSS | ORT u8 quantize wall/RSS |\n|" + "---|" * 16)
+          "ours-q fidelity | ORT best fidelity (u8/s8) | ours-q speed-up | ORT best speed-up | ours-o task | "
+          "ours-o speed-up | pruned speed-up | batch | ours quantize wall/RSS | ORT u8 quantize wall/RSS |\n|" + "---|" * 18)
 
 
 def cpu_info() -> dict:
