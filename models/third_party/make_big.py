@@ -8,7 +8,8 @@
 (default out: <repo>/.cache/third_party).  The model is a wide MLP: input [N, 256] -> MatMul/Add/Relu to 8192 ->
 9 x (MatMul 8192x8192, Add, Relu) -> MatMul to 10 logits: 608M float32 weights, 2.43 GB of external data.
 Weights are He-normal from numpy's PCG64 (seed 20240601; after the first layer each weight column is
-centred, so the ReLU mean cancels and the logits still depend on the input), generated and written ONE tensor at a time straight
+centred, so the ReLU mean cancels and the logits still depend on the input), generated and written ONE tensor
+at a time straight
 into model.onnx.data, so peak memory stays near one 268 MB tensor (plus onnxruntime's own copy when the fp32
 reference outputs are computed at the end; --no-reference skips that).  It is not a trained model: the data is
 seeded Gaussian inputs and the recorded metric is fidelity only.  It is marked "synthetic": true in info.json,
@@ -59,7 +60,6 @@ def write_weights(data_path: Path, shapes, rng) -> list[dict]:
 
 
 def build_graph(recs, data_name: str):
-    import onnx
     from onnx import TensorProto, helper
 
     inits = []
@@ -120,7 +120,8 @@ def main(argv=None) -> int:
         "io": {"inputs": [{"name": "input", "type": "float", "shape": ["N", IN], "batch_axis": 0}],
                "outputs": [{"name": "logits", "type": "float", "shape": ["N", OUT], "batch_axis": 0,
                             "kind": "class_logits", "classes": OUT}], "fixed_batch": None},
-        "model": {k: v for k, v in inspect_model(d / "model.onnx").items() if k not in ("graph_inputs", "graph_outputs")},
+        "model": {k: v for k, v in inspect_model(d / "model.onnx").items()
+                  if k not in ("graph_inputs", "graph_outputs")},
         "params": n_params, "external_data_bytes": (d / "model.onnx.data").stat().st_size,
         "layers": [list(s) for s in shapes],
         "quirks": ["> 2 GiB: weights in model.onnx.data (external data, 4096-aligned offsets); model.onnx itself "

@@ -81,7 +81,8 @@ def make_data(ctx, which: str = "CHARSET_BETA"):
     (ctx.out_dir / "charset.json").write_text(json.dumps(cs, ensure_ascii=False) + "\n", encoding="utf-8")
     x_cal, _ = split(ctx.spec.n_calib, ctx.rng(50))
     x_ev, y_ev = split(ctx.spec.n_eval, ctx.rng(51))
-    info = {"source": "captchas rendered here with PIL.ImageFont.load_default(size=30..45), evenly spaced with +-3 px jitter: 4-6 characters of "
+    info = {"source": "captchas rendered here with PIL.ImageFont.load_default(size=30..45), evenly spaced with "
+                      "+-3 px jitter: 4-6 characters of "
                       "[a-zA-Z0-9], glyph rotation +-25 deg, 1-3 lines, 20-120 dots, optional blur; 200x80 -> 160x64",
             "side_files": {"charset.json": f"ddddocr {which} (8210 entries, index 0 = '' = CTC blank)"}}
     return {"input1": x_cal}, {"input1": x_ev, "labels": y_ev}, info

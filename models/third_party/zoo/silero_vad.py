@@ -15,7 +15,6 @@ import subprocess
 
 import numpy as np
 
-from . import metrics
 from .common import Spec
 
 SR = 16000
