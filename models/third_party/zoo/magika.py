@@ -1,6 +1,6 @@
 """magika: Google's Magika file content-type classifier (standard_v3_3, 214 types, int32 byte input).
 
-Data: real files on this machine (the Python installation and its packages, /usr/share, /usr/include, /etc ...),
+Data: real files on this machine (the Python installation, the project's dependencies, /usr/share, /etc ...),
 labelled with magika's own type names through their extension; features extracted exactly like
 magika.Magika._extract_features_from_seekable (first/last 4096 bytes, whitespace-stripped, 1024 + 1024 ints,
 padding 256).  Which files are picked depends on what is installed; the pick is seeded and sorted, so a rerun
@@ -29,8 +29,13 @@ EXT = {"py": "python", "json": "json", "html": "html", "htm": "html", "xml": "xm
        "pem": "pem", "so": "elf", "pyc": "pythonbytecode", "java": "java", "rb": "ruby", "go": "go", "rs": "rust",
        "yaml": "yaml", "yml": "yaml", "toml": "toml", "ini": "ini", "po": "po", "ipynb": "ipynb", "onnx": "onnx",
        "npy": "npy", "npz": "npz", "pyi": "python", "cfg": "ini", "jar": "jar", "tsv": "tsv", "lua": "lua"}
-ROOTS = (Path(sys.prefix), Path(sys.base_prefix), Path("/usr/share"), Path("/usr/include"), Path("/usr/lib/python3"),
-         Path("/etc"), Path("/usr/lib/x86_64-linux-gnu"))
+SITE = Path(sys.prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")
+# the base interpreter, the project's own dependencies in the venv (not whatever else is installed there) and
+# Debian's shared folders; installing other tools into the venv leaves the pick unchanged
+ROOTS = (Path(sys.base_prefix), *(SITE / p for p in ("numpy", "onnx", "onnxruntime", "sklearn", "skimage", "scipy",
+                                                     "PIL", "typer", "rich")),
+         Path("/usr/share"), Path("/usr/include"), Path("/usr/lib/python3"), Path("/etc"),
+         Path("/usr/lib/x86_64-linux-gnu"))
 PER_LABEL = (6, 15)  # calib, eval files per type at most
 
 
