@@ -70,7 +70,7 @@ def task_metric(entry, outputs, extras) -> dict:
 
 
 # --- subprocesses -------------------------------------------------------------------------------------------------
-def run_cmd(cmd: list[str], timeout: float) -> dict:
+def run_cmd(cmd: list[str], timeout: float, cwd: Path | None = None) -> dict:
     """Run a child; exit code, wall seconds, its own peak RSS (MB) and the last error line."""
     if TIME:
         full = [TIME, "-f", "MAXRSS_KB %M"] + cmd
@@ -81,7 +81,7 @@ def run_cmd(cmd: list[str], timeout: float) -> dict:
     t0 = time.perf_counter()
     out = ""
     try:
-        p = subprocess.run(full, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(full, capture_output=True, text=True, timeout=timeout, cwd=cwd)
         rc, err, out = p.returncode, p.stderr, p.stdout
     except subprocess.TimeoutExpired as e:
         rc, err = "timeout", (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else ""
@@ -118,8 +118,8 @@ def ours(entry, tmp: Path, skip_optimize: bool, timeout: float) -> dict:
 
 def ort_quant(entry, tmp: Path, act: str, timeout: float) -> dict:
     out = tmp / entry.name / f"ort_{act}.onnx"
-    r = run_cmd([sys.executable, __file__, "--_ort-worker", str(entry.dir), str(out), act, str(tmp / entry.name)],
-                timeout)
+    r = run_cmd([sys.executable, str(Path(__file__).resolve()), "--_ort-worker", str(entry.dir), str(out), act,
+                 str(tmp / entry.name)], timeout, cwd=tmp / entry.name)  # quant_pre_process leaks *.data into cwd
     note = tmp / entry.name / f"ort_{act}.pre.txt"
     r["pre_process"] = note.read_text().strip() if note.exists() else None
     return r
@@ -413,7 +413,7 @@ def main() -> int:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as td:
         tmp = Path(td)
-        entries = bundled_entries(tmp) + zoo_index.entries(args.root)
+        entries = bundled_entries(tmp) + zoo_index.entries(Path(args.root).resolve() if args.root else None)
         # the synthetic >2 GB model (models/third_party/make_big.py) only when named
         entries = [e for e in entries if (want is None and not e.info.get("synthetic")) or (want and e.name in want)]
         report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "cpu": cpu_info(),
