@@ -18,7 +18,7 @@ from onnxcompress.passes.fold import FoldBiasAddPass, FoldConstantsPass, Rewrite
 from onnxcompress.passes.fuse import FoldBatchNormPass
 from onnxcompress.passes.preprocess import preprocess_passes
 from support import graphs
-from support.common import ROOT, assert_close_rel, bundled_data, bundled_model, ort_outputs
+from support.common import assert_close_rel, bundled_data, bundled_model, ort_outputs, zoo_member
 from support.graphs import hardswish_convs
 
 
@@ -26,7 +26,7 @@ def preprocess_model(model, ctx=None):
     out, result = apply_to_model(model, preprocess_passes(), ctx)
     return out, result.stats
 
-PPOCR = ROOT / ".cache" / "third_party" / "ppocr_cls"
+PPOCR = zoo_member("ppocr_cls")
 
 
 def _ops(model):

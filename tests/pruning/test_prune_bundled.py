@@ -10,11 +10,11 @@ import pytest
 from onnxcompress.data.inputs import from_npz
 from onnxcompress.ir.io import load_model
 from onnxcompress.pruning import PruneConfig, analyze_groups
-from support.common import BUNDLED, ROOT, bundled_data, bundled_model, ort_outputs
+from support.common import BUNDLED, bundled_data, bundled_model, ort_outputs, zoo_member
 from support.prune_helpers import prune_and_check
 from support.stages import prune_model
 
-THIRD_PARTY = ROOT / ".cache" / "third_party" / "ppocr_cls"
+THIRD_PARTY = zoo_member("ppocr_cls")
 
 
 def _load(name: str):

@@ -11,11 +11,11 @@ import pytest
 from onnxcompress.ir.io import convert_opset, load_model
 from onnxcompress.quantization import QuantizeConfig
 from support import qgraphs
-from support.common import ROOT, ort_outputs
+from support.common import ort_outputs, zoo_member
 from support.graphs import hardswish_convs
 from support.stages import quantize_model
 
-PPOCR = ROOT / ".cache" / "third_party" / "ppocr_cls"
+PPOCR = zoo_member("ppocr_cls")
 
 
 def _cos(a, b):

@@ -14,6 +14,13 @@ def bundled_model(name: str) -> Path:
     return ROOT / "models" / f"{name}.onnx"
 
 
+def zoo_member(name: str) -> Path:
+    """A zoo member's folder: the committed small copy (models/third_party/small), else the fetched one
+    (.cache/third_party, written by models/third_party/fetch.py); tests skip when neither has model.onnx."""
+    small = ROOT / "models" / "third_party" / "small" / name
+    return small if (small / "model.onnx").exists() else ROOT / ".cache" / "third_party" / name
+
+
 def bundled_data(name: str, kind: str) -> Path:
     return ROOT / "calibration" / f"{name}_{kind}.npz"
 
