@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from onnxcompress.errors import RecipeError
+from onnxcompress.runtime.providers import check_provider_spec
 
 #: task metrics computed from labels (see metrics.py)
 TASK_METRICS = ("top1", "top5", "f1", "auc")
@@ -52,7 +53,7 @@ def parse_tolerance(spec: str) -> tuple[str, Tolerance]:
     return name, Tolerance(**values)
 
 
-PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")  # or onnxruntime's full names (runtime.providers)
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,7 @@ class ValidateConfig:
             raise RecipeError(f"unknown metric(s) {unknown}", hint=f"use auto or any of {TASK_METRICS}")
         if self.check_stat not in CHECK_STATS:
             raise RecipeError(f"unknown check_stat '{self.check_stat}'", hint=f"use one of {CHECK_STATS}")
-        if self.providers.strip().lower() not in PROVIDER_CHOICES and "," not in self.providers:
-            raise RecipeError(f"unknown providers '{self.providers}'", hint=f"use one of {PROVIDER_CHOICES}")
+        check_provider_spec(self.providers)
         for name in ("batch_size", "max_samples"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):

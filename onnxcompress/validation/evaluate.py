@@ -15,6 +15,7 @@ import onnx
 
 from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import DataError, InputMismatchError, ModelError
+from onnxcompress.passes.progress import Progress, track
 from onnxcompress.runtime.session import SessionOptions, make_session, run
 from onnxcompress.validation.compare import Comparison, OutputComparison
 from onnxcompress.validation.config import ValidateConfig, tolerance_for
@@ -187,7 +188,7 @@ class _Run:
 
 def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, config: ValidateConfig,
              user_metrics: Mapping[str, Any] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> ValidationResult:
+             progress: Progress | None = None) -> ValidationResult:
     """Stream ``data`` (an InputData) through both models with identical session options."""
 
     check_inputs(reference, candidate)
@@ -197,8 +198,8 @@ def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, confi
     bound = data.batched(config.batch_size).limited(config.max_samples).bind(model_input_specs(reference))
     total = len(bound)
     state = _Run(outputs, config, user_metrics or {})
-    for feeds, extras in bound.batches():
-        state.update(run(ref_sess, feeds, outputs), run(cand_sess, feeds, outputs), extras)
-        if progress:
-            progress(state.samples, total)
+    with track(progress, "validate (reference and candidate)", -(-total // config.batch_size), "batches") as step:
+        for feeds, extras in bound.batches():
+            state.update(run(ref_sess, feeds, outputs), run(cand_sess, feeds, outputs), extras)
+            step.advance()
     return state.result(bound.extra_keys)
