@@ -18,7 +18,7 @@ from typing import Any
 
 from onnxcompress.report_text import count, mb, pct, sig, stage_lines
 
-W, H = 680, 300
+W, H = 860, 300
 ML, MR, MT, MB = 170, 24, 34, 46  # margins: left (labels), right, top (title), bottom (axis)
 COLORS = {"reference": "#8a949e", "candidate": "#2d7dd2", "chosen": "#e8702a", "other": "#5c9e4a"}
 PALETTE = ("#2d7dd2", "#8a949e", "#5c9e4a", "#b04f9e")
@@ -72,7 +72,7 @@ def _y_axis(ticks: list[float], y: Callable[[float], float], x0: float, label: s
     out = [f'<line x1="{x0}" y1="{y(ticks[0]):.1f}" x2="{x0}" y2="{y(ticks[-1]):.1f}" class="axis"/>']
     for t in ticks:
         out.append(f'<line x1="{x0 - 4}" y1="{y(t):.1f}" x2="{W - MR}" y2="{y(t):.1f}" class="grid"/>'
-                   f'<text x="{x0 - 7}" y="{y(t) + 4:.1f}" class="tick" text-anchor="end">{_esc(sig(t))}</text>')
+                   f'<text x="{x0 - 7}" y="{y(t) + 4:.1f}" class="tick end">{_esc(sig(t))}</text>')
     out.append(f'<text x="14" y="{(y(ticks[0]) + y(ticks[-1])) / 2:.1f}" class="label" '
                f'transform="rotate(-90 14 {(y(ticks[0]) + y(ticks[-1])) / 2:.1f})">{_esc(label)}</text>')
     return out
@@ -82,8 +82,8 @@ def _legend(names: Sequence[str], colors: Sequence[str]) -> list[str]:
     out, x = [], ML
     for name, color in zip(names, colors):
         out.append(f'<rect x="{x}" y="28" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{x + 14}" y="37" class="tick" text-anchor="start">{_esc(name)}</text>')
-        x += 20 + 7 * len(name)
+                   f'<text x="{x + 14}" y="37" class="tick start">{_esc(name)}</text>')
+        x += 34 + 7 * len(name)
     return out
 
 
@@ -98,13 +98,13 @@ def hbars(title: str, labels: list[str], series: dict[str, list[float]], axis_la
     values = [v for vs in series.values() for v in vs if math.isfinite(v)]
     lo, hi = min([0.0, *values]), max([0.0, *values])
     ticks = nice_ticks(lo, hi)
-    x = _linear(ticks[0], ticks[-1], ML, W - MR)
+    x = _linear(ticks[0], ticks[-1], ML, W - MR - (190 if notes else 0))  # room for the value labels
     top = MT + 20
     body = _legend(names, colors) if len(names) > 1 else []
     body += _x_axis(ticks, x, height - MB, axis_label)
     for i, label in enumerate(labels):
         y = top + i * row
-        body.append(f'<text x="{ML - 6}" y="{y + row / 2 + 4:.1f}" class="tick" text-anchor="end">'
+        body.append(f'<text x="{ML - 6}" y="{y + row / 2 + 4:.1f}" class="tick end">'
                     f'{_esc(label[:28])}</text>')
         for j, name in enumerate(names):
             v = series[name][i]
@@ -116,19 +116,25 @@ def hbars(title: str, labels: list[str], series: dict[str, list[float]], axis_la
                         f'height="12" fill="{colors[j]}"><title>{_esc(f"{label} {name}: {sig(v)} {note}")}'
                         f'</title></rect>')
             if note:
-                body.append(f'<text x="{x1 + 4:.1f}" y="{y + 14 + 14 * j}" class="tick" text-anchor="start">'
+                body.append(f'<text x="{x1 + 4:.1f}" y="{y + 14 + 14 * j}" class="tick start">'
                             f'{_esc(note)}</text>')
     return _svg(title, body, height)
 
 
-def scatter(title: str, points: list[tuple[float, float, str, bool]], xlabel: str, ylabel: str) -> str:
-    """Points (x, y, tooltip, chosen); the chosen point is drawn larger, in its own color."""
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
+def scatter(title: str, points: list[tuple[float, float, str, bool]], xlabel: str, ylabel: str,
+            goal: float | None = None) -> str:
+    """Points (x, y, tooltip, chosen); the chosen point is drawn larger, in its own color; ``goal``: a dashed
+    horizontal line."""
+    xs, ys = [p[0] for p in points], [p[1] for p in points] + ([goal] if goal is not None else [])
     xt, yt = nice_ticks(min(xs), max(xs)), nice_ticks(min([0.0, *ys]), max(ys))
     x = _linear(xt[0], xt[-1], ML, W - MR)
     y = _linear(yt[0], yt[-1], H - MB, MT + 20)
     body = _legend(["trial", "chosen"], [COLORS["candidate"], COLORS["chosen"]])
     body += _y_axis(yt, y, ML, ylabel) + _x_axis(xt, x, H - MB, xlabel)
+    if goal is not None:
+        body.append(f'<line x1="{ML}" y1="{y(goal):.1f}" x2="{W - MR}" y2="{y(goal):.1f}" stroke="{COLORS["chosen"]}" '
+                    f'stroke-dasharray="5 4"/><text x="{W - MR}" y="{y(goal) - 4:.1f}" class="tick" '
+                    f'text-anchor="end">goal</text>')
     for px, py, tip, chosen in sorted(points, key=lambda p: p[3]):
         color, r = (COLORS["chosen"], 7) if chosen else (COLORS["candidate"], 4)
         body.append(f'<circle class="mark{" chosen" if chosen else ""}" cx="{x(px):.1f}" cy="{y(py):.1f}" r="{r}" '
@@ -187,8 +193,7 @@ def sensitivity_chart(report: dict[str, Any], limit: int = 30) -> str | None:
     values = [min(float(n["proxy_sqnr_db"]), 120.0) for n in nodes]
     notes = [f"rank {n['rank']}" + (f", gain if float {sig(n['gain_if_float'], 3)}" if "gain_if_float" in n else "")
              for n in nodes]
-    return hbars(f"Per-layer sensitivity: output SQNR when only this layer is INT8 (most sensitive first, "
-                 f"{len(nodes)} shown)", [f"{n['node']} ({n['op']})" for n in nodes], {"SQNR dB": values},
+    return hbars(f"Per-layer sensitivity ({len(nodes)} most sensitive first)", [f"{n['node']} ({n['op']})" for n in nodes], {"SQNR dB": values},
                  "SQNR dB (lower = more sensitive)", {"SQNR dB": notes})
 
 
@@ -198,17 +203,24 @@ def trials_chart(report: dict[str, Any]) -> str | None:
     if not trials:
         return None
     best = (tune.get("best") or {}).get("trial")
-    timed = all(t.get("latency") for t in trials)
+    speeds = [float(t["latency"]["speedup"]) for t in trials if t.get("latency")]
+    # the search times only the trials that meet the goal: the others stand in a column left of the timed ones
+    untimed_x = (min(speeds) - 0.15 * (max(speeds) - min(speeds) or max(speeds) or 1.0)) if speeds else None
     points = []
     for t in trials:
-        xv = float(t["latency"]["speedup"]) if timed else float(t["trial"])
+        timed = bool(t.get("latency"))
+        xv = float(t["latency"]["speedup"]) if timed else (untimed_x if speeds else float(t["trial"]))
         kept = ", ".join(f"{n}={p}" for n, p in t["higher_precision"].items()) or "full int8"
-        points.append((xv, float(t["drop"]), f"trial {t['trial']} {t['phase']}: drop {sig(t['drop'])}; {kept}",
-                       t["trial"] == best))
-    xlabel = "speed-up over fp32 (p50)" if timed else "trial (latency not measured in this search)"
-    return scatter(f"Search trials: {tune['goal']['metric']} drop vs {'speed-up' if timed else 'trial'} "
+        speed = f", {sig(t['latency']['speedup'], 3)}x fp32" if timed else ", not timed (missed the goal)"
+        points.append((xv, float(t["drop"]), f"trial {t['trial']} {t['phase']}: drop {sig(t['drop'])}{speed}; "
+                       f"{kept}", t["trial"] == best))
+    if speeds:
+        xlabel = "speed-up over fp32 (p50); trials that missed the goal are not timed (left column)"
+    else:
+        xlabel = "trial (latency not measured in this search)"
+    return scatter(f"Search trials: {tune['goal']['metric']} drop vs {'speed-up' if speeds else 'trial'} "
                    f"(goal: drop <= {sig(tune['goal']['max_drop'])})", points, xlabel,
-                   f"{tune['goal']['metric']} drop")
+                   f"{tune['goal']['metric']} drop", goal=float(tune["goal"]["max_drop"]))
 
 
 def latency_charts(report: dict[str, Any]) -> list[str]:
@@ -246,6 +258,7 @@ figure.chart{margin:10px 0 18px;padding:6px;border:1px solid #e6eaed;border-radi
 figcaption{color:#58636e;font-size:12px}
 svg .title{font-size:13px;font-weight:600;text-anchor:middle} svg .tick{font-size:11px;fill:#444;text-anchor:middle}
 svg .label{font-size:12px;fill:#333;text-anchor:middle} svg .axis{stroke:#555} svg .grid{stroke:#e3e6e8}
+svg .tick.end{text-anchor:end} svg .tick.start{text-anchor:start}
 """
 
 _CHECK = """
@@ -302,7 +315,9 @@ def charts(report: dict[str, Any]) -> list[str]:
     """Every chart this report has data for, as <figure> elements."""
     figs = [_figure("size", size_chart(report), "Candidate relative to the reference; labels give the values."),
             _figure("sensitivity", sensitivity_chart(report),
-                    "One-pass proxy of the mixed-precision search (calibration data)."),
+                    "Output SQNR of each layer when only that layer is INT8 (one-pass proxy of the mixed-precision "
+                    "search, on the calibration data); 'gain if float' is the measured metric gain of keeping it "
+                    "float."),
             _figure("trials", trials_chart(report), "Every trial of the search; the chosen plan is orange.")]
     figs += [_figure(f"latency-{i}", svg, "Interleaved runs with identical session options.")
              for i, svg in enumerate(latency_charts(report))]
