@@ -6,13 +6,14 @@
 * Progress goes to stderr: a rich bar when stderr is a terminal; otherwise (CI logs, pipes) plain lines: one when a
   step starts, one every :data:`PLAIN_INTERVAL_S` seconds while it runs and one when it ends.
 
-The options are read by the root callback (``cli/app.py``) into a :class:`CliState` kept on click's root
-context, so nothing here is global except the handlers installed on the ``onnxcompress`` logger, which every
-invocation replaces.
+The options are read by the root callback (``cli/app.py``) into a :class:`CliState` held in a context variable
+that every invocation sets anew (typer may vendor its own click, so click's context stack is not used); the
+handlers installed on the ``onnxcompress`` logger are replaced by every invocation too.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import time
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-import click
+import typer
 
 from onnxcompress.passes.progress import NO_PROGRESS, Progress, ProgressTask
 
@@ -43,11 +44,12 @@ class CliState:
         return self.verbosity < 0
 
 
+_STATE: contextvars.ContextVar[CliState] = contextvars.ContextVar("onnxcompress_cli_state", default=CliState())
+
+
 def state() -> CliState:
-    """The options of the running invocation (defaults outside one, e.g. when a command is called directly)."""
-    ctx = click.get_current_context(silent=True)
-    obj = ctx.find_root().obj if ctx is not None else None
-    return obj if isinstance(obj, CliState) else CliState()
+    """The options of the running invocation (set by the root callback)."""
+    return _STATE.get()
 
 
 def quiet() -> bool:
@@ -62,7 +64,7 @@ def _level(verbosity: int) -> int:
 def setup_logging(verbose: int, quiet_flag: bool, log_file: Path | None) -> CliState:
     """Install the console (stderr) and file handlers on the ``onnxcompress`` logger; returns the state."""
     if quiet_flag and verbose:
-        raise click.UsageError("-q and -v contradict each other: give one of them")
+        raise typer.BadParameter("-q and -v contradict each other: give one of them", param_hint="-q/-v")
     verbosity = -1 if quiet_flag else min(verbose, 2)
     logger = logging.getLogger(LOGGER)
     for h in [h for h in logger.handlers if getattr(h, _MARK, False)]:
@@ -77,7 +79,7 @@ def setup_logging(verbose: int, quiet_flag: bool, log_file: Path | None) -> CliS
         try:
             file_handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
         except OSError as e:
-            raise click.BadParameter(f"cannot write the log file {log_file}: {e.strerror or e}",
+            raise typer.BadParameter(f"cannot write the log file {log_file}: {e.strerror or e}",
                                      param_hint="--log-file") from e
         file_handler.setLevel(logging.DEBUG if verbosity >= 2 else logging.INFO)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -86,7 +88,9 @@ def setup_logging(verbose: int, quiet_flag: bool, log_file: Path | None) -> CliS
         setattr(h, _MARK, True)
         logger.addHandler(h)
     logger.setLevel(min(h.level for h in handlers))
-    return CliState(verbosity, log_file)
+    cli_state = CliState(verbosity, log_file)
+    _STATE.set(cli_state)
+    return cli_state
 
 
 def log_command(command: str) -> None:

@@ -20,13 +20,13 @@ RESAMPLE = ("nearest", "bilinear", "bicubic", "lanczos")
 
 
 def _pair(name: str, value: Any) -> tuple[int, int] | None:
-    """None, an int N (N x N, or the shorter side for ``resize``), or [H, W] / 'HxW'."""
+    """None, an int N (N x N; for ``resize`` the shorter side, stored as [N, 0]), or [H, W] / 'HxW'."""
     if value is None:
         return None
     if isinstance(value, str):
         parts = value.lower().replace(",", "x").split("x")
         try:
-            value = [int(p) for p in parts]
+            value = [int(p) for p in parts] if len(parts) > 1 else int(parts[0])
         except ValueError as e:
             raise RecipeError(f"image {name} '{value}' is not a size", hint=f"e.g. {name} = [224, 224] or '224x224'") from e
     if isinstance(value, int) and not isinstance(value, bool):
