@@ -193,7 +193,8 @@ def sensitivity_chart(report: dict[str, Any], limit: int = 30) -> str | None:
     values = [min(float(n["proxy_sqnr_db"]), 120.0) for n in nodes]
     notes = [f"rank {n['rank']}" + (f", gain if float {sig(n['gain_if_float'], 3)}" if "gain_if_float" in n else "")
              for n in nodes]
-    return hbars(f"Per-layer sensitivity ({len(nodes)} most sensitive first)", [f"{n['node']} ({n['op']})" for n in nodes], {"SQNR dB": values},
+    labels = [f"{n['node']} ({n['op']})" for n in nodes]
+    return hbars(f"Per-layer sensitivity ({len(nodes)} most sensitive first)", labels, {"SQNR dB": values},
                  "SQNR dB (lower = more sensitive)", {"SQNR dB": notes})
 
 

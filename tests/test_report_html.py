@@ -1,5 +1,6 @@
 """report.html (every chart, self-contained, rendered by headless Chromium) and report.md (complete, rounded)."""
 
+import itertools
 import json
 import re
 import shutil
@@ -106,4 +107,4 @@ def test_number_formatting():
     assert sig(0.510156) == "0.5102" and sig(8e-06) == "8e-06" and sig(123456.7) == "123457" and sig(2) == "2"
     assert seconds(8e-06) == "8 µs" and seconds(0.0123) == "12.3 ms" and seconds(75.0) == "75 s"
     ticks = nice_ticks(0.13, 0.97)
-    assert ticks[0] <= 0.13 and ticks[-1] >= 0.97 and all(b > a for a, b in zip(ticks, ticks[1:]))
+    assert ticks[0] <= 0.13 and ticks[-1] >= 0.97 and all(b > a for a, b in itertools.pairwise(ticks))

@@ -71,6 +71,7 @@ def distill_reconstruct(
 def distill_export(
     model: Path = typer.Argument(..., help="The (compressed) model whose weights a trainer must produce."),
     output: Path = typer.Option(..., "-o", "--output", help="The .npz to write (name -> array)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the exported names and shapes as JSON."),
 ) -> None:
     """Write the names, shapes and current values of the model's trainable weights to an .npz."""
 
@@ -81,6 +82,10 @@ def distill_export(
         _check_outputs([output], [model])
         weights = export_weights(load_model(model))
         save_npz_atomic(weights, output)
+        if json_out:
+            typer.echo(json.dumps({"output": str(output), "tensors": {k: list(v.shape) for k, v in weights.items()}},
+                                  indent=2))
+            return
         typer.echo(f"{len(weights)} tensors -> {output}")
 
     _guarded(work)
@@ -94,6 +99,7 @@ def distill_attach(
     mapping: Path | None = typer.Option(None, "--mapping", help="JSON {model_name: name_in_file}."),
     data: str | None = typer.Option(None, "--data", help="Data to validate with: " + D.DATA_HELP +
                                     " [default: random]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the attach report as JSON."),
 ) -> None:
     """Attach weights trained elsewhere (name/shape/dtype checked), validate by running, and save."""
 
@@ -102,6 +108,9 @@ def distill_attach(
 
         _check_outputs([output], [model, weights, mapping, data])
         _, result = api.attach(model, weights, mapping, data, output)
+        if json_out:
+            typer.echo(json.dumps({**result.to_dict(), "output": str(output)}, indent=2))
+            return
         typer.echo(f"attached {len(result.attached)} tensors, validated on {result.validated_on} -> {output}")
 
     _guarded(work)

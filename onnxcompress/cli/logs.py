@@ -44,12 +44,12 @@ class CliState:
         return self.verbosity < 0
 
 
-_STATE: contextvars.ContextVar[CliState] = contextvars.ContextVar("onnxcompress_cli_state", default=CliState())
+_STATE: contextvars.ContextVar[CliState | None] = contextvars.ContextVar("onnxcompress_cli_state", default=None)
 
 
 def state() -> CliState:
-    """The options of the running invocation (set by the root callback)."""
-    return _STATE.get()
+    """The options of the running invocation (set by the root callback; defaults before it ran)."""
+    return _STATE.get() or CliState()
 
 
 def quiet() -> bool:

@@ -116,12 +116,12 @@ def test_errors_name_the_problem(tmp_path):
     from_images(tmp_path, spec_dynamic, DataConfig(image=ImageConfig(resize=(6, 6))))  # given: fine
     (tmp_path / "b.png").write_bytes(b"not an image")
     spec = [InputSpec("x", np.dtype("float32"), ("N", 3, 8, 8))]
-    with pytest.raises(DataError, match="cannot read image .*b.png"):
+    with pytest.raises(DataError, match=r"cannot read image .*b\.png"):
         list(from_images(tmp_path, spec))
     (tmp_path / "empty").mkdir()
     with pytest.raises(EmptyDataError):
         load_input_data(tmp_path / "empty", None, spec)
-    with pytest.raises(DataError, match="4 channels|channels"):
+    with pytest.raises(DataError, match="has 4 channels"):
         from_images(tmp_path, [InputSpec("x", np.dtype("float32"), ("N", 4, 8, 8))],
                     DataConfig(image=ImageConfig(layout="NCHW")))
     with pytest.raises(RecipeError, match="bad --image entry"):
