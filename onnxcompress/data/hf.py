@@ -87,4 +87,4 @@ def _pil_sample(img: Any, resolved: Any, load_image: Any) -> np.ndarray:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     buf.seek(0)
-    return load_image(buf, resolved)  # type: ignore[arg-type]
+    return load_image(buf, resolved)

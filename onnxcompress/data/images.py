@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def _center_crop(img, size: tuple[int, int]):
     return img.crop((left, top, left + w, top + h))
 
 
-def load_image(path: Path, r: ResolvedImage) -> np.ndarray:
+def load_image(path: Path | BinaryIO, r: ResolvedImage) -> np.ndarray:
     """One image as a model sample (without the batch axis)."""
     from PIL import Image, UnidentifiedImageError
 
