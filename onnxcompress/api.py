@@ -376,6 +376,7 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
     report.stages = _stages(ctx)
     if report.stages.quantize is not None:
         report.warnings += list(report.stages.quantize.warnings)
+        report.warnings += [d.reason for d in ctx.decisions if d.action == "deferred"]  # --no-verify, said again
     report.models["reference"] = costed(ref_info, original, report.warnings)
     report.models["candidate"] = costed(_save(candidate, output), candidate, report.warnings)
     if calib_data is not None:

@@ -57,6 +57,21 @@ def quiet() -> bool:
 
 
 # --- logging ----------------------------------------------------------------------------------------------------
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (a test runner swaps it per invocation)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def _level(verbosity: int) -> int:
     return {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
 
@@ -70,7 +85,7 @@ def setup_logging(verbose: int, quiet_flag: bool, log_file: Path | None) -> CliS
     for h in [h for h in logger.handlers if getattr(h, _MARK, False)]:
         logger.removeHandler(h)
         h.close()
-    console = logging.StreamHandler(sys.stderr)
+    console = _StderrHandler()
     console.setLevel(_level(verbosity))
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbosity >= 2
                                            else "%(levelname)s: %(message)s"))

@@ -77,7 +77,6 @@ class VerifyQuantizationPass(Pass):
                     f"onnxruntime's {PROVIDER_NAMES[self.config.resolved_target.provider]}; its int8 kernels are "
                     "unchecked until it runs on the target")
             ctx.decide(self.name, "verification", "deferred", note)
-            result = _replace(result, warnings=result.warnings + (note,))
         ctx.put(result)
         ctx.metadata["onnxcompress.quantization"] = _metadata(self.config, result)
         return PassResult(graph, False, {"coverage": result.coverage})

@@ -28,6 +28,7 @@ def case(tmp_path_factory):
     onnx.save(teacher, d / "t.onnx")
     onnx.save(student, d / "s.onnx")
     np.savez(d / "ts.npz", x=np.random.default_rng(1).standard_normal((16, 3, 10, 10)).astype(np.float32))
+    (d / "kept.json").write_text(json.dumps({"prune": {"kept": [{"tensor": "c1", "axis": 1, "kept": [0, 1, 2, 3]}]}}))
     return d
 
 
@@ -41,7 +42,7 @@ def commands(d):
         "quantize": ["quantize", m, "-o", str(d / "q.onnx"), "--calib", c],
         "sensitivity": ["sensitivity", m, "--calib", c, "--top-k", "1"],
         "distill": ["distill", str(d / "t.onnx"), str(d / "s.onnx"), "-o", str(d / "d.onnx"), "--calib",
-                    str(d / "ts.npz")],
+                    str(d / "ts.npz"), "--kept", str(d / "kept.json")],
         "export-weights": ["distill", "export-weights", m, "-o", str(d / "w.npz")],
         "validate": ["validate", m, m, "--data", c],
         "profile": ["profile", m, *fast],
