@@ -82,7 +82,8 @@ def quantize_line(q: dict[str, Any]) -> str:
         parts.append("verification deferred (--no-verify): int8 kernels not checked on the target")
     t = q.get("tune")
     if t:
-        parts.append(f"search: {len(t['trials'])} trials, goal {'met' if t['goal_met'] else 'NOT met'}"
+        n = len(t["trials"])
+        parts.append(f"search: {n} trial{'' if n == 1 else 's'}, goal {'met' if t['goal_met'] else 'NOT met'}"
                      f" ({t['goal']['metric']} drop {sig(t['best']['drop'], 3) if t.get('best') else '?'}"
                      f" <= {sig(t['goal']['max_drop'], 3)})")
     return "; ".join(parts)
