@@ -92,3 +92,21 @@ def test_cli_gate_on_exact_match(ocr_case, tmp_path):
     assert r.exit_code == 1, r.output  # the CER rose by 0.83 > 0.1: a lower-is-better metric's drop is its rise
     report = json.loads(r.stdout)
     assert report["gate"]["criteria"][0]["value"] == pytest.approx(5 / 6)
+
+
+def test_optimize_keeps_string_labels_instead_of_failing(tmp_path):
+    """The OCR case that used to exit 3 ("labels must be integers"): optimize runs, validates and notes the labels."""
+    rng = np.random.default_rng(0)
+    model = graphs.make("""
+    g (float[N,7,4] x, float[4,4] w) => (float[N,7,4] y) {
+      y = MatMul (x, w)
+    }""", ["w"], values={"w": (np.eye(4) + 0.05 * rng.standard_normal((4, 4))).astype(np.float32)})
+    onnx.save(model, tmp_path / "rec.onnx")
+    x = rng.standard_normal((24, 7, 4)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", x=x, labels=np.array(["ab", "c", "abc"] * 8))
+    r = CliRunner().invoke(app, ["optimize", str(tmp_path / "rec.onnx"), "-o", str(tmp_path / "o.onnx"), "--calib",
+                                 str(tmp_path / "eval.npz"), "--no-profile", "--json"])
+    assert r.exit_code in (0, 1) and "labels must be integers" not in r.output, r.output
+    report = json.loads(r.stdout)
+    assert report["validation"]["extra_keys"] == ["labels"]
+    assert any("strings, not class indices" in n for n in report["validation"]["notes"])
