@@ -21,16 +21,19 @@ import numpy as np
 import onnx
 
 from onnxcompress import pipeline
+from onnxcompress.data.config import DataConfig
 from onnxcompress.data.inputs import InputData, load_input_data, model_input_specs, random_data
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import AttachResult, DistillResult
 from onnxcompress.distillation.weights_io import load_mapping, read_weights
 from onnxcompress.errors import DataError
 from onnxcompress.inspection import inspect_model
+from onnxcompress.ir.cost import count_macs, count_parameters
 from onnxcompress.ir.io import check_output, file_size, load_model, save_model, sha256_file
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.preprocess import PreprocessConfig
+from onnxcompress.passes.progress import NO_PROGRESS, Progress
 from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.pruning.result import PruneResult
 from onnxcompress.quantization.config import QuantizeConfig
@@ -50,7 +53,6 @@ from onnxcompress.validation.profile import profile_models
 log = logging.getLogger(__name__)
 
 ModelLike = str | Path | onnx.ModelProto
-Progress = Callable[[str], None]
 RANDOM_SAMPLES = 64
 
 __all__ = ["optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect",
@@ -69,21 +71,38 @@ def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
     return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
 
 
-def _data(source: Any) -> InputData | None:
+def costed(info: ModelInfo, model: onnx.ModelProto, warnings: list[str]) -> ModelInfo:
+    """``info`` with the model's MACs (dynamic dims 1) and parameter count, for the report's before/after."""
+    try:
+        macs, params = count_macs(model)["total"], count_parameters(model)["total"]
+    except Exception as e:  # deliberate: counting is for the report only; a model ORT runs is not refused for it
+        warnings.append(f"MACs/parameters of {info.path or 'the model'} not counted: {str(e).splitlines()[0]}")
+        return info
+    return replace(info, macs=int(macs), params=int(params))
 
-    return None if source is None else load_input_data(source)
+
+def _data(source: Any, model: onnx.ModelProto, config: DataConfig | None = None) -> InputData | None:
+    """``source`` as InputData for ``model`` (images, random data and datasets are shaped by its inputs)."""
+    return None if source is None else load_input_data(source, config, model_input_specs(model))
+
+
+def random_data_notes(data: Mapping[str, InputData | None]) -> list[str]:
+    """A warning per data set that is seeded random inputs (asked for with ``random``): reported as such."""
+    return [f"{role} data is {d.source}, as requested: not real inputs, so ranges and metrics are only indicative"
+            for role, d in data.items() if d is not None and d.source.startswith("random(")]
 
 
 def data_info(source: Any, data: InputData, *, is_calibration: bool | None = None) -> DataInfo:
 
     digest = None
-    if isinstance(source, (str, Path)) and Path(source).is_file():
-        digest = sha256_file(source)
-    elif isinstance(source, (str, Path)) and Path(source).is_dir():
+    path = Path(source) if isinstance(source, (str, Path)) else None
+    if path is not None and path.is_file():
+        digest = sha256_file(path)
+    elif path is not None and path.is_dir():
         h = hashlib.sha256()
-        for p in sorted(Path(source).iterdir()):
+        for p in sorted(path.rglob("*"), key=lambda q: q.relative_to(path).as_posix()):
             if p.is_file():
-                h.update(p.name.encode() + b"\0" + sha256_file(p).encode())
+                h.update(p.relative_to(path).as_posix().encode() + b"\0" + sha256_file(p).encode())
         digest = h.hexdigest()
     return DataInfo(data.source, len(data), tuple(data.keys()), digest, is_calibration)
 
@@ -96,9 +115,9 @@ def _save(model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
     return ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
 
 
-def _run(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext, *, teacher_from_input: bool = True,
-         progress: Progress | None = None) -> onnx.ModelProto:
-    return pipeline.build(recipe, teacher_from_input=teacher_from_input).run(model, ctx, progress)
+def _run(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext, *, teacher_from_input: bool = True
+         ) -> onnx.ModelProto:
+    return pipeline.build(recipe, teacher_from_input=teacher_from_input).run(model, ctx)
 
 
 def _stage_recipe(seed: int = 0, preprocess: PreprocessConfig | None = None, **stages: Any) -> Recipe:
@@ -108,14 +127,15 @@ def _stage_recipe(seed: int = 0, preprocess: PreprocessConfig | None = None, **s
 
 # --- transform verbs --------------------------------------------------------------------------------------------
 def prune(model: ModelLike, config: PruneConfig | None = None, calib: Any = None, output: str | Path | None = None,
-          *, preprocess: PreprocessConfig | None = None) -> tuple[onnx.ModelProto, PruneResult]:
+          *, preprocess: PreprocessConfig | None = None, progress: Progress | None = None,
+          data_config: DataConfig | None = None) -> tuple[onnx.ModelProto, PruneResult]:
     """Structured channel pruning (default ratio 0.3, l1). ``calib`` is needed by the activation and
     reconstruction criteria and gives concrete shapes to models with dynamic dims."""
 
     check_output(output, model, calib)
     config = config or PruneConfig()
     proto, _ = load(model)
-    ctx = PassContext(seed=config.seed, calibration=_data(calib))
+    ctx = PassContext(seed=config.seed, calibration=_data(calib, proto, data_config), progress=progress or NO_PROGRESS)
     out = _run(proto, _stage_recipe(config.seed, preprocess, prune=config), ctx)
     _save(out, output)
     return out, ctx.require(PruneResult, "prune")
@@ -123,7 +143,8 @@ def prune(model: ModelLike, config: PruneConfig | None = None, calib: Any = None
 
 def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None = None, *,
              tune: TuneConfig | None = None, eval: Any = None, output: str | Path | None = None,
-             trace: str | Path | None = None, preprocess: PreprocessConfig | None = None
+             trace: str | Path | None = None, preprocess: PreprocessConfig | None = None,
+             progress: Progress | None = None, data_config: DataConfig | None = None
              ) -> tuple[onnx.ModelProto, QuantizeResult]:
     """INT8 quantization (static QDQ from ``calib``, or ``config.mode = "dynamic"``). With ``tune`` the
     mixed-precision search meets its accuracy goal (checked on ``eval``, else on ``calib``) and writes the best
@@ -134,18 +155,22 @@ def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None 
     check_output(trace, model, calib, eval, output)
     config = config or QuantizeConfig()
     proto, _ = load(model)
-    ctx = PassContext(calibration=_data(calib), evaluation=_data(eval))
+    ctx = PassContext(calibration=_data(calib, proto, data_config), evaluation=_data(eval, proto, data_config),
+                      progress=progress or NO_PROGRESS)
     recipe = pipeline.resolve(_stage_recipe(0, preprocess, quantize=config, tune=tune), ctx.calibration).recipe
     if tune is not None:
         ctx.put(SearchFiles(None if output is None else Path(output), None if trace is None else Path(trace)))
     out = _run(proto, recipe, ctx)
     _save(out, output)
-    return out, ctx.require(QuantizeResult, "quantize")
+    result = ctx.require(QuantizeResult, "quantize")
+    notes = random_data_notes({"calibration": ctx.calibration, "evaluation": ctx.evaluation})
+    return out, replace(result, warnings=result.warnings + tuple(notes)) if notes else result
 
 
 def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillConfig | None = None, *,
             kept: KeptChannels | Mapping[str, list[int]] | None = None, output: str | Path | None = None,
-            preprocess: PreprocessConfig | None = None) -> tuple[onnx.ModelProto, DistillResult]:
+            preprocess: PreprocessConfig | None = None, progress: Progress | None = None,
+            data_config: DataConfig | None = None) -> tuple[onnx.ModelProto, DistillResult]:
     """Layer-wise reconstruction of ``student`` (a compressed copy of ``teacher``) against the teacher's
     activations on ``calib``. ``kept``: the kept channels of pruned tensors (a prune result's
     ``kept_channels()``, or {tensor: indices})."""
@@ -155,7 +180,7 @@ def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillC
     t_proto, _ = load(teacher)
     s_proto, _ = load(student)
     recipe = _stage_recipe(config.seed, preprocess, distill=config)
-    ctx = PassContext(seed=config.seed, calibration=_data(calib))
+    ctx = PassContext(seed=config.seed, calibration=_data(calib, t_proto, data_config), progress=progress or NO_PROGRESS)
     ctx.put(Teacher(pipeline.preprocessed(t_proto, recipe, ctx, stage="teacher")))
     record = kept if isinstance(kept, KeptChannels) else KeptChannels.from_mapping(kept) if kept else None
     record = record or KeptChannels.from_model(s_proto)  # a model pruned by onnxcompress carries its record
@@ -188,7 +213,7 @@ def _run_once(model: onnx.ModelProto, data: Any, seed: int) -> str:
     """Run ``model`` on a batch of ``data`` (else seeded random inputs); NaN/Inf outputs are a DataError."""
 
     specs = model_input_specs(model)
-    feeds_data = _data(data) if data is not None else random_data(specs, 2, seed=seed)
+    feeds_data = _data(data, model) if data is not None else random_data(specs, 2, seed=seed)
     assert feeds_data is not None
     feeds = next(feeds_data.batched(8).bind(specs).feeds())
     results = run(make_session(model, SessionOptions(providers="cpu")), feeds)
@@ -208,14 +233,17 @@ def inspect(model: ModelLike, input_shapes: Mapping[str, list[int]] | None = Non
 
 def sensitivity(model: ModelLike, calib: Any, quant: QuantizeConfig | None = None, tune: TuneConfig | None = None,
                 *, eval: Any = None, prune_ratio: float = 0.0,
-                preprocess: PreprocessConfig | None = None) -> dict[str, Any]:
+                preprocess: PreprocessConfig | None = None, progress: Progress | None = None,
+                data_config: DataConfig | None = None) -> dict[str, Any]:
     """Per-node quantization sensitivity, ranked (and per-group pruning loss with ``prune_ratio``), JSON-ready."""
 
     proto, _ = load(model)
-    calib_data = _data(calib)
-    ctx = PassContext(calibration=calib_data)
+    calib_data = _data(calib, proto, data_config)
+    ctx = PassContext(calibration=calib_data, progress=progress or NO_PROGRESS)
     prepared = pipeline.preprocessed(proto, _stage_recipe(0, preprocess), ctx)
-    return sensitivity_analysis(prepared, calib_data, quant, tune, eval_data=_data(eval), prune_ratio=prune_ratio)
+    return sensitivity_analysis(prepared, calib_data, quant, tune, eval_data=_data(eval, proto, data_config),
+                                prune_ratio=prune_ratio,
+                                progress=progress)
 
 
 # --- validate / profile / gate ----------------------------------------------------------------------------------
@@ -236,24 +264,26 @@ def _measured(report: Report, coverage: float | None) -> Measured:
 
 
 def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: ValidateConfig | None = None,
-             user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None) -> Report:
+             user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None,
+             progress: Progress | None = None, data_config: DataConfig | None = None) -> Report:
     """Compare ``candidate`` with ``reference`` on ``data``; with ``policy`` the report also holds the gate.
     ``user_metrics``: {name: fn(outputs, extras) -> float per batch, or an object with update()/compute()}."""
 
     config = _with_policy_tolerances(config or ValidateConfig(), policy)
     ref, ref_info = load(reference)
     cand, cand_info = load(candidate)
-    eval_data = _data(data)
+    eval_data = _data(data, ref, data_config)
     assert eval_data is not None
     report = Report("validate" if policy is None else "gate", models={"reference": ref_info, "candidate": cand_info},
                     data={"evaluation": data_info(data, eval_data)},
                     environment=environment_info(_providers(config.providers)))
-    report.validation = evaluate(ref, cand, eval_data, config, user_metrics)
+    report.warnings += random_data_notes({"evaluation": eval_data})
+    report.validation = evaluate(ref, cand, eval_data, config, user_metrics, progress=progress)
     report.recipe = Recipe(quantize=None, distill=None, validate=config, gate=policy)
     if policy is not None:
         if policy.needs_latency:
             report.profile = profile_models({"reference": ref, "candidate": cand}, eval_data, config.profile,
-                                            config.providers, config.threads, 0)
+                                            config.providers, config.threads, 0, progress=progress)
             report.warnings += report.profile.warnings
         coverage = weighted_coverage(ref, cand) if policy.min_int8_kernel_coverage is not None else None
         report.stages.coverage = coverage
@@ -262,14 +292,16 @@ def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: V
 
 
 def gate(reference: ModelLike, candidate: ModelLike, data: Any, policy: GatePolicy, *,
-         config: ValidateConfig | None = None, user_metrics: Mapping[str, Any] | None = None) -> Report:
+         config: ValidateConfig | None = None, user_metrics: Mapping[str, Any] | None = None,
+         progress: Progress | None = None, data_config: DataConfig | None = None) -> Report:
     """Validate (and profile when the policy has latency criteria), then evaluate ``policy``."""
-    return validate(reference, candidate, data, config=config, user_metrics=user_metrics, policy=policy)
+    return validate(reference, candidate, data, config=config, user_metrics=user_metrics, policy=policy,
+                    progress=progress, data_config=data_config)
 
 
 def profile(model: ModelLike, *, vs: ModelLike | None = None, data: Any = None, config: ProfileConfig | None = None,
-            providers: str = "auto", threads: int = 0, seed: int = 0, clock: Callable[[], float] = time.perf_counter
-            ) -> Report:
+            providers: str = "auto", threads: int = 0, seed: int = 0, clock: Callable[[], float] = time.perf_counter,
+            progress: Progress | None = None, data_config: DataConfig | None = None) -> Report:
     """Latency of ``model``; with ``vs`` both models interleaved and speed-up = vs p50 / model p50."""
 
     proto, info = load(model)
@@ -277,11 +309,13 @@ def profile(model: ModelLike, *, vs: ModelLike | None = None, data: Any = None, 
     if vs is not None:
         other, other_info = load(vs)
         models, infos = {"reference": other, "candidate": proto}, {"reference": other_info, "candidate": info}
-    eval_data = _data(data)
+    eval_data = _data(data, proto, data_config)
     report = Report("profile", models=infos, environment=environment_info(_providers(providers)))
     if eval_data is not None:
         report.data["profile"] = data_info(data, eval_data)
-    report.profile = profile_models(models, eval_data, config or ProfileConfig(), providers, threads, seed, clock=clock)
+        report.warnings += random_data_notes({"profile": eval_data})
+    report.profile = profile_models(models, eval_data, config or ProfileConfig(), providers, threads, seed, clock=clock,
+                                    progress=progress)
     report.warnings += report.profile.warnings
     return report
 
@@ -321,50 +355,53 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
     optimized model and its Report. A failed gate is ``report.passed is False``, not an exception. With
     ``output`` the model is saved atomically before validation."""
 
-    say = progress or (lambda stage: None)
+    progress = progress or NO_PROGRESS
     recipe = recipe or Recipe()
     check_output(output, model, calib, eval)
-    say("load")
+    progress.stage("load")
     original, ref_info = load(model)
-    calib_data, eval_data = _data(calib), _data(eval)
+    calib_data, eval_data = _data(calib, original, recipe.data), _data(eval, original, recipe.data)
     report = Report("optimize", models={"reference": ref_info},
                     environment=environment_info(_providers(recipe.validate.providers)))
+    report.warnings += random_data_notes({"calibration": calib_data, "evaluation": eval_data})
     resolved = pipeline.resolve(recipe, calib_data)
     report.warnings += resolved.warnings
     eval_data = _eval_data(calib_data, eval_data, original, recipe.seed, report)
     _check_data(eval_data, original, recipe.validate)
-    ctx = PassContext(seed=recipe.seed, calibration=calib_data)
+    ctx = PassContext(seed=recipe.seed, calibration=calib_data, progress=progress)
     for note in resolved.notes:
         stage, _, reason = note.partition(": ")
         ctx.decide("optimize", stage, "skipped" if reason.startswith("skipped") else "auto", reason)
-    candidate = _run(original, resolved.recipe, ctx, progress=say)
+    candidate = _run(original, resolved.recipe, ctx)
     report.stages = _stages(ctx)
     if report.stages.quantize is not None:
         report.warnings += list(report.stages.quantize.warnings)
-    report.models["candidate"] = _save(candidate, output)
+        report.warnings += [d.reason for d in ctx.decisions if d.action == "deferred"]  # --no-verify, said again
+    report.models["reference"] = costed(ref_info, original, report.warnings)
+    report.models["candidate"] = costed(_save(candidate, output), candidate, report.warnings)
     if calib_data is not None:
         report.data["calibration"] = data_info(calib, calib_data)
     same = calib_data is not None and eval_data is calib_data
     report.data["evaluation"] = data_info(calib if same else eval, eval_data, is_calibration=same)
-    policy = _check(original, candidate, eval_data, resolved.recipe, report, say, user_metrics)
+    policy = _check(original, candidate, eval_data, resolved.recipe, report, progress, user_metrics)
     report.recipe = replace(resolved.recipe, gate=policy)
     report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
     return candidate, report
 
 
 def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: InputData, recipe: Recipe,
-           report: Report, say: Progress, user_metrics: Mapping[str, Any] | None) -> GatePolicy:
+           report: Report, progress: Progress, user_metrics: Mapping[str, Any] | None) -> GatePolicy:
 
     config = _with_policy_tolerances(recipe.validate, recipe.gate)
-    say("validate")
-    report.validation = evaluate(original, candidate, eval_data, config, user_metrics)
+    progress.stage("validate")
+    report.validation = evaluate(original, candidate, eval_data, config, user_metrics, progress=progress)
     policy = recipe.gate if recipe.gate is not None else default_policy(report.validation)
     if config.profile.enabled or policy.needs_latency:
-        say("profile")
+        progress.stage("profile")
         report.profile = profile_models({"reference": original, "candidate": candidate}, eval_data, config.profile,
-                                        config.providers, config.threads, recipe.seed)
+                                        config.providers, config.threads, recipe.seed, progress=progress)
         report.warnings += report.profile.warnings
-    say("gate")
+    progress.stage("gate")
     quant = report.stages.quantize
     report.stages.coverage = quant.coverage if quant is not None else None
     report.gate = evaluate_gate(policy, _measured(report, report.stages.coverage))

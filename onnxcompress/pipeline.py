@@ -9,7 +9,7 @@ Preprocessing runs once, first. ``Pipeline.run`` tags every pass record with its
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -17,6 +17,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.data.inputs import InputData
+from onnxcompress.data.labels import has_class_labels
 from onnxcompress.distillation.attach import AttachWeightsPass
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.reconstruct import ReconstructPass
@@ -33,7 +34,6 @@ from onnxcompress.tuning import TuneConfig, TuneQuantizationPass, goal_from_poli
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str], None]
 STAGES = ("preprocess", "prune", "distill", "quantize")
 
 
@@ -59,12 +59,13 @@ class Pipeline:
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.stages)
 
-    def run(self, model: onnx.ModelProto, ctx: PassContext, progress: Progress | None = None) -> onnx.ModelProto:
-        """Run every stage on a copy of ``model`` (never modified); returns the new model."""
+    def run(self, model: onnx.ModelProto, ctx: PassContext) -> onnx.ModelProto:
+        """Run every stage on a copy of ``model`` (never modified); returns the new model. Each stage start is
+        reported to ``ctx.progress``."""
         graph = to_graph(model)
         for stage in self.stages:
-            if progress is not None:
-                progress(stage.name)
+            ctx.progress.stage(stage.name)
+            log.info("stage %s: %d pass(es)", stage.name, len(stage.passes.passes))
             ctx.stage = stage.name
             graph = stage.passes(graph, ctx).graph
         ctx.stage = ""
@@ -102,12 +103,12 @@ def resolve(recipe: Recipe, calib: InputData | None) -> Resolved:
     distill = _resolve_distill(recipe, calib, notes)
     tune = recipe.tune
     if tune is None and quantize is not None and quantize.mode == "static" and calib is not None:
-        goal = goal_from_policy(recipe.gate, "labels" in calib.keys())
+        goal = goal_from_policy(recipe.gate, has_class_labels(calib, recipe.validate.labels))
         if goal is not None:  # the gate has an accuracy criterion: the search keeps fragile nodes in higher precision
             tune = TuneConfig(metric=goal[0], max_drop=min(goal[1], 0.999999), measure_latency=False)
             notes.append(f"quantize: mixed-precision search for the gate's {goal[0]} goal (drop <= {goal[1]:g})")
     elif tune is not None and tune.metric == "auto" and calib is not None:
-        tune = replace(tune, metric="top1" if tune.labels in calib.keys() else "agreement")
+        tune = replace(tune, metric="top1" if has_class_labels(calib, tune.labels) else "agreement")
     return Resolved(replace(recipe, quantize=quantize, distill=distill, tune=tune if quantize else None),
                     tuple(notes), tuple(warnings))
 

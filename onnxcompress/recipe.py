@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from onnxcompress.config import config_from_dict, config_to_dict
+from onnxcompress.data.config import DataConfig
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.io import write_text_atomic
@@ -33,7 +34,7 @@ from onnxcompress.validation.gate import GatePolicy
 
 Auto = Literal["auto"]
 AUTO: Final = "auto"
-TOP_LEVEL = ("seed", "preprocess", "prune", "distill", "quantize", "tune", "validate", "gate")
+TOP_LEVEL = ("seed", "data", "preprocess", "prune", "distill", "quantize", "tune", "validate", "gate")
 
 
 def _stage(name: str, cls: type, value: Any, *, auto: bool) -> Any:
@@ -55,6 +56,7 @@ def _stage(name: str, cls: type, value: Any, *, auto: bool) -> Any:
 @dataclass(frozen=True)
 class Recipe:
     seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     prune: PruneConfig | None = None
     distill: DistillConfig | Auto | None = AUTO
@@ -66,6 +68,7 @@ class Recipe:
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise RecipeError(f"seed must be an integer >= 0, got {self.seed!r}", hint="e.g. seed = 0")
+        object.__setattr__(self, "data", _stage("data", DataConfig, self.data, auto=False) or DataConfig())
         object.__setattr__(self, "preprocess", _stage("preprocess", PreprocessConfig, self.preprocess, auto=False)
                            or PreprocessConfig())
         object.__setattr__(self, "prune", _stage("prune", PruneConfig, self.prune, auto=False))
@@ -105,7 +108,8 @@ class Recipe:
 
     # --- output ------------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"seed": self.seed, "preprocess": config_to_dict(self.preprocess)}
+        out: dict[str, Any] = {"seed": self.seed, "data": config_to_dict(self.data),
+                               "preprocess": config_to_dict(self.preprocess)}
         for stage in ("prune", "distill", "quantize", "tune"):
             value = getattr(self, stage)
             out[stage] = AUTO if value == AUTO else (False if value is None else config_to_dict(value))

@@ -26,6 +26,8 @@ from onnxcompress.passes.base import Decision, PassRecord
 from onnxcompress.pruning.result import PruneResult
 from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.recipe import Recipe
+from onnxcompress.report_html import render_html
+from onnxcompress.report_text import render_markdown
 from onnxcompress.runtime.session import available_providers, versions
 from onnxcompress.validation.evaluate import ValidationResult
 from onnxcompress.validation.gate import GateResult
@@ -33,19 +35,25 @@ from onnxcompress.validation.profile import ProfileResult
 
 SCHEMA_VERSION = "onnxcompress.report/1"
 KINDS = ("validate", "profile", "gate", "optimize", "prune", "quantize", "distill", "attach")
-REPORT_FILES = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml"}
+REPORT_FILES = {"json": "report.json", "markdown": "report.md", "html": "report.html", "junit": "junit.xml"}
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model's identity: path (None for an in-memory model), sha256 of its bytes, size in bytes."""
+    """A model's identity: path (None for an in-memory model), sha256 of its bytes, size in bytes; MACs (at the
+    model's input shapes, dynamic dims 1) and parameter count where measured."""
 
     path: str | None
     sha256: str
     bytes: int
+    macs: int | None = None
+    params: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes}
+        out: dict[str, Any] = {"path": self.path, "sha256": self.sha256, "bytes": self.bytes}
+        if self.macs is not None:
+            out.update(macs=self.macs, params=self.params)
+        return out
 
 
 @dataclass(frozen=True)
@@ -137,18 +145,24 @@ class Report:
     def to_markdown(self) -> str:
         return render_markdown(self.to_dict())
 
+    def to_html(self) -> str:
+        return render_html(self.to_dict())
+
     def to_junit(self) -> str:
         return render_junit(self.to_dict())
 
     def write(self, folder: str | Path) -> dict[str, Path]:
-        """Write report.json, report.md and junit.xml (each atomically) into ``folder`` (created if missing)."""
+        """Write report.json, report.md, report.html and junit.xml (each atomically) into ``folder`` (created if
+        missing)."""
 
         folder = Path(folder)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputPathError(f"cannot create report folder {folder}: {e}", hint="choose a writable folder") from e
-        texts = {"json": self.to_json(), "markdown": self.to_markdown(), "junit": self.to_junit()}
+        data = self.to_dict()
+        texts = {"json": json.dumps(data, indent=2, allow_nan=False) + "\n", "markdown": render_markdown(data),
+                 "html": render_html(data), "junit": render_junit(data)}
         return {k: write_text_atomic(folder / REPORT_FILES[k], texts[k]) for k in REPORT_FILES}
 
 
@@ -200,78 +214,6 @@ def verdict_line(report: dict[str, Any]) -> str:
     if agreement is not None:
         parts.append(f"agreement {100 * agreement:.1f}%")
     return " | ".join(parts)
-
-
-# --- Markdown ---------------------------------------------------------------------------------------------------
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return "" if v is None else str(v)
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
-           ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows] + [""]
-
-
-def render_markdown(report: dict[str, Any]) -> str:
-    env = report["environment"]
-    lines = [f"# onnxcompress {report['kind']} report", "", f"**{report['verdict']}**", "",
-             f"onnxcompress {__version__}, onnxruntime {env.get('versions', {}).get('onnxruntime', '?')},"
-             f" providers {env.get('providers')}, {report['created']}", ""]
-    if report["models"]:
-        lines += ["## Models", ""] + _table(["role", "path", "MB", "sha256"], [
-            [k, m.get("path"), _mb(m), (m.get("sha256") or "")[:16]] for k, m in report["models"].items()])
-    if report["gate"]:
-        lines += ["## Gate", ""] + _table(["criterion", "result", "value", "threshold", "detail"], [
-            [c["name"], "pass" if c["passed"] else "**FAIL**", c["value"], c["threshold"], c["message"]]
-            for c in report["gate"]["criteria"]])
-    lines += _markdown_validation(report["validation"])
-    lines += _markdown_profile(report["profile"])
-    if report["passes"]:
-        lines += ["## Passes", ""] + _table(["stage", "pass", "modified", "seconds"], [
-            [p.get("stage", ""), p["name"], p["modified"], p["seconds"]] for p in report["passes"]])
-    if report["decisions"]:
-        lines += [f"## Decisions ({len(report['decisions'])})", ""] + _table(
-            ["pass", "subject", "action", "reason"],
-            [[d["pass"], d["subject"], d["action"], d["reason"]] for d in report["decisions"][:100]])
-    if report["warnings"]:
-        lines += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
-    return "\n".join(lines)
-
-
-def _markdown_validation(v: dict[str, Any] | None) -> list[str]:
-    if not v:
-        return []
-    lines = [f"## Validation ({v['samples']} samples)", ""]
-    task = v.get("task")
-    if task:
-        lines += _table(["metric", "reference", "candidate"], [
-            [m, task["reference"].get(m), task["candidate"].get(m)] for m in task["reference"]])
-    lines += _table(["output", "top-1 agreement", "cosine", "SQNR dB", "max abs err", "mean abs err"], [
-        [o, f.get("top1_agreement"), f["cosine"], f["sqnr_db"], f["max_abs_error"], f["mean_abs_error"]]
-        for o, f in v["fidelity"].items()])
-    lines += _table(["output", "atol", "rtol", "stat", "passed", "would pass with atol", "or rtol"], [
-        [o, c["atol"], c["rtol"], c["check_stat"], c["passed"], c["would_pass"]["atol"], c["would_pass"]["rtol"]]
-        for o, c in v["comparison"].items()])
-    return lines + [f"- {n}" for n in v.get("notes", [])] + ([""] if v.get("notes") else [])
-
-
-def _markdown_profile(p: dict[str, Any] | None) -> list[str]:
-    if not p:
-        return []
-    rows = []
-    for b in p["batches"]:
-        for name, s in b["models"].items():
-            rows.append([b["batch_size"], name, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["mean_ms"],
-                         s["throughput_per_s"], b.get("speedup_p50")])
-    lines = [f"## Latency ({p['providers']}, threads {p['threads']}, {p['iterations']} interleaved runs)", ""]
-    lines += _table(["batch", "model", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "speed-up p50"], rows)
-    for name, prof in (p.get("op_profile") or {}).items():
-        top = list(prof["op_type_time"].items())[:10]
-        lines += [f"### Time by op type: {name}", ""] + _table(["op type", "share"], [
-            [op, f"{100 * t['share']:.1f}%"] for op, t in top])
-    return lines
 
 
 # --- JUnit XML --------------------------------------------------------------------------------------------------

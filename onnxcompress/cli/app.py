@@ -10,19 +10,48 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from onnxcompress._version import __version__
+from onnxcompress.cli import logs
 from onnxcompress.errors import EXIT_INTERNAL, OnnxCompressError, UserError
+
+
+class _RootGroup(TyperGroup):
+    """Accepts the global options (-v, -q, --log-file) anywhere on the line: they are moved before the command."""
+
+    FLAGS = ("-v", "-vv", "--verbose", "-q", "--quiet")
+
+    def parse_args(self, ctx, args):
+        front, rest, i = [], [], 0
+        while i < len(args):
+            a = args[i]
+            if a == "--":
+                rest += args[i:]
+                break
+            if a in self.FLAGS or a.startswith("--log-file="):
+                front.append(a)
+            elif a == "--log-file" and i + 1 < len(args):
+                front += args[i:i + 2]
+                i += 1
+            else:
+                rest.append(a)
+            i += 1
+        return super().parse_args(ctx, front + rest)
+
 
 app = typer.Typer(
     name="onnxcompress",
+    cls=_RootGroup,
     help="Post-training optimizer for ONNX models: prune, distill, quantize, validate, gate.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help is plain text: "[gate]" or "[default: ...]" must not be read as rich markup
 )
 
 
@@ -34,9 +63,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: int = typer.Option(0, "-v", "--verbose", count=True, show_default=False,
+                                help="Show every step (-vv: debug details)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors and the verdict line only; no progress."),
+    log_file: Path | None = typer.Option(None, "--log-file", help="Append the log (every step, timestamped) here."),
 ) -> None:
-    """Post-training optimizer for ONNX models."""
+    """Post-training optimizer for ONNX models. The options above go anywhere on the command line."""
+    ctx.obj = logs.setup_logging(verbose, quiet, log_file)
+    logs.log_command(ctx.invoked_subcommand or "")
 
 
 def _guarded(fn: Callable[[], Any]) -> Any:
@@ -109,6 +145,12 @@ def _fmt_count(n: float) -> str:
         if abs(n) >= div:
             return f"{n / div:.2f}{unit}"
     return str(int(n))
+
+
+def detail(text: str = "", err: bool = False) -> None:
+    """A line of a command's summary; -q leaves only the verdict line (printed with typer.echo)."""
+    if not logs.quiet():
+        typer.echo(text, err=err)
 
 
 def _stderr_console():

@@ -7,7 +7,10 @@ from typing import Any
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _guarded, _stderr_console, app
+from onnxcompress.cli import data_opts as D
+from onnxcompress.cli import logs
+from onnxcompress.cli.app import _check_outputs, _guarded, app, detail
+from onnxcompress.cli.summary import stage_lines, write_step_summary
 
 # --- validate / profile / gate / optimize ---------------------------------------------------------------------
 _PROVIDERS_HELP = "Execution providers: auto (CUDA if available, else CPU), cpu, cuda, tensorrt."
@@ -34,6 +37,7 @@ def _validate_config(labels, metric, output_name, tolerance, check_stat, provide
 def _finish(report, report_dir: Path | None, json_out: bool, exit_on_gate: bool = True) -> None:
     """Write the report files, print the summary (or JSON) and end with the verdict line; exit 1 on a failed gate."""
     paths = report.write(report_dir) if report_dir is not None else {}
+    write_step_summary(report)
     if json_out:
         typer.echo(report.to_json(), nl=False)
     else:
@@ -45,51 +49,59 @@ def _finish(report, report_dir: Path | None, json_out: bool, exit_on_gate: bool 
 
 def _render_report(report: dict[str, Any], paths: dict[str, Path]) -> None:
     for w in report["warnings"]:
-        typer.echo(f"warning: {w}", err=True)
+        detail(f"warning: {w}", err=True)
     v = report["validation"]
     if v:
         task = v.get("task") or {}
         for m in task.get("reference", {}):
-            typer.echo(f"{m:<16} {task['reference'][m]:.4f} -> {task['candidate'][m]:.4f}")
+            detail(f"{m:<16} {task['reference'][m]:.4f} -> {task['candidate'][m]:.4f}")
         for out, f in v["fidelity"].items():
             agree = "" if f["top1_agreement"] is None else f"agreement {100 * f['top1_agreement']:.2f}%, "
-            typer.echo(f"output {out}: {agree}cosine {f['cosine']:.5f}, SQNR {f['sqnr_db']:.1f} dB, "
+            detail(f"output {out}: {agree}cosine {f['cosine']:.5f}, SQNR {f['sqnr_db']:.1f} dB, "
                        f"max abs err {f['max_abs_error']:.3g}")
         for out, c in v["comparison"].items():
             word = "PASS" if c["passed"] else "FAIL"
-            typer.echo(f"compare {out}: {word} at atol={c['atol']:g} rtol={c['rtol']:g} ({c['check_stat']}); "
+            detail(f"compare {out}: {word} at atol={c['atol']:g} rtol={c['rtol']:g} ({c['check_stat']}); "
                        f"would pass with atol={c['would_pass']['atol']:.3g} or rtol={c['would_pass']['rtol']:.3g}")
         for note in v.get("notes", []):
-            typer.echo(f"note: {note}")
+            detail(f"note: {note}")
+    for line in stage_lines(report):
+        detail(line)
     if report["profile"]:
         _render_profile(report["profile"])
     for c in (report["gate"] or {}).get("criteria", []):
-        typer.echo(f"{'pass' if c['passed'] else 'FAIL'}  {c['message']}")
+        detail(f"{'pass' if c['passed'] else 'FAIL'}  {c['message']}")
     for kind, path in paths.items():
-        typer.echo(f"{kind:<8} {path}")
+        detail(f"{kind:<8} {path}")
 
 
 def _render_profile(p: dict[str, Any]) -> None:
-    typer.echo(f"providers {p['providers']}, threads {p['threads'] or 'default'}, "
+    detail(f"providers {p['providers']}, threads {p['threads'] or 'default'}, "
                f"{p['warmup']} warm-up + {p['iterations']} interleaved runs; peak RSS {p['peak_rss_mb']:.0f} MB")
     for b in p["batches"]:
         for name, s in b["models"].items():
-            typer.echo(f"batch {b['batch_size']:<4} {name:<10} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f}  "
+            detail(f"batch {b['batch_size']:<4} {name:<10} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f}  "
                        f"p99 {s['p99_ms']:.3f}  mean {s['mean_ms']:.3f}  {s['throughput_per_s']:.1f}/s")
         if "speedup_p50" in b:
-            typer.echo(f"batch {b['batch_size']:<4} speed-up (p50) {b['speedup_p50']:.2f}x")
+            detail(f"batch {b['batch_size']:<4} speed-up (p50) {b['speedup_p50']:.2f}x")
     for name, prof in (p.get("op_profile") or {}).items():
         top = ", ".join(f"{op} {100 * t['share']:.0f}%" for op, t in list(prof["op_type_time"].items())[:6])
-        typer.echo(f"ops {name}: {top}; nodes by provider {prof['nodes_by_provider']}")
+        detail(f"ops {name}: {top}; nodes by provider {prof['nodes_by_provider']}")
 
 
 @app.command()
 def validate(
     reference: Path = typer.Argument(..., help="The reference (original) model."),
     candidate: Path = typer.Argument(..., help="The candidate (optimized) model."),
-    data: Path = typer.Option(..., "--data", help="Evaluation data (.npz or folder); extra keys such as labels."),
-    labels: str | None = typer.Option(None, "--labels", help="Data key holding integer labels [default: labels]."),
-    metric: list[str] | None = typer.Option(None, "--metric", help="auto, top1, top5, f1, auc (repeatable)."),
+    data: str | None = typer.Option(None, "--data", help="Evaluation data: " + D.DATA_HELP + "; extra keys such "
+                                    "as labels are kept."),
+    labels: str | None = typer.Option(None, "--labels", help="Data key holding the labels [default: labels]."),
+    metric: list[str] | None = typer.Option(None, "--metric", help="auto, top1, top5, f1, auc, cer, exact_match "
+                                            "(repeatable)."),
+    decoder: str | None = typer.Option(None, "--decoder", help="ctc_greedy: decode per-timestep class scores "
+                                       "for string/sequence labels (CER, exact match)."),
+    charset: Path | None = typer.Option(None, "--charset", help="Characters of the decoder's classes, one per "
+                                        "line (blank excluded)."),
     output_name: str | None = typer.Option(None, "--output", help="Output holding the class scores."),
     tolerance: list[str] | None = typer.Option(None, "--tolerance", help="[OUTPUT:]atol=X,rtol=Y (repeatable)."),
     check_stat: str | None = typer.Option(None, "--check-stat", help="elemwise, max, mean or median."),
@@ -98,18 +110,29 @@ def validate(
     batch_size: int | None = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 32]."),
     max_samples: int | None = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when an output exceeds its tolerances."),
-    report_dir: Path | None = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="Write report.json/.md/.html and junit.xml "
+                                           "here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+    image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
+    loader: str | None = D.LOADER, seed: int | None = D.SEED,
 ) -> None:
     """Compare a candidate with its reference: task metrics, fidelity, output tolerances (Polygraphy semantics)."""
 
     def work():
+        from dataclasses import replace
+
         from onnxcompress import api
 
         _check_outputs([], [], [report_dir])
         config = _validate_config(labels, metric, output_name, tolerance, check_stat, providers, threads,
                                   batch_size, max_samples)
-        report = api.validate(reference, candidate, data, config=config)
+        config = replace(config, **{k: v for k, v in (("decoder", decoder), ("charset_file", D.source(charset)))
+                                    if v is not None})
+        source = _required(D.with_loader(data, loader, "--data"), "--data")
+        data_cfg = D.data_config(image=image, labels_file=labels_file, dims=dim, seed=seed)
+        with logs.progress() as progress:
+            report = api.validate(reference, candidate, source, config=config, progress=progress,
+                                  data_config=data_cfg)
         _finish(report, report_dir, json_out)
         if strict and not report.validation.comparison_passed:
             raise typer.Exit(1)
@@ -131,15 +154,18 @@ def profile(
     model: Path = typer.Argument(..., help="The model to time."),
     vs: Path | None = typer.Option(None, "--vs", help="Time this model too, interleaved; speed-up = VS / MODEL."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated, e.g. 1,8,32."),
-    data: Path | None = typer.Option(None, "--data", help="Inputs to time with (default: seeded random)."),
+    data: str | None = typer.Option(None, "--data", help="Inputs to time with: " + D.DATA_HELP +
+                                    " [default: random]."),
     providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
     threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
     warmup: int = typer.Option(10, "--warmup", help="Untimed runs per model and batch size."),
     iterations: int = typer.Option(50, "--iterations", help="Timed runs per model and batch size."),
     op_profile: bool = typer.Option(True, "--op-profile/--no-op-profile", help="Per-op-type time and node placement."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
-    report_dir: Path | None = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="Write report.json/.md/.html and junit.xml "
+                                           "here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+    image: str | None = D.IMAGE, dim: list[str] | None = D.DIM, loader: str | None = D.LOADER,
 ) -> None:
     """Latency p50/p90/p99/mean and throughput per batch size, per-op-type time, node placement, peak memory."""
 
@@ -150,7 +176,11 @@ def profile(
         _check_outputs([], [], [report_dir])
         config = ProfileConfig(batch_sizes=_batch_list(batch), warmup=warmup, iterations=iterations,
                                op_profile=op_profile)
-        report = api.profile(model, vs=vs, data=data, config=config, providers=providers, threads=threads, seed=seed)
+        data_cfg = D.data_config(image=image, dims=dim, seed=seed)
+        with logs.progress() as progress:
+            report = api.profile(model, vs=vs, data=D.with_loader(data, loader, "--data"), config=config,
+                                 providers=providers, threads=threads, seed=seed, progress=progress,
+                                 data_config=data_cfg)
         _finish(report, report_dir, json_out)
 
     _guarded(work)
@@ -161,14 +191,17 @@ def gate(
     reference: Path = typer.Argument(..., help="The reference (original) model."),
     candidate: Path = typer.Argument(..., help="The candidate (optimized) model."),
     policy: Path = typer.Option(..., "--policy", help="TOML file with a [gate] table (a recipe works too)."),
-    data: Path = typer.Option(..., "--data", help="Evaluation data (.npz or folder), with labels for accuracy."),
-    labels: str | None = typer.Option(None, "--labels", help="Data key holding integer labels [default: labels]."),
+    data: str | None = typer.Option(None, "--data", help="Evaluation data, with labels for accuracy: "
+                                    + D.DATA_HELP + "."),
+    labels: str | None = typer.Option(None, "--labels", help="Data key holding the labels [default: labels]."),
     providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
     threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
     max_samples: int | None = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
     report_dir: Path = typer.Option(Path("onnxcompress-report"), "--report-dir",
-                                    help="Where report.json, report.md and junit.xml go."),
+                                    help="Where report.json, report.md, report.html and junit.xml go."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+    image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
+    loader: str | None = D.LOADER, seed: int | None = D.SEED,
 ) -> None:
     """Check a candidate against a gate policy. Exit 0 pass, 1 fail (report still written), 3 bad input."""
 
@@ -180,7 +213,12 @@ def gate(
         gate_policy = load_policy(policy)
         base = _recipe_validate(policy)
         config = _validate_config(labels, None, None, None, None, providers, threads, None, max_samples, base)
-        _finish(api.gate(reference, candidate, data, gate_policy, config=config), report_dir, json_out)
+        source = _required(D.with_loader(data, loader, "--data"), "--data")
+        data_cfg = D.data_config(image=image, labels_file=labels_file, dims=dim, seed=seed)
+        with logs.progress() as progress:
+            report = api.gate(reference, candidate, source, gate_policy, config=config, progress=progress,
+                              data_config=data_cfg)
+        _finish(report, report_dir, json_out)
 
     _guarded(work)
 
@@ -196,7 +234,25 @@ def _recipe_validate(path: Path):
     return config_from_dict(ValidateConfig, table, "validate") if table is not None else None
 
 
-_STAGES = ("load", "preprocess", "prune", "distill", "quantize", "validate", "profile", "gate")
+def _required(value, option: str):
+    from onnxcompress.errors import RecipeError
+
+    if value is None:
+        raise RecipeError(f"missing {option} (or --data-loader-script)", hint=f"give {option} " + D.DATA_HELP)
+    return value
+
+
+def _without_verification(rec, has_calib: bool):
+    """The recipe with the quantize stage's verification off (--no-verify); ``auto`` (which quantizes when there is
+    calibration data) becomes the default config with verification off."""
+    from dataclasses import replace
+
+    from onnxcompress.quantization.config import QuantizeConfig
+
+    quant = rec.quantize
+    if quant == "auto" and has_calib:
+        quant = QuantizeConfig()
+    return replace(rec, quantize=replace(quant, verify=False)) if isinstance(quant, QuantizeConfig) else rec
 
 
 @app.command()
@@ -204,37 +260,45 @@ def optimize(
     model: Path = typer.Argument(..., help="The exported .onnx model."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the optimized model."),
     recipe: Path | None = typer.Option(None, "--recipe", help="Recipe file (.toml or .json)."),
-    calib: Path | None = typer.Option(None, "--calib", help="Calibration data (.npz or folder)."),
-    eval_data: Path | None = typer.Option(None, "--eval", help="Evaluation data [default: the calibration data]."),
+    calib: str | None = typer.Option(None, "--calib", help="Calibration data: " + D.DATA_HELP + "."),
+    eval_data: str | None = typer.Option(None, "--eval", help="Evaluation data (same forms) [default: the "
+                                         "calibration data]."),
     providers: str | None = typer.Option(None, "--providers", help=_PROVIDERS_HELP),
     seed: int | None = typer.Option(None, "--seed", help="Seed of every random choice [default: recipe seed]."),
     no_profile: bool = typer.Option(False, "--no-profile", help="Skip latency profiling (unless the gate needs it)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Write the model without opening it in the target's "
+                                   "onnxruntime provider (e.g. a CUDA/TensorRT target on a CPU build machine); "
+                                   "the int8 kernel check is deferred and the report says so."),
     dump_recipe: Path | None = typer.Option(None, "--dump-recipe", help="Write the effective recipe (.toml/.json)."),
-    report_dir: Path | None = typer.Option(None, "--report-dir", help="[default: OUTPUT's folder/<stem>-report]"),
+    report_dir: Path | None = typer.Option(None, "--report-dir", help="Report folder [default: OUTPUT's "
+                                           "folder/<stem>-report]."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+    image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
+    loader: str | None = D.LOADER,
 ) -> None:
     """The whole pipeline: preprocess -> prune -> distill -> quantize -> validate -> profile -> gate. Exit 1 on a failed gate."""
 
     def work():
         from dataclasses import replace
 
-        from rich.progress import Progress
-
         from onnxcompress import api
         from onnxcompress.recipe import Recipe
 
         reports = report_dir or output.parent / f"{output.stem}-report"
-        _check_outputs([output, dump_recipe], [model, recipe, calib, eval_data], [reports])
+        calib_source = D.with_loader(calib, loader, "--calib")
+        _check_outputs([output, dump_recipe], [model, recipe, calib_source, eval_data], [reports])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
         rec = Recipe.from_file(recipe) if recipe is not None else Recipe()
         validate_cfg = replace(rec.validate, providers=providers or rec.validate.providers,
                                profile=replace(rec.validate.profile, enabled=rec.validate.profile.enabled and not no_profile))
-        rec = replace(rec, validate=validate_cfg, seed=rec.seed if seed is None else seed)
-        with Progress(transient=True, console=_stderr_console()) as bar:
-            task = bar.add_task("optimize", total=len(_STAGES))
-            step = lambda stage: bar.update(task, completed=_STAGES.index(stage), description=stage)
-            _, report = api.optimize(model, recipe=rec, calib=calib, eval=eval_data, output=output, progress=step)
+        rec = replace(rec, validate=validate_cfg, seed=rec.seed if seed is None else seed,
+                      data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed))
+        if no_verify:
+            rec = _without_verification(rec, calib_source is not None)
+        with logs.progress() as progress:
+            _, report = api.optimize(model, recipe=rec, calib=calib_source, eval=eval_data, output=output,
+                                     progress=progress)
         if dump_recipe is not None and report.recipe is not None:
             report.recipe.write(dump_recipe)
         _finish(report, reports, json_out)

@@ -10,6 +10,8 @@ import typer
 # --- distill ----------------------------------------------------------------------------------------------------
 from typer.core import TyperGroup
 
+from onnxcompress.cli import data_opts as D
+from onnxcompress.cli import logs
 from onnxcompress.cli.app import _check_outputs, _guarded, app
 
 
@@ -22,7 +24,7 @@ class _DistillGroup(TyperGroup):
         return super().resolve_command(ctx, args)
 
 
-distill_app = typer.Typer(cls=_DistillGroup, no_args_is_help=True,
+distill_app = typer.Typer(cls=_DistillGroup, no_args_is_help=True, rich_markup_mode=None,
                           help="Recover accuracy without a training loop; attach weights trained elsewhere.")
 app.add_typer(distill_app, name="distill")
 
@@ -32,11 +34,13 @@ def distill_reconstruct(
     teacher: Path = typer.Argument(..., help="The original (teacher) model."),
     student: Path = typer.Argument(..., help="The compressed (student) model."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the reconstructed student."),
-    calib: Path = typer.Option(..., "--calib", help="Calibration data (.npz or folder)."),
+    calib: str | None = typer.Option(None, "--calib", help="Calibration data: " + D.DATA_HELP + "."),
     ridge: float = typer.Option(1e-3, "--ridge", help="Ridge strength, relative to the mean diagonal of X^T X."),
     samples: int = typer.Option(256, "--samples", help="Calibration samples to use."),
     kept: Path | None = typer.Option(None, "--kept", help="Kept-channel record (the prune report JSON)."),
     json_out: bool = typer.Option(False, "--json", help="Print the reconstruction report as JSON."),
+    image: str | None = D.IMAGE, dim: list[str] | None = D.DIM, loader: str | None = D.LOADER,
+    seed: int | None = D.SEED,
 ) -> None:
     """Refit the student's Conv/Gemm/MatMul weights, layer by layer, to the teacher's activations."""
 
@@ -44,10 +48,17 @@ def distill_reconstruct(
         from onnxcompress import api
         from onnxcompress.distillation.config import DistillConfig
         from onnxcompress.distillation.weights_io import load_kept
+        from onnxcompress.errors import RecipeError
 
-        _check_outputs([output], [teacher, student, calib, kept])
+        calib_source = D.with_loader(calib, loader, "--calib")
+        if calib_source is None:
+            raise RecipeError("missing --calib (or --data-loader-script)", hint="give --calib " + D.DATA_HELP)
+        _check_outputs([output], [teacher, student, calib_source, kept])
         config = DistillConfig(ridge=ridge, samples=samples)
-        _, result = api.distill(teacher, student, calib, config, kept=load_kept(kept), output=output)
+        with logs.progress() as progress:
+            _, result = api.distill(teacher, student, calib_source, config, kept=load_kept(kept), output=output,
+                                    progress=progress,
+                                    data_config=D.data_config(image=image, dims=dim, seed=seed))
         if json_out:
             typer.echo(json.dumps(result.to_dict(), indent=2))
             return
@@ -60,6 +71,7 @@ def distill_reconstruct(
 def distill_export(
     model: Path = typer.Argument(..., help="The (compressed) model whose weights a trainer must produce."),
     output: Path = typer.Option(..., "-o", "--output", help="The .npz to write (name -> array)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the exported names and shapes as JSON."),
 ) -> None:
     """Write the names, shapes and current values of the model's trainable weights to an .npz."""
 
@@ -70,6 +82,10 @@ def distill_export(
         _check_outputs([output], [model])
         weights = export_weights(load_model(model))
         save_npz_atomic(weights, output)
+        if json_out:
+            typer.echo(json.dumps({"output": str(output), "tensors": {k: list(v.shape) for k, v in weights.items()}},
+                                  indent=2))
+            return
         typer.echo(f"{len(weights)} tensors -> {output}")
 
     _guarded(work)
@@ -81,7 +97,9 @@ def distill_attach(
     weights: Path = typer.Argument(..., help="Weights: .npz, .safetensors or .onnx."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the model with the new weights."),
     mapping: Path | None = typer.Option(None, "--mapping", help="JSON {model_name: name_in_file}."),
-    data: Path | None = typer.Option(None, "--data", help="Data to validate with (default: seeded random)."),
+    data: str | None = typer.Option(None, "--data", help="Data to validate with: " + D.DATA_HELP +
+                                    " [default: random]."),
+    json_out: bool = typer.Option(False, "--json", help="Print the attach report as JSON."),
 ) -> None:
     """Attach weights trained elsewhere (name/shape/dtype checked), validate by running, and save."""
 
@@ -90,6 +108,9 @@ def distill_attach(
 
         _check_outputs([output], [model, weights, mapping, data])
         _, result = api.attach(model, weights, mapping, data, output)
+        if json_out:
+            typer.echo(json.dumps({**result.to_dict(), "output": str(output)}, indent=2))
+            return
         typer.echo(f"attached {len(result.attached)} tensors, validated on {result.validated_on} -> {output}")
 
     _guarded(work)

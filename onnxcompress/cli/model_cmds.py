@@ -62,6 +62,7 @@ def convert(
     opset: int = typer.Option(17, "--opset", help="Target default-domain opset."),
     lift_constants: bool = typer.Option(True, "--lift-constants/--keep-constants",
                                         help="Turn Constant nodes into initializers."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
 ) -> None:
     """Convert a model to another opset with onnx's version converter (and lift Constant nodes to initializers)."""
 
@@ -78,6 +79,10 @@ def convert(
             out, result = apply_to_model(out, LiftConstantsPass(), PassContext())
             lifted = result.stats["lifted"]
         save_model(out, output)
+        if json_out:
+            typer.echo(json.dumps({"output": str(output), "opset_before": before, "opset": opset,
+                                   "constants_lifted": lifted}, indent=2))
+            return
         typer.echo(f"opset {before} -> {opset}, {lifted} Constant nodes lifted -> {output}")
 
     _guarded(work)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from onnxcompress.cli import data_opts as D
+from onnxcompress.cli import logs
 from onnxcompress.cli.app import (
     _check_outputs,
     _dump_recipe,
@@ -16,6 +18,7 @@ from onnxcompress.cli.app import (
     _merged,
     _write_json,
     app,
+    detail,
 )
 
 
@@ -51,8 +54,8 @@ def prune(
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the pruned model."),
     ratio: float | None = typer.Option(None, "--ratio", help="Fraction of each group's channels to remove, in "
                                           "[0, 1) (default 0.3 when no target is given)."),
-    calib: Path | None = typer.Option(None, "--calib", help="Calibration data (.npz or folder): needed by "
-                                         "activation/reconstruction, gives shapes to models with dynamic dims."),
+    calib: str | None = typer.Option(None, "--calib", help="Calibration data (" + D.DATA_HELP + "): needed by "
+                                     "activation/reconstruction, gives shapes to models with dynamic dims."),
     recipe: Path | None = typer.Option(None, "--recipe", help="Recipe file: its [preprocess] and [prune] "
                                           "sections (flags given here override them)."),
     criterion: str | None = typer.Option(None, "--criterion",
@@ -79,6 +82,7 @@ def prune(
                                                "(.toml/.json); --recipe with it reproduces this run."),
     report: Path | None = typer.Option(None, "--report", help="Write the pruning report (JSON) here."),
     json_out: bool = typer.Option(False, "--json", help="Print the pruning report as JSON."),
+    image: str | None = D.IMAGE, dim: list[str] | None = D.DIM, loader: str | None = D.LOADER,
 ) -> None:
     """Structured channel pruning on the ONNX graph (dependency-aware: residuals, Concat, depthwise, Flatten)."""
 
@@ -100,11 +104,15 @@ def prune(
                          overrides=None if not override else _parse_overrides(override),
                          target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,
                          bias_correction=bias_correction)
-        rec = replace(base, prune=config, distill=None, quantize=None, tune=None, seed=config.seed)
-        _check_outputs([output, report, dump_recipe], [model, calib, recipe])
+        rec = replace(base, prune=config, distill=None, quantize=None, tune=None, seed=config.seed,
+                      data=D.data_config(base.data, image=image, dims=dim, seed=seed))
+        calib_source = D.with_loader(calib, loader, "--calib")
+        _check_outputs([output, report, dump_recipe], [model, calib_source, recipe])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
-        _, result = api.prune(model, config, calib, output, preprocess=rec.preprocess)
+        with logs.progress() as progress:
+            _, result = api.prune(model, config, calib_source, output, preprocess=rec.preprocess, progress=progress,
+                                  data_config=rec.data)
         info = result.to_dict()
         info["output"] = str(output)
         _dump_recipe(rec, dump_recipe)
@@ -113,7 +121,7 @@ def prune(
             typer.echo(json.dumps(info, indent=2))
             return
         for b in info["blocked"][:8]:
-            typer.echo(f"blocked   {b['units']} units at {b['slots'][0]}: {b['reasons'][0]}", err=True)
+            detail(f"blocked   {b['units']} units at {b['slots'][0]}: {b['reasons'][0]}", err=True)
         b, a = info["before"], info["after"]
         typer.echo(f"PRUNED | MACs {_fmt_count(b['macs'])}->{_fmt_count(a['macs'])} "
                    f"(x{a['macs'] / max(b['macs'], 1):.2f}) | params {_fmt_count(b['params'])}->"

@@ -8,7 +8,18 @@ from typing import Any
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _dump_recipe, _guarded, _load_recipe, _merged, _write_json, app
+from onnxcompress.cli import data_opts as D
+from onnxcompress.cli import logs
+from onnxcompress.cli.app import (
+    _check_outputs,
+    _dump_recipe,
+    _guarded,
+    _load_recipe,
+    _merged,
+    _write_json,
+    app,
+    detail,
+)
 
 
 def trace_path_for(output: Path) -> Path:
@@ -37,8 +48,8 @@ def _quantize_recipe(recipe_path, flags: dict[str, Any], tune_flags: dict[str, A
 def quantize(
     model: Path = typer.Argument(..., help="The float .onnx model."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the quantized model."),
-    calib: Path | None = typer.Option(None, "--calib", help="Calibration data: .npz file or directory of "
-                                         ".npz/.npy (needed by --mode static, the default)."),
+    calib: str | None = typer.Option(None, "--calib", help="Calibration data (needed by --mode static, the "
+                                     "default): " + D.DATA_HELP + "."),
     recipe: Path | None = typer.Option(None, "--recipe", help="Recipe file: its [preprocess], [quantize] and "
                                           "[tune] sections (flags given here override them)."),
     target: str | None = typer.Option(None, "--target", help="cpu (portable, default) | cpu-avx2 | cpu-vnni | "
@@ -66,8 +77,8 @@ def quantize(
                                          "cosine (auto: top1 when the data has labels, else agreement)."),
     time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds for the --max-drop search; "
                                                 "the best model so far is always written."),
-    eval_data: Path | None = typer.Option(None, "--eval", help="Data the --max-drop goal is checked on "
-                                             "[default: the calibration data]."),
+    eval_data: str | None = typer.Option(None, "--eval", help="Data the --max-drop goal is checked on (same forms "
+                                         "as --calib) [default: the calibration data]."),
     smooth_quant: float | None = typer.Option(None, "--smooth-quant", help="SmoothQuant scale migration "
                                                  "strength alpha in (0, 1) for LayerNorm -> MatMul/Gemm."),
     trace: Path | None = typer.Option(None, "--trace", help="Where the search writes its trial trace "
@@ -77,11 +88,18 @@ def quantize(
     dump_recipe: Path | None = typer.Option(None, "--dump-recipe", help="Write the effective recipe "
                                                "(.toml/.json); --recipe with it reproduces this run."),
     report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Do not open the result in the target's onnxruntime "
+                                   "provider (a CUDA/TensorRT target on a CPU build machine): the int8 kernel "
+                                   "check is deferred, and the report and the console say so."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
+    image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
+    loader: str | None = D.LOADER, seed: int | None = D.SEED,
 ) -> None:
     """INT8 quantization (static QDQ from calibration data, or dynamic), verified against onnxruntime's int8 kernels."""
 
     def work():
+        from dataclasses import replace
+
         from onnxcompress import api
         from onnxcompress.recipe import Recipe
 
@@ -89,15 +107,20 @@ def quantize(
                      per_channel=None if per_tensor is None else not per_tensor,
                      include=None if not include else tuple(include), exclude=None if not exclude else tuple(exclude),
                      layer_policy=layer_policy, calibration_samples=samples, batch_size=batch_size,
-                     bias_correction=bias_correction, smooth_quant=smooth_quant, strict=strict)
+                     bias_correction=bias_correction, smooth_quant=smooth_quant, strict=strict,
+                     verify=False if no_verify else None)
         tune_flags = dict(max_drop=max_drop, metric=metric, time_budget=time_budget)
         rec = _quantize_recipe(recipe, flags, tune_flags)
+        rec = replace(rec, data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed))
         traced = (trace or trace_path_for(output)) if rec.tune is not None else None
-        _check_outputs([output, report, traced, dump_recipe], [model, calib, eval_data, recipe])
+        calib_source = D.with_loader(calib, loader, "--calib")
+        _check_outputs([output, report, traced, dump_recipe], [model, calib_source, eval_data, recipe])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
-        _, result = api.quantize(model, calib, rec.quantize, tune=rec.tune, eval=eval_data, output=output,
-                                      trace=traced, preprocess=rec.preprocess)
+        with logs.progress() as progress:
+            _, result = api.quantize(model, calib_source, rec.quantize, tune=rec.tune, eval=eval_data, output=output,
+                                     trace=traced, preprocess=rec.preprocess, progress=progress,
+                                     data_config=rec.data)
         info = result.to_dict()
         info["output"] = str(output)
         if info.get("tune") is not None:
@@ -129,25 +152,33 @@ def _effective(recipe, result):
 
 
 def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
+    from onnxcompress.report_text import quantize_line
+
     for w in info.get("warnings", []):
-        typer.echo(f"warning: {w}", err=True)
+        detail(f"warning: {w}", err=True)
     if info.get("tune"):
         _render_tune(info["tune"])
     for s in info["skipped"]:
-        typer.echo(f"kept float  {s['node']}: {s['reason']}", err=True)
+        detail(f"kept float  {s['node']}: {s['reason']}", err=True)
     v = info.get("verification")
     mb_in, mb_out = model.stat().st_size / 1e6, output.stat().st_size / 1e6
     done = any(q["kind"] != "passthrough" for q in info["quantized"])
     line = f"{'QUANTIZED' if done else 'NOTHING QUANTIZED'} | {mb_in:.2f}->{mb_out:.2f} MB"
     line += f" | {len(info['quantized'])} nodes quantized, {len(info['skipped'])} kept float | "
     line += info.get("calibrator") or info.get("mode", "")
+    detail(f"quantize: {quantize_line(info)}")
     if v:
         kernels = ", ".join(f"{k} {c}" for k, c in v["kernel_ops"].items()) or "none"
-        typer.echo(f"int8 kernels ({v['provider']}): {kernels}")
+        detail(f"int8 kernels ({v['provider']}): {kernels}")
         for f in v["float_nodes"]:
-            typer.echo(f"float kernel {f['node']} ({f['op']}): {f['reason']}", err=True)
+            detail(f"float kernel {f['node']} ({f['op']}): {f['reason']}", err=True)
         cover = "n/a (nothing quantizable)" if v["coverage"] is None else f"{v['coverage']:.0%}"
         line += f" | int8 kernels {v['weighted_int8']}/{v['weighted_total']} weighted ops, coverage {cover}"
+    elif not info["config"].get("verify", True):
+        detail(f"note: verification deferred (--no-verify): {output} was not opened in onnxruntime's "
+               f"{info['config']['target']} provider; check it on the target with onnxcompress gate/profile "
+               f"--providers {info['config']['target']}", err=True)
+        line += " | NOT VERIFIED (--no-verify)"
     typer.echo(line)
 
 
@@ -156,20 +187,20 @@ def _render_tune(t: dict[str, Any]) -> None:
     for tr in t["trials"]:
         kept = ", ".join(f"{n}={p}" for n, p in tr["higher_precision"].items()) or "full int8"
         speed = f", {tr['latency']['speedup']:.2f}x fp32" if tr.get("latency") else ""
-        typer.echo(f"trial {tr['trial']:<3} {tr['phase']:<11} drop {tr['drop']:.4f}{speed}  {kept}")
+        detail(f"trial {tr['trial']:<3} {tr['phase']:<11} drop {tr['drop']:.4f}{speed}  {kept}")
     verdict = "GOAL MET" if t["goal_met"] else "GOAL NOT MET"
-    typer.echo(f"{verdict} | {goal['metric']} drop {best['drop']:.4f} (max {goal['max_drop']:g}, on {goal['data']}) | "
+    detail(f"{verdict} | {goal['metric']} drop {best['drop']:.4f} (max {goal['max_drop']:g}, on {goal['data']}) | "
                f"{len(t['trials'])} trials, {t['elapsed_s']:.1f} s | stopped: {t['stopped']}")
-    typer.echo("higher precision: " + (", ".join(f"{n}={p}" for n, p in t["higher_precision"].items()) or "none"))
+    detail("higher precision: " + (", ".join(f"{n}={p}" for n, p in t["higher_precision"].items()) or "none"))
     if t.get("trace"):
-        typer.echo(f"trace    {t['trace']}")
+        detail(f"trace    {t['trace']}")
 
 
 @app.command()
 def sensitivity(
     model: Path = typer.Argument(..., help="The float .onnx model."),
-    calib: Path = typer.Option(..., "--calib", help="Calibration data (.npz or folder)."),
-    eval_data: Path | None = typer.Option(None, "--eval", help="Data for the full-model metrics [default: calib]."),
+    calib: str | None = typer.Option(None, "--calib", help="Calibration data: " + D.DATA_HELP + "."),
+    eval_data: str | None = typer.Option(None, "--eval", help="Data for the full-model metrics [default: calib]."),
     metric: str = typer.Option("auto", "--metric", help="top1 | agreement | cosine (auto: top1 with labels)."),
     mode: str = typer.Option("static", "--mode", help="static | dynamic."),
     target: str = typer.Option("cpu", "--target", help="cpu | cuda | tensorrt."),
@@ -179,29 +210,38 @@ def sensitivity(
                                       "of pruning each at this ratio (0 = skip)."),
     report: Path | None = typer.Option(None, "--report", help="Write the JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON."),
+    image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
+    loader: str | None = D.LOADER, seed: int | None = D.SEED,
 ) -> None:
     """Rank nodes by quantization sensitivity (one-pass SQNR proxy, then full-model metrics for the top ones)."""
 
     def work():
         from onnxcompress import api
+        from onnxcompress.errors import RecipeError
         from onnxcompress.quantization.config import QuantizeConfig
         from onnxcompress.tuning.config import TuneConfig
 
-        _check_outputs([report], [model, calib, eval_data])
+        calib_source = D.with_loader(calib, loader, "--calib")
+        if calib_source is None:
+            raise RecipeError("missing --calib (or --data-loader-script)", hint="give --calib " + D.DATA_HELP)
+        _check_outputs([report], [model, calib_source, eval_data])
         tune = TuneConfig(metric=metric, top_k=top_k, measure_latency=False)
-        info = api.sensitivity(model, calib, QuantizeConfig(mode=mode, target=target, calibrator=calibrator), tune,
-                               eval=eval_data, prune_ratio=prune_ratio)
+        data_cfg = D.data_config(image=image, labels_file=labels_file, dims=dim, seed=seed)
+        with logs.progress() as progress:
+            info = api.sensitivity(model, calib_source, QuantizeConfig(mode=mode, target=target, calibrator=calibrator),
+                                   tune, eval=eval_data, prune_ratio=prune_ratio, progress=progress,
+                                   data_config=data_cfg)
         _write_json(report, info)
         if json_out:
             typer.echo(json.dumps(info, indent=2))
             return
-        typer.echo(f"{'rank':<5}{'node':<40}{'op':<12}{'SQNR dB':>9}{'drop if float':>15}{'drop only q':>13}")
+        detail(f"{'rank':<5}{'node':<40}{'op':<12}{'SQNR dB':>9}{'drop if float':>15}{'drop only q':>13}")
         for r in info["nodes"]:
             cells = [f"{r[k]:.4f}" if r.get(k) is not None else "-" for k in ("drop_only_float", "drop_only_quantized")]
             sq = "-" if r["proxy_sqnr_db"] is None else f"{r['proxy_sqnr_db']:.1f}"
-            typer.echo(f"{r['rank']:<5}{r['node'][:39]:<40}{r['op']:<12}{sq:>9}{cells[0]:>15}{cells[1]:>13}")
+            detail(f"{r['rank']:<5}{r['node'][:39]:<40}{r['op']:<12}{sq:>9}{cells[0]:>15}{cells[1]:>13}")
         for g in info.get("prune", []):
-            typer.echo(f"prune group {g['group']} ({g['channels']} ch, via {g['node']}): "
+            detail(f"prune group {g['group']} ({g['channels']} ch, via {g['node']}): "
                        + (f"drop {g['drop']:.4f}" if "drop" in g else f"error: {g.get('error')}"))
         typer.echo(f"full INT8 {info['metric']} drop {info['full_int8']['drop']:.4f} on {info['data']} "
                    f"({info['samples']} samples)")

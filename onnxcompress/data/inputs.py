@@ -63,7 +63,8 @@ class InputData:
 
     def __init__(self, chunks: Callable[[], Iterator[Mapping[str, Any]]], *, source: str,
                  batch_size: int | None = None, limit: int | None = None, allow_nonfinite: bool = False,
-                 metadata: dict[str, Any] | None = None, batch_axes: Mapping[str, int] | None = None):
+                 metadata: dict[str, Any] | None = None, batch_axes: Mapping[str, int] | None = None,
+                 size: int | None = None):
         if batch_size is not None and batch_size <= 0:
             raise DataError(f"batch size must be positive, got {batch_size}", hint="use e.g. --batch-size 32")
         if limit is not None and limit <= 0:
@@ -75,7 +76,8 @@ class InputData:
         self.allow_nonfinite = allow_nonfinite
         self.metadata = dict(metadata or {})
         self._axes = None if batch_axes is None else dict(batch_axes)  # None: inferred from the data on first use
-        self._len: int | None = None
+        self.size = size  # the number of samples when the source knows it without reading (image files)
+        self._len: int | None = None if size is None else (size if limit is None else min(size, limit))
 
     @property
     def batch_axes(self) -> dict[str, int]:
@@ -89,7 +91,8 @@ class InputData:
     # --- options -------------------------------------------------------------------------------------------
     def _with(self, **kw) -> InputData:
         args = dict(source=self.source, batch_size=self.batch_size, limit=self.limit,
-                    allow_nonfinite=self.allow_nonfinite, metadata=self.metadata, batch_axes=self._axes)
+                    allow_nonfinite=self.allow_nonfinite, metadata=self.metadata, batch_axes=self._axes,
+                    size=self.size)
         args.update(kw)
         return InputData(self._chunks, **args)
 
@@ -400,7 +403,8 @@ def from_dir(path: str | os.PathLike) -> InputData:
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read the .npy files in {path}: {e}", hint="write them with numpy.save") from e
         return InputData(lambda: iter([arrays]), source=str(path))
-    raise EmptyDataError(f"{path} contains no .npz or .npy files", hint="put the data files in the folder")
+    raise EmptyDataError(f"{path} contains no .npz, .npy or image files",
+                         hint="put the data files in the folder (images: .png/.jpg, sub-folders name the classes)")
 
 
 def from_arrays(arrays: Mapping[str, np.ndarray], source: str = "arrays") -> InputData:
@@ -439,14 +443,23 @@ def random_data(specs: list[InputSpec], samples: int, *, seed: int, dims: Mappin
     return InputData(lambda: iter([arrays]), source=f"random(seed={seed}, samples={samples})")
 
 
-def load_input_data(source: Any) -> InputData:
-    """Dispatch on a path (.npz file or directory), a dict of arrays, an InputData or an iterable."""
+def load_input_data(source: Any, config: Any = None, specs: list[InputSpec] | None = None) -> InputData:
+    """Dispatch on an InputData, ``random[:N]``, a ``FILE.py[:FUNCTION]`` loader script, a path (.npz file, folder
+    of .npz/.npy, folder of images, saved Hugging Face dataset), a CalibrationDataReader, a ``datasets.Dataset``,
+    a dict of arrays or a re-iterable of feed dicts (see data.sources). ``config``: the recipe's DataConfig;
+    ``specs``: the model's inputs (needed by random data, images and datasets)."""
+    from onnxcompress.data import sources
+
     if isinstance(source, InputData):
         return source
+    resolved = sources.resolve(source, config, specs)
+    if resolved is not None:
+        return resolved
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
-            raise DataError(f"data path not found: {path}", hint="check the path of the .npz file or folder")
+            raise DataError(f"data path not found: {path}", hint="check the path of the .npz file or folder "
+                            "(or write random for seeded random inputs)")
         if path.is_dir():
             return from_dir(path)
         if path.suffix == ".npy":

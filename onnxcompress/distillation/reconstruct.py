@@ -28,6 +28,7 @@ from onnxcompress.ir.query import constant_value, initializer_map
 from onnxcompress.ops.facts import trans_a, trans_b
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import Pass, PassContext, PassResult
+from onnxcompress.passes.progress import track
 from onnxcompress.runtime.session import SessionOptions, make_session, run
 
 log = logging.getLogger(__name__)
@@ -289,12 +290,15 @@ class ReconstructPass(Pass):
         feeds_list = list(data.bind(model_input_specs(teacher)).feeds())
         names = Names(graph)
         done = []
-        for layer in plan_layers(teacher, graph, ctx.get(KeptChannels) or KeptChannels(), ctx, self.name):
-            w = layer.node.inputs[1].values
-            acc = _collect(teacher, to_model(graph), layer, feeds_list, cfg, w.shape)
-            weight, bias = _solved_weights(layer, acc, w, cfg.ridge)
-            _write_back(layer, weight, bias, names)
-            done.append(_fit_record(layer, acc, ctx, self.name))
+        layers = plan_layers(teacher, graph, ctx.get(KeptChannels) or KeptChannels(), ctx, self.name)
+        with track(ctx.progress, "reconstruct", len(layers), "layers") as step:
+            for layer in layers:
+                w = layer.node.inputs[1].values
+                acc = _collect(teacher, to_model(graph), layer, feeds_list, cfg, w.shape)
+                weight, bias = _solved_weights(layer, acc, w, cfg.ridge)
+                _write_back(layer, weight, bias, names)
+                done.append(_fit_record(layer, acc, ctx, self.name))
+                step.advance()
         skipped = tuple((d.subject, d.reason) for d in ctx.decisions if d.pass_name == self.name
                         and d.action == "skipped")
         ctx.put(DistillResult(cfg, tuple(done), skipped, len(data)))

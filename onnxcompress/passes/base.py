@@ -20,6 +20,7 @@ import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import InternalError, PassError, UserError
 from onnxcompress.ir.graph import to_graph, to_model
+from onnxcompress.passes.progress import NO_PROGRESS, Progress
 
 if TYPE_CHECKING:
     from onnxcompress.data.inputs import InputData
@@ -70,6 +71,7 @@ class PassContext:
     records: list[PassRecord] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)  # written into the output model's metadata_props
+    progress: Progress = NO_PROGRESS  # where long steps report progress (the CLI's bar or plain lines)
     _artifacts: dict[type, Any] = field(default_factory=dict)
 
     def decide(self, pass_name: str, subject: str, action: str, reason: str) -> None:
@@ -125,7 +127,9 @@ class Pass:
         self.ensures(result.graph, ctx)
         seconds = time.perf_counter() - start
         ctx.records.append(PassRecord(self.name, result.modified, seconds, dict(result.stats), ctx.stage))
-        log.debug("%s: modified=%s in %.3fs %s", self.name, result.modified, seconds, result.stats)
+        log.info("%s%s: %s in %.3f s", f"{ctx.stage}/" if ctx.stage else "", self.name,
+                 "modified" if result.modified else "unchanged", seconds)
+        log.debug("%s stats: %s", self.name, result.stats)
         return result
 
 

@@ -9,6 +9,7 @@ from onnxcompress.config import config_from_dict
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.query import node_matches, selector_error
 from onnxcompress.quantization.target import CPU_TARGETS, TARGETS, Target, resolve_target
+from onnxcompress.runtime.providers import provider_key
 
 CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
 ACTIVATION_DTYPES = ("auto", "uint8", "int8", "int16", "uint16")
@@ -75,6 +76,8 @@ class QuantizeConfig:
 
     def __post_init__(self):
         _one_of("mode", self.mode, MODES)
+        if self.target not in TARGETS and isinstance(self.target, str) and provider_key(self.target) not in (None, "auto"):
+            object.__setattr__(self, "target", provider_key(self.target))  # CUDAExecutionProvider -> cuda
         _one_of("target", self.target, TARGETS)
         _one_of("calibrator", self.calibrator, CALIBRATORS)
         _one_of("activation_dtype", self.activation_dtype, ACTIVATION_DTYPES)

@@ -26,6 +26,7 @@ from onnxcompress.ir.query import constant_bytes, constant_value
 from onnxcompress.ir.subgraphs import all_tensors, defining_graph, expose, nesting, nodes_with_graphs
 from onnxcompress.ops.facts import quantized_ops
 from onnxcompress.passes.base import Pass, PassContext, PassResult
+from onnxcompress.passes.progress import ProgressTask, track
 from onnxcompress.quantization import params as P
 from onnxcompress.quantization.calibrate import Collector, compute_range, sanity_warnings
 from onnxcompress.quantization.config import QuantizeConfig
@@ -156,7 +157,10 @@ def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassCont
     inputs = {t.name for t in graph.inputs}  # the data itself (spiky: e.g. a constant background) keeps min/max
     collector = Collector(names, config.num_bins if config.calibrator != "minmax" else 0,
                           histograms=frozenset(n for n in names if n in inputs))
-    if collector.collect(_outputs(session, bound, exposed)) == 0:  # one pass over the data, every calibrator
+    batches = -(-len(data) // data.batch_size) if data.batch_size else None
+    with track(ctx.progress, f"calibrate ({config.calibrator}, {len(names)} tensors)", batches, "batches") as step:
+        collected = collector.collect(_outputs(session, bound, exposed, step))  # one pass, every calibrator
+    if collected == 0:
         raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one calibration sample")
     _check_sanity(collector, [n for n in names if n in inputs], config, ctx)
     levels = P.qrange(config.act_dtype)[1] - P.qrange(config.act_dtype)[0]
@@ -218,7 +222,7 @@ def _calibration_data(data, model: onnx.ModelProto, config: QuantizeConfig, sess
     return data.batched(batch)
 
 
-def _outputs(session, bound, exposed: dict[str, str]):
+def _outputs(session, bound, exposed: dict[str, str], step: ProgressTask):
     """{tensor name: value} per batch; ``exposed`` maps the session's output names to the tensors they carry."""
     outputs = list(exposed)
     for feeds in bound.feeds():
@@ -228,6 +232,7 @@ def _outputs(session, bound, exposed: dict[str, str]):
             raise InputMismatchError(f"the model failed on the calibration data: {str(e).splitlines()[0]}",
                                      hint="check that the calibration data matches the model's inputs") from e
         yield {exposed[o]: v for o, v in zip(outputs, values) if v is not None}
+        step.advance()
 
 
 # --- parameters -------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 
 import onnx_graphsurgeon as gs
 
+from onnxcompress.errors import ProviderError
 from onnxcompress.ir.edit import name_nodes
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes
@@ -25,6 +26,8 @@ from onnxcompress.quantization.result import QuantizedNode, QuantizeResult, Smoo
 from onnxcompress.quantization.smooth import SmoothedLayers, SmoothQuantPass
 from onnxcompress.quantization.upcast import UpcastHalfPass
 from onnxcompress.quantization.verify import int8_kernel_ops, verify_kernels
+from onnxcompress.runtime.providers import PROVIDER_NAMES
+from onnxcompress.runtime.session import available_providers
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +66,32 @@ class VerifyQuantizationPass(Pass):
         result = _result(self.config, plan, dynamic, ctx, constant_bytes(graph))
         if self.config.verify:
             provider = self.config.resolved_target.provider
+            _check_verifiable(self.config.resolved_target.name, provider)
             model = to_model(graph)
             if plan is not None:
                 result = _replace(result, verification=verify_kernels(model, plan.plan, provider))
             else:
                 result = _replace(result, kernel_ops=int8_kernel_ops(model, provider))
+        else:
+            note = (f"verification deferred (verify = false / --no-verify): the model was not opened in "
+                    f"onnxruntime's {PROVIDER_NAMES[self.config.resolved_target.provider]}; its int8 kernels are "
+                    "unchecked until it runs on the target")
+            ctx.decide(self.name, "verification", "deferred", note)
         ctx.put(result)
         ctx.metadata["onnxcompress.quantization"] = _metadata(self.config, result)
         return PassResult(graph, False, {"coverage": result.coverage})
+
+
+def _check_verifiable(target: str, provider: str) -> None:
+    """Verification opens the model in the target's provider: say how to go on when this onnxruntime lacks it."""
+    full = PROVIDER_NAMES[provider]
+    available = available_providers()
+    if full not in available:
+        raise ProviderError(
+            f"verifying a model for target {target} needs onnxruntime's {full}, which this onnxruntime does not "
+            f"have (it has {available})",
+            hint="pass --no-verify (recipe: [quantize] verify = false) to write the model without the check on this "
+                 f"machine, then check it where {full} runs (onnxcompress gate/profile --providers {provider})")
 
 
 def _metadata(config: QuantizeConfig, result: QuantizeResult) -> str:

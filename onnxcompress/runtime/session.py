@@ -1,7 +1,9 @@
 """The ONLY place that creates onnxruntime sessions.
 
-Providers: ``auto`` (CUDA when onnxruntime offers it, else CPU), ``cpu``, ``cuda``, ``tensorrt``. Asking for a
-provider that this onnxruntime build does not have is a :class:`ProviderError`, never a silent fallback.
+Providers: ``auto`` (CUDA when onnxruntime offers it, else CPU), ``cpu``, ``cuda``, ``tensorrt``, or onnxruntime's
+full names (``CPUExecutionProvider``, ``CUDAExecutionProvider``, ``TensorrtExecutionProvider``; any case),
+comma-separated in order of preference. Asking for a provider that this onnxruntime build does not have is a
+:class:`ProviderError`, never a silent fallback.
 """
 
 from __future__ import annotations
@@ -16,14 +18,10 @@ import numpy as np
 import onnx
 
 from onnxcompress.errors import ModelFormatError, ProviderError, RecipeError
+from onnxcompress.runtime.providers import GPU_INSTALL_HINT, PROVIDER_NAMES, check_provider_spec
 
 log = logging.getLogger(__name__)
 
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 OPT_LEVELS = ("disable", "basic", "extended", "all")
 
 
@@ -54,13 +52,9 @@ def available_providers() -> list[str]:
 
 
 def resolve_providers(spec: str, *, check: bool = True) -> list[str]:
-    """Turn ``auto``/``cpu``/``cuda``/``tensorrt`` (comma-separated allowed) into onnxruntime provider names."""
-    names = [s.strip().lower() for s in spec.split(",") if s.strip()]
-    if not names:
-        raise RecipeError("no execution provider given", hint="use auto, cpu, cuda or tensorrt")
-    for n in names:
-        if n != "auto" and n not in PROVIDER_NAMES:
-            raise RecipeError(f"unknown execution provider '{n}'", hint="use auto, cpu, cuda or tensorrt")
+    """Turn ``auto``/``cpu``/``cuda``/``tensorrt`` or full provider names (comma-separated allowed) into
+    onnxruntime provider names."""
+    names = check_provider_spec(spec)
     if not check:
         return []
     available = available_providers()
@@ -71,8 +65,7 @@ def resolve_providers(spec: str, *, check: bool = True) -> list[str]:
     if missing:
         raise ProviderError(
             f"execution provider(s) {missing} are not available in this onnxruntime (it has {available})",
-            hint="install the gpu extra (pip install 'onnxcompress[gpu]', then pip uninstall onnxruntime) "
-            "on a machine with CUDA, or use --providers cpu",
+            hint=GPU_INSTALL_HINT,
         )
     if PROVIDER_NAMES["cpu"] not in wanted:
         wanted.append(PROVIDER_NAMES["cpu"])  # ORT needs CPU for the nodes other providers do not take

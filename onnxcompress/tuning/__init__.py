@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from onnxcompress.data.inputs import load_input_data
+from onnxcompress.data.labels import has_class_labels
 from onnxcompress.errors import RecipeError
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.tuning.config import METRICS, PRECISIONS, TuneConfig
@@ -30,11 +31,11 @@ def resolve_metric(metric: str, data, labels: str = "labels") -> str:
     """``auto``: top1 when the data has labels, else agreement."""
     if metric != "auto":
         return metric
-    return "top1" if labels in data.keys() else "agreement"
+    return "top1" if has_class_labels(data, labels) else "agreement"
 
 
 def sensitivity_analysis(model, calib, quant: QuantizeConfig | None = None, tune: TuneConfig | None = None, *,
-                         eval_data=None, prune_ratio: float = 0.0) -> dict[str, Any]:
+                         eval_data=None, prune_ratio: float = 0.0, progress=None) -> dict[str, Any]:
     """Ranked per-node quantization sensitivity (+ per-group pruning loss when ``prune_ratio`` > 0), JSON-ready.
     ``model`` is a pre-processed float model (the API runs the standard pre-processing first)."""
 
@@ -48,7 +49,7 @@ def sensitivity_analysis(model, calib, quant: QuantizeConfig | None = None, tune
     builder = TrialBuilder(model, calib, quant or QuantizeConfig())
     note = "evaluation data" if eval_data is not None else "calibration data (no --eval given)"
     evaluator = Evaluator(model, data, tune, note)
-    result = analyze(builder, evaluator, tune)
+    result = analyze(builder, evaluator, tune, progress=progress)
     result.update(mode=builder.mode, data=note, samples=evaluator.samples)
     if prune_ratio > 0:
         result["prune"] = prune_sensitivity(builder.model, calib, evaluator, prune_ratio)

@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from onnxcompress.data.inputs import model_input_specs
+from onnxcompress.data.labels import is_class_labels
 from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError
 from onnxcompress.runtime.session import SessionOptions, make_session
 from onnxcompress.tuning.config import TuneConfig
@@ -59,9 +60,9 @@ class Evaluator:
         if not self.batches:
             raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one evaluation sample")
         self.samples = sum(len(next(iter(f.values()))) for f, _ in self.batches)
-        self.has_labels = all(labels is not None for _, labels in self.batches)
+        self.has_labels = all(labels is not None and is_class_labels(labels) for _, labels in self.batches)
         if config.metric == "top1" and not self.has_labels:
-            raise DataError(f"--metric top1 needs labels: {data.source} has no '{config.labels}' key",
+            raise DataError(f"--metric top1 needs class labels: {data.source} has no integer '{config.labels}' key",
                             hint="pass --eval data with labels, or use --metric agreement (or cosine)")
         session = self._session(reference)
         self.output = session.get_outputs()[0].name

@@ -26,6 +26,7 @@ import onnx
 from onnxcompress.data.inputs import load_input_data
 from onnxcompress.ir.io import save_model, write_text_atomic
 from onnxcompress.passes.base import PassContext
+from onnxcompress.passes.progress import NO_PROGRESS, ProgressTask, track
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.result import QuantizeResult, SearchSummary
 from onnxcompress.tuning.config import TuneConfig
@@ -83,6 +84,8 @@ class MixedPrecisionSearch:
         self.probe = LatencyProbe(model, self.evaluator, tune) if tune.measure_latency else None
         self.state = SearchState()
         self.sensitivity: dict[str, Any] | None = None
+        self.progress = ctx.progress if ctx is not None else NO_PROGRESS
+        self.step: ProgressTask | None = None  # the open "search" progress task while run() runs
 
     # --- budget / ordering ------------------------------------------------------------------------------------
     def elapsed(self) -> float:
@@ -111,6 +114,8 @@ class MixedPrecisionSearch:
         t = Trial(len(self.state.trials), phase, dict(choice), score, met, self.clock() - start, latency, mode)
         self.state.trials.append(t)
         self.state.cache[key] = t
+        if self.step is not None:
+            self.step.advance()
         log.info("trial %d (%s, %s): %s drop %.4f%s", t.index, phase, mode, dict(choice) or "full int8", score.drop,
                  " (goal met)" if met else "")
         if self.state.best is None or self._key(t) > self._key(self.state.best):
@@ -134,6 +139,13 @@ class MixedPrecisionSearch:
 
     # --- phases -----------------------------------------------------------------------------------------------
     def run(self) -> tuple[onnx.ModelProto, QuantizeResult]:
+        with track(self.progress, f"mixed-precision search ({self.tune.metric} drop <= {self.tune.max_drop:g})",
+                   None, "trials") as self.step:
+            self._search()
+        self.step = None
+        return self.finish()
+
+    def _search(self) -> None:
         base = self.trial({}, "baseline")
         self._presets()
         if base.met:
@@ -147,7 +159,6 @@ class MixedPrecisionSearch:
             self._greedy(self._ranking())
             if self.state.best.met:
                 self._give_back()
-        return self.finish()
 
     def _presets(self) -> None:
         """With latency measured, time the whole-model alternatives too (linear layers only, dynamic): on CPUs where
@@ -167,7 +178,7 @@ class MixedPrecisionSearch:
     def _ranking(self) -> list[str]:
 
         self.sensitivity = analyze(self.builder, self.evaluator, self.tune, budget=self.over_budget,
-                                   score_choice=self.score_choice)
+                                   score_choice=self.score_choice, progress=self.progress)
         return self.sensitivity["ranking"]
 
     def _greedy(self, ranking: list[str]) -> None:

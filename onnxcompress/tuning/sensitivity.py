@@ -26,6 +26,7 @@ from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.query import constant_value
 from onnxcompress.passes.base import PassContext, apply_to_model
+from onnxcompress.passes.progress import Progress, track
 from onnxcompress.pruning import PruneChannelsPass, PruneConfig, PruneResult, analyze_groups
 from onnxcompress.quantization.dynamic import weight_scales
 from onnxcompress.runtime.session import SessionOptions, make_session
@@ -162,7 +163,8 @@ def proxy_sqnr(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.ModelP
 
 
 # --- ranking ----------------------------------------------------------------------------------------------------
-def analyze(builder: TrialBuilder, evaluator, tune, *, budget=None, score_choice=None) -> dict[str, Any]:
+def analyze(builder: TrialBuilder, evaluator, tune, *, budget=None, score_choice=None,
+            progress: Progress | None = None) -> dict[str, Any]:
     """Proxy for every unit, full-model metrics for the top_k; returns the ranking and the per-node records.
 
     ``score_choice(choice) -> Score`` lets the search record (and keep) the trials made here; ``budget()`` True
@@ -178,14 +180,17 @@ def analyze(builder: TrialBuilder, evaluator, tune, *, budget=None, score_choice
     for n, why in no_proxy.items():
         records[n]["note"] = why
     measured = []
-    for n in order[: tune.top_k]:
-        if budget is not None and budget():
-            break
-        only_float = score_choice({n: "float"})
-        only_quant = evaluator.score(build_only(builder, n))
-        records[n].update(drop_only_float=round(only_float.drop, 6), gain_if_float=round(base.drop - only_float.drop, 6),
-                          drop_only_quantized=round(only_quant.drop, 6))
-        measured.append(n)
+    with track(progress, "sensitivity (full-model metric per node)", len(order[: tune.top_k]), "nodes") as step:
+        for n in order[: tune.top_k]:
+            if budget is not None and budget():
+                break
+            only_float = score_choice({n: "float"})
+            only_quant = evaluator.score(build_only(builder, n))
+            records[n].update(drop_only_float=round(only_float.drop, 6),
+                              gain_if_float=round(base.drop - only_float.drop, 6),
+                              drop_only_quantized=round(only_quant.drop, 6))
+            measured.append(n)
+            step.advance()
     head = sorted(measured, key=lambda n: (-records[n]["gain_if_float"], -records[n]["drop_only_quantized"],
                                            order.index(n)))
     ranking = head + [n for n in order if n not in head]

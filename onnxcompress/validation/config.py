@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from onnxcompress.errors import RecipeError
+from onnxcompress.runtime.providers import check_provider_spec
 
-#: task metrics computed from labels (see metrics.py)
-TASK_METRICS = ("top1", "top5", "f1", "auc")
+#: task metrics computed from labels: class indices (metrics.py), strings or sequences with a decoder (text.py)
+CLASS_METRICS = ("top1", "top5", "f1", "auc")
+TASK_METRICS = CLASS_METRICS + ("cer", "exact_match")
+DECODERS = ("ctc_greedy",)
 
 CHECK_STATS = ("elemwise", "max", "mean", "median")
 DEFAULT_ATOL = 1e-5
@@ -52,7 +55,7 @@ def parse_tolerance(spec: str) -> tuple[str, Tolerance]:
     return name, Tolerance(**values)
 
 
-PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")
+PROVIDER_CHOICES = ("auto", "cpu", "cuda", "tensorrt")  # or onnxruntime's full names (runtime.providers)
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,11 @@ class ValidateConfig:
     """How a candidate is compared with its reference.
 
     ``metrics``: task metrics from labels (``auto`` = top1, top5 when there are >= 5 classes, f1, and auc for a
-    binary output). ``output``: the output holding the class scores (default: the first one). ``tolerances``:
-    per-output atol/rtol, ``""`` is the default. ``max_samples``: evaluate at most this many samples.
+    binary output; cer and exact_match for string or sequence labels). ``output``: the output holding the class
+    scores (default: the first one). ``tolerances``: per-output atol/rtol, ``""`` is the default.
+    ``max_samples``: evaluate at most this many samples. ``decoder`` (``ctc_greedy``), ``charset`` (the
+    characters of the non-blank classes, inline) or ``charset_file`` (one per line), ``blank`` (the blank class
+    index), ``time_major`` ([T, N, C] outputs): how per-timestep scores become text for string/sequence labels.
     """
 
     labels: str = "labels"
@@ -97,16 +103,26 @@ class ValidateConfig:
     providers: str = "auto"
     threads: int = 0
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    decoder: str | None = None
+    charset: str | None = None
+    charset_file: str | None = None
+    blank: int = 0
+    time_major: bool = False
 
     def __post_init__(self):
+        if self.decoder is not None and self.decoder not in DECODERS:
+            raise RecipeError(f"unknown decoder '{self.decoder}'", hint=f"use one of {DECODERS}")
+        if self.charset is not None and self.charset_file is not None:
+            raise RecipeError("give charset or charset_file, not both", hint="charset_file = 'dict.txt'")
+        if isinstance(self.blank, bool) or not isinstance(self.blank, int):
+            raise RecipeError(f"blank must be a class index, got {self.blank!r}", hint="blank = 0 (or -1: the last)")
         object.__setattr__(self, "metrics", tuple(self.metrics))
         unknown = [m for m in self.metrics if m not in TASK_METRICS + ("auto",)]
         if unknown:
             raise RecipeError(f"unknown metric(s) {unknown}", hint=f"use auto or any of {TASK_METRICS}")
         if self.check_stat not in CHECK_STATS:
             raise RecipeError(f"unknown check_stat '{self.check_stat}'", hint=f"use one of {CHECK_STATS}")
-        if self.providers.strip().lower() not in PROVIDER_CHOICES and "," not in self.providers:
-            raise RecipeError(f"unknown providers '{self.providers}'", hint=f"use one of {PROVIDER_CHOICES}")
+        check_provider_spec(self.providers)
         for name in ("batch_size", "max_samples"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):

@@ -14,11 +14,14 @@ import numpy as np
 import onnx
 
 from onnxcompress.data.inputs import model_input_specs
+from onnxcompress.data.labels import is_class_labels
 from onnxcompress.errors import DataError, InputMismatchError, ModelError
+from onnxcompress.passes.progress import Progress, track
 from onnxcompress.runtime.session import SessionOptions, make_session, run
 from onnxcompress.validation.compare import Comparison, OutputComparison
 from onnxcompress.validation.config import ValidateConfig, tolerance_for
 from onnxcompress.validation.metrics import Fidelity, FidelityAccumulator, TaskAccumulator, class_scores
+from onnxcompress.validation.text import TEXT_METRICS, CTCGreedy, TextAccumulator, describe_labels, read_charset
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,21 @@ def resolve_metrics(requested: tuple[str, ...], n_classes: int) -> tuple[tuple[s
     return tuple(metrics), notes
 
 
+def resolve_text_metrics(requested: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """``auto`` -> cer and exact_match; class metrics asked for on string/sequence labels are dropped with a note."""
+    if "auto" in requested:
+        return TEXT_METRICS, []
+    kept = tuple(m for m in requested if m in TEXT_METRICS)
+    dropped = [m for m in requested if m not in TEXT_METRICS]
+    notes = [f"{', '.join(dropped)} skipped: the labels are not class indices"] if dropped else []
+    return kept, notes
+
+
+def decoder_of(config: ValidateConfig) -> CTCGreedy:
+    charset = read_charset(config.charset_file) if config.charset_file else config.charset
+    return CTCGreedy(blank=config.blank, charset=charset, time_major=config.time_major)
+
+
 def output_names(ref_sess, cand_sess) -> list[str]:
     ref = [o.name for o in ref_sess.get_outputs()]
     cand = {o.name for o in cand_sess.get_outputs()}
@@ -147,6 +165,8 @@ class _Run:
         self.user_specs = dict(user_metrics)
         self.user: dict[str, tuple[Metric, Metric]] = {n: (as_metric(m), as_metric(m)) for n, m in self.user_specs.items()}
         self.task: tuple[TaskAccumulator, TaskAccumulator] | None = None
+        self.text: tuple[TextAccumulator, TextAccumulator] | None = None
+        self.labels_kind: str | None = None  # "class" or a description of non-class labels
         self.metrics: tuple[str, ...] = ()
         self.notes: list[str] = []
         self.samples = 0
@@ -156,30 +176,56 @@ class _Run:
             acc.update(ref[name], cand[name])
             self.compare[name].update(ref[name], cand[name])
         labels = extras.get(self.config.labels)
-        if labels is not None:
+        if labels is not None and (self.labels_kind or ("class" if is_class_labels(labels) else "other")) == "class":
             if self.task is None:
+                self.labels_kind = "class"
                 n_classes = max(class_scores(ref[self.primary]).shape[1], 2)
                 self.metrics, self.notes = resolve_metrics(self.config.metrics, n_classes)
                 self.task = (TaskAccumulator(self.metrics), TaskAccumulator(self.metrics))
             self.task[0].update(ref[self.primary], labels)
             self.task[1].update(cand[self.primary], labels)
+        elif labels is not None:
+            self._update_text(ref[self.primary], cand[self.primary], labels)
         for r_metric, c_metric in self.user.values():
             r_metric.update(ref, extras)
             c_metric.update(cand, extras)
         self.samples += len(next(iter(ref.values())))
 
+    def _update_text(self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray) -> None:
+        """String or sequence labels: scored through the decoder when one is configured, else noted once."""
+        if self.labels_kind is None:
+            self.labels_kind = describe_labels(labels)
+            if self.config.decoder is None:
+                self.notes.append(f"labels '{self.config.labels}' are {self.labels_kind}, not class indices: kept, "
+                                  "but not scored (give a decoder: --decoder ctc_greedy --charset FILE, for cer "
+                                  "and exact_match)")
+                return
+            self.metrics, self.notes = resolve_text_metrics(self.config.metrics)
+            self.text = (TextAccumulator(decoder_of(self.config)), TextAccumulator(decoder_of(self.config)))
+        if self.text is not None:
+            self.text[0].update(ref, labels)
+            self.text[1].update(cand, labels)
+
+    def _task_results(self) -> tuple[dict[str, float], dict[str, float]]:
+        if self.task is not None:
+            return self.task[0].result(), self.task[1].result()
+        if self.text is not None:
+            return self.text[0].result(self.metrics), self.text[1].result(self.metrics)
+        return {}, {}
+
     def result(self, extra_keys: list[str]) -> ValidationResult:
         task = None
-        if self.task is not None or self.user:
-            task = TaskMetrics(self.task[0].result() if self.task else {}, self.task[1].result() if self.task else {})
+        if self.task is not None or self.text is not None or self.user:
+            task = TaskMetrics(*self._task_results())
             for name, (r_metric, c_metric) in self.user.items():
                 task.reference[name] = float(r_metric.compute())
                 task.candidate[name] = float(c_metric.compute())
         notes = list(self.notes)
-        if self.task is None:
+        if self.task is None and self.labels_kind is None:
             notes.append(f"no task metrics: the evaluation data has no '{self.config.labels}' key "
                          f"(it has {extra_keys or 'only model inputs'})")
-        return ValidationResult(self.samples, self.primary, self.config.labels if self.task else None,
+        scored = self.task is not None or self.text is not None
+        return ValidationResult(self.samples, self.primary, self.config.labels if scored else None,
                                 self.metrics + tuple(self.user), task,
                                 {n: a.result() for n, a in self.fidelity.items()},
                                 {n: c.result() for n, c in self.compare.items()}, tuple(extra_keys), tuple(notes))
@@ -187,7 +233,7 @@ class _Run:
 
 def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, config: ValidateConfig,
              user_metrics: Mapping[str, Any] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> ValidationResult:
+             progress: Progress | None = None) -> ValidationResult:
     """Stream ``data`` (an InputData) through both models with identical session options."""
 
     check_inputs(reference, candidate)
@@ -197,8 +243,8 @@ def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, confi
     bound = data.batched(config.batch_size).limited(config.max_samples).bind(model_input_specs(reference))
     total = len(bound)
     state = _Run(outputs, config, user_metrics or {})
-    for feeds, extras in bound.batches():
-        state.update(run(ref_sess, feeds, outputs), run(cand_sess, feeds, outputs), extras)
-        if progress:
-            progress(state.samples, total)
+    with track(progress, "validate (reference and candidate)", -(-total // config.batch_size), "batches") as step:
+        for feeds, extras in bound.batches():
+            state.update(run(ref_sess, feeds, outputs), run(cand_sess, feeds, outputs), extras)
+            step.advance()
     return state.result(bound.extra_keys)

@@ -17,6 +17,7 @@ from onnxcompress.validation.compare import Comparison
 from onnxcompress.validation.config import Tolerance
 from onnxcompress.validation.evaluate import ValidationResult
 from onnxcompress.validation.profile import ProfileResult
+from onnxcompress.validation.text import LOWER_IS_BETTER
 
 
 def _check_fraction(name: str, v: Any) -> None:
@@ -126,12 +127,21 @@ class Measured:
     int8_kernel_coverage: float | None = None
 
 
+def _shown(value: float, threshold: float) -> str:
+    """``value`` with 4 significant digits, more when it would otherwise read as equal to a different threshold."""
+    for digits in range(4, 10):
+        text = f"{value:.{digits}g}"
+        if value == threshold or text != f"{threshold:g}":
+            return text
+    return repr(value)
+
+
 def _at_least(name: str, value: float | None, threshold: float, unit: str = "", missing: str = "") -> Criterion:
     if value is None:
         return Criterion(name, False, None, threshold, f"{name}: not measured ({missing})")
     ok = value >= threshold
     word = ">=" if ok else "<"
-    return Criterion(name, ok, value, threshold, f"{name}: {value:.6g}{unit} {word} {threshold:g}{unit}")
+    return Criterion(name, ok, value, threshold, f"{name}: {_shown(value, threshold)}{unit} {word} {threshold:g}{unit}")
 
 
 def _at_most(name: str, value: float | None, threshold: float, unit: str = "", missing: str = "") -> Criterion:
@@ -139,7 +149,7 @@ def _at_most(name: str, value: float | None, threshold: float, unit: str = "", m
         return Criterion(name, False, None, threshold, f"{name}: not measured ({missing})")
     ok = value <= threshold
     word = "<=" if ok else ">"
-    return Criterion(name, ok, value, threshold, f"{name}: {value:.6g}{unit} {word} {threshold:g}{unit}")
+    return Criterion(name, ok, value, threshold, f"{name}: {_shown(value, threshold)}{unit} {word} {threshold:g}{unit}")
 
 
 def evaluate_gate(policy: GatePolicy, measured: Measured) -> GateResult:
@@ -164,7 +174,8 @@ def _accuracy_criteria(policy: GatePolicy, validation: ValidationResult | None) 
     ref = task.reference.get(policy.accuracy_metric) if task is not None else None
     cand = task.candidate.get(policy.accuracy_metric) if task is not None else None
     why = f"no '{policy.accuracy_metric}' metric: the evaluation data needs labels"
-    drop = None if ref is None or cand is None else ref - cand
+    lower_better = policy.accuracy_metric in LOWER_IS_BETTER  # e.g. cer: the drop is the increase
+    drop = None if ref is None or cand is None else (cand - ref if lower_better else ref - cand)
     out = []
     if policy.max_accuracy_drop is not None:
         out.append(_at_most("max_accuracy_drop", drop, policy.max_accuracy_drop, "", why))
@@ -227,6 +238,9 @@ def default_policy(validation: ValidationResult) -> GatePolicy:
     else cosine >= 0.99."""
     task = validation.task.reference if validation.task is not None else {}
     classifier = validation.primary.top1_agreement is not None
+    if "top1" not in task and "exact_match" in task:  # string labels scored through a decoder
+        return GatePolicy(accuracy_metric="exact_match", max_accuracy_drop=0.01,
+                          min_cosine=None if classifier else 0.99)
     return GatePolicy(max_accuracy_drop=0.01 if "top1" in task else None,
                       min_top1_agreement=0.98 if classifier else None,
                       min_cosine=None if classifier else 0.99)

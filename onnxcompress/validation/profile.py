@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from onnxcompress.data.inputs import model_input_specs, random_data
 from onnxcompress.errors import DataError
+from onnxcompress.passes.progress import Progress, track
 from onnxcompress.runtime.session import SessionOptions, make_session, resolve_providers, run
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,10 @@ def latency_stats(samples_s: Sequence[float], batch_size: int = 1) -> dict[str, 
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, warmup: int, iterations: int,
-                     clock: Clock = time.perf_counter) -> dict[str, list[float]]:
-    """Warm each function up, then time ``iterations`` rounds; the order alternates every round (ABBA...)."""
+                     clock: Clock = time.perf_counter, on_round: Callable[[], None] | None = None
+                     ) -> dict[str, list[float]]:
+    """Warm each function up, then time ``iterations`` rounds; the order alternates every round (ABBA...).
+    ``on_round`` is called after every timed round (progress)."""
     names = list(fns)
     for _ in range(warmup):
         for name in names:
@@ -60,6 +63,8 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], *, warmup: int, itera
             start = clock()
             fns[name]()
             samples[name].append(clock() - start)
+        if on_round is not None:
+            on_round()
     return samples
 
 
@@ -136,11 +141,14 @@ class BatchTiming:
     models: dict[str, dict[str, float]]
     speedup_p50: float | None = None
     speedup_mean: float | None = None
+    samples_ms: dict[str, tuple[float, ...]] = field(default_factory=dict)  # every timed run, for the plots
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"batch_size": self.batch_size, "models": {k: dict(v) for k, v in self.models.items()}}
         if self.speedup_p50 is not None:
             out.update(speedup_p50=self.speedup_p50, speedup_mean=self.speedup_mean)
+        if self.samples_ms:
+            out["samples_ms"] = {k: [round(v, 4) for v in vs] for k, vs in self.samples_ms.items()}
         return out
 
 
@@ -176,7 +184,8 @@ class ProfileResult:
 
 
 def profile_sessions(models: Mapping[str, Any], sample: Mapping[str, np.ndarray], specs: list[Any], config,
-                     options, *, clock: Clock = time.perf_counter, inputs: str = "") -> ProfileResult:
+                     options, *, clock: Clock = time.perf_counter, inputs: str = "",
+                     progress: Progress | None = None) -> ProfileResult:
     """Time ``models`` (name -> ModelProto/path) interleaved with identical session ``options``."""
 
     providers = resolve_providers(options.providers)
@@ -189,21 +198,27 @@ def profile_sessions(models: Mapping[str, Any], sample: Mapping[str, np.ndarray]
     for batch in config.batch_sizes:
         feeds = feeds_for_batch(sample, specs, batch)
         fns = {name: (lambda s=s, f=feeds: run(s, f)) for name, s in sessions.items()}
-        samples = time_interleaved(fns, warmup=config.warmup, iterations=config.iterations, clock=clock)
+        with track(progress, f"profile batch {batch} ({len(models)} model(s), interleaved)", config.iterations,
+                   "rounds") as step:
+            samples = time_interleaved(fns, warmup=config.warmup, iterations=config.iterations, clock=clock,
+                                       on_round=step.advance)
         stats = {n: latency_stats(v, batch) for n, v in samples.items()}
-        timing = BatchTiming(batch, stats)
+        raw = {n: tuple(s * 1e3 for s in v) for n, v in samples.items()}
+        speedups = (None, None)
         if len(models) == 2:
             ref, cand = (stats[n] for n in models)
-            timing = BatchTiming(batch, stats, speedup(ref, cand, "p50_ms"), speedup(ref, cand, "mean_ms"))
-        batches.append(timing)
+            speedups = (speedup(ref, cand, "p50_ms"), speedup(ref, cand, "mean_ms"))
+        batches.append(BatchTiming(batch, stats, *speedups, samples_ms=raw))
     warnings: list[str] = []
     op_profiles = None
     if config.op_profile:
         op_profiles = {}
-        for name, model in models.items():
-            parsed = op_profile(model, sample, specs, config, options)
-            op_profiles[name] = parsed
-            warnings += [f"{name}: {w}" for w in placement_warnings(parsed, providers)]
+        with track(progress, "profile per-op time", len(models), "models") as step:
+            for name, model in models.items():
+                parsed = op_profile(model, sample, specs, config, options)
+                op_profiles[name] = parsed
+                warnings += [f"{name}: {w}" for w in placement_warnings(parsed, providers)]
+                step.advance()
     return ProfileResult(providers, options.threads, options.opt_level, config.warmup, config.iterations,
                          {n: s * 1e3 for n, s in created.items()}, tuple(batches), tuple(warnings), op_profiles,
                          peak_rss_bytes() / 2**20, inputs)
@@ -223,13 +238,17 @@ def profile_sample(model, data, batch: int, seed: int) -> tuple[dict[str, np.nda
 
 
 def profile_models(models: Mapping[str, Any], data, config, providers: str, threads: int, seed: int, *,
-                   clock: Clock = time.perf_counter) -> ProfileResult:
+                   clock: Clock = time.perf_counter, progress: Progress | None = None) -> ProfileResult:
     """Time ``models`` (reference first) on the first samples of ``data`` (else seeded random inputs)."""
 
     first = next(iter(models.values()))
     sample, note = profile_sample(first, data, max(config.batch_sizes), seed)
     options = SessionOptions(providers=providers, threads=threads)
-    return profile_sessions(models, sample, model_input_specs(first), config, options, clock=clock, inputs=note)
+    return profile_sessions(models, sample, model_input_specs(first), config, options, clock=clock, inputs=note,
+                            progress=progress)
+
+
+
 def op_profile(model: Any, sample: Mapping[str, np.ndarray], specs: list[Any], config, options) -> dict[str, Any]:
     """Run a profiling session for ``config.op_profile_runs`` runs and parse its JSON (then delete it)."""
 

@@ -45,7 +45,7 @@ def test_cli_inspect_json(tmp_path):
     p = _save(tmp_path, graphs.macs_fixture())
     r = runner.invoke(app, ["inspect", str(p), "--json", "--shape", "x:2x3x8x8"])
     assert r.exit_code == 0, r.output
-    info = json.loads(r.output)
+    info = json.loads(r.stdout)
     assert info["schema"] == INSPECT_SCHEMA
     assert set(info) >= {"model", "inputs", "outputs", "nodes", "op_histogram", "parameters", "macs"}
     assert info["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["N", 3, 8, 8]}]

@@ -230,7 +230,7 @@ def _bad_options(ws: Path, t: Path) -> list[tuple[list, int, str]]:
         (["distill", "attach", m, ws / "gate.toml", "-o", o], 3, "unsupported weights file"),
         (["validate", m, ws / "custom.onnx", "--data", g], 3, "MyRelu"),
         (["validate", m, m, "--data", g, "--tolerance", "garbage"], 3, "bad tolerance"),
-        (["validate", m, m, "--data", g, "--providers", "bogus"], 3, "unknown providers"),
+        (["validate", m, m, "--data", g, "--providers", "bogus"], 3, "unknown execution provider"),
         (["profile", m, "--batch", "x"], 3, "bad --batch"),
         (["profile", m, "--iterations", "0"], 3, "iterations must be"),
         (["gate", m, m, "--policy", ws / "missing.toml", "--data", g], 3, "not found"),

@@ -167,7 +167,7 @@ def test_cli_prune_and_inspect(tmp_path):
     res = runner.invoke(app, ["prune", str(src), "-o", str(tmp_path / "bad.onnx"), "--ratio", "1"])
     assert res.exit_code == 3 and not (tmp_path / "bad.onnx").exists()
     res = runner.invoke(app, ["inspect", str(src), "--json"])
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert res.exit_code == 0 and len(info["prune_groups"]["groups"]) == 2
     assert "prunable groups" in runner.invoke(app, ["inspect", str(src)]).output
 

@@ -43,7 +43,7 @@ def test_cli_sensitivity_ranks_fragile_first(files):
     res = runner.invoke(app, ["sensitivity", str(files / "m.onnx"), "--calib", str(files / "calib.npz"), "--json",
                               "--top-k", "2", "--prune-ratio", "0.25"])
     assert res.exit_code == 0, res.output
-    info = json.loads(res.output)
+    info = json.loads(res.stdout)
     assert info["ranking"][0] == "MatMul_3" and info["metric"] == "top1"
     assert info["prune"] and all("drop" in g or "error" in g for g in info["prune"])
 

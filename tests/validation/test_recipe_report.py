@@ -102,7 +102,7 @@ def test_report_json_markdown_junit(tmp_path):
     failure = suite.find("testcase[@name='min_speedup']/failure")
     assert failure is not None and failure.get("message") == "min_speedup: 1.1x < 1.5x"
     paths = report.write(tmp_path / "out")
-    assert sorted(p.name for p in paths.values()) == ["junit.xml", "report.json", "report.md"]
+    assert sorted(p.name for p in paths.values()) == ["junit.xml", "report.html", "report.json", "report.md"]
     assert json.loads(paths["json"].read_text()) == data
 
 
