@@ -2,9 +2,10 @@
 sensitivity.
 
 Each transform verb is load -> ``pipeline.build(recipe)`` -> run -> (model, typed result); every model argument is
-a path or an ``onnx.ModelProto`` and is never modified; with ``output`` the result is saved atomically. Data
+a path or an ``onnx.ModelProto`` and is never modified; with ``output`` the result is written through
+:mod:`onnxcompress.ir.outputs` (checked against the inputs before any work, published atomically). Data
 arguments take what :func:`onnxcompress.data.load_input_data` takes (a .npz path, a folder, a dict of arrays, an
-InputData, a re-iterable of feed dicts).
+InputData, a re-iterable of feed dicts); paths are checked against ``limits`` (:class:`DataLimits`) first.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import onnx
 
 from onnxcompress import pipeline
 from onnxcompress.data.inputs import InputData, load_input_data, model_input_specs, random_data
+from onnxcompress.data.limits import DataLimits, check_batch_memory
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import AttachResult, DistillResult
-from onnxcompress.distillation.weights_io import load_mapping, read_weights
+from onnxcompress.distillation.weights_io import check_kept, load_mapping, read_weights
 from onnxcompress.errors import DataError
 from onnxcompress.inspection import inspect_model
-from onnxcompress.ir.io import check_output, file_size, load_model, save_model, sha256_file
+from onnxcompress.ir.io import file_size, load_model, sha256_file
+from onnxcompress.ir.outputs import OutputPlan, OutputSet
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.preprocess import PreprocessConfig
@@ -37,13 +40,13 @@ from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.quantization.verify import weighted_coverage
 from onnxcompress.recipe import Recipe
-from onnxcompress.report import DataInfo, ModelInfo, Report, Stages, environment_info
+from onnxcompress.report import REPORT_FILES, DataInfo, ModelInfo, Report, Stages, environment_info
 from onnxcompress.runtime.session import SessionOptions, make_session, resolve_providers, run
 from onnxcompress.tuning import sensitivity_analysis
 from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.stage import SearchFiles
 from onnxcompress.validation.config import ProfileConfig, ValidateConfig
-from onnxcompress.validation.evaluate import evaluate
+from onnxcompress.validation.evaluate import check_inputs, evaluate
 from onnxcompress.validation.gate import GatePolicy, Measured, default_policy, evaluate_gate
 from onnxcompress.validation.profile import profile_models
 
@@ -69,9 +72,9 @@ def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
     return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
 
 
-def _data(source: Any) -> InputData | None:
+def _data(source: Any, limits: DataLimits | None = None) -> InputData | None:
 
-    return None if source is None else load_input_data(source)
+    return None if source is None else load_input_data(source, limits)
 
 
 def data_info(source: Any, data: InputData, *, is_calibration: bool | None = None) -> DataInfo:
@@ -88,12 +91,16 @@ def data_info(source: Any, data: InputData, *, is_calibration: bool | None = Non
     return DataInfo(data.source, len(data), tuple(data.keys()), digest, is_calibration)
 
 
-def _save(model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
+def _plan(output: str | Path | None, models: tuple[Any, ...], inputs: tuple[Any, ...] = ()) -> OutputPlan:
+    """The run's outputs, checked against its inputs before any work."""
+    return OutputPlan(models, inputs).model(output).check()
 
-    if output is None:
-        return load(model)[1]
-    path = save_model(model, output)
-    return ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
+
+def _save(model: onnx.ModelProto, output: str | Path | None, plan: OutputPlan) -> None:
+    if output is not None:
+        with plan.stage() as staged:
+            staged.model(output, model)
+            staged.publish()
 
 
 def _run(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext, *, teacher_from_input: bool = True,
@@ -108,87 +115,91 @@ def _stage_recipe(seed: int = 0, preprocess: PreprocessConfig | None = None, **s
 
 # --- transform verbs --------------------------------------------------------------------------------------------
 def prune(model: ModelLike, config: PruneConfig | None = None, calib: Any = None, output: str | Path | None = None,
-          *, preprocess: PreprocessConfig | None = None) -> tuple[onnx.ModelProto, PruneResult]:
+          *, preprocess: PreprocessConfig | None = None, limits: DataLimits | None = None
+          ) -> tuple[onnx.ModelProto, PruneResult]:
     """Structured channel pruning (default ratio 0.3, l1). ``calib`` is needed by the activation and
     reconstruction criteria and gives concrete shapes to models with dynamic dims."""
 
-    check_output(output, model, calib)
+    plan = _plan(output, (model,), (calib,))
     config = config or PruneConfig()
     proto, _ = load(model)
-    ctx = PassContext(seed=config.seed, calibration=_data(calib))
+    ctx = PassContext(seed=config.seed, calibration=_data(calib, limits))
     out = _run(proto, _stage_recipe(config.seed, preprocess, prune=config), ctx)
-    _save(out, output)
+    _save(out, output, plan)
     return out, ctx.require(PruneResult, "prune")
 
 
 def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None = None, *,
              tune: TuneConfig | None = None, eval: Any = None, output: str | Path | None = None,
-             trace: str | Path | None = None, preprocess: PreprocessConfig | None = None
-             ) -> tuple[onnx.ModelProto, QuantizeResult]:
+             trace: str | Path | None = None, preprocess: PreprocessConfig | None = None,
+             limits: DataLimits | None = None) -> tuple[onnx.ModelProto, QuantizeResult]:
     """INT8 quantization (static QDQ from ``calib``, or ``config.mode = "dynamic"``). With ``tune`` the
     mixed-precision search meets its accuracy goal (checked on ``eval``, else on ``calib``) and writes the best
     model so far to ``output`` and its trial trace to ``trace`` as it goes; ``result.search.goal_met`` says
     whether the goal was reached."""
 
-    check_output(output, model, calib, eval)
-    check_output(trace, model, calib, eval, output)
+    plan = OutputPlan((model,), (calib, eval)).model(output).file(trace, "--trace").check()
     config = config or QuantizeConfig()
     proto, _ = load(model)
-    ctx = PassContext(calibration=_data(calib), evaluation=_data(eval))
+    ctx = PassContext(calibration=_data(calib, limits), evaluation=_data(eval, limits))
     recipe = pipeline.resolve(_stage_recipe(0, preprocess, quantize=config, tune=tune), ctx.calibration).recipe
     if tune is not None:
         ctx.put(SearchFiles(None if output is None else Path(output), None if trace is None else Path(trace)))
     out = _run(proto, recipe, ctx)
-    _save(out, output)
+    _save(out, output, plan)
     return out, ctx.require(QuantizeResult, "quantize")
 
 
 def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillConfig | None = None, *,
             kept: KeptChannels | Mapping[str, list[int]] | None = None, output: str | Path | None = None,
-            preprocess: PreprocessConfig | None = None) -> tuple[onnx.ModelProto, DistillResult]:
+            preprocess: PreprocessConfig | None = None, limits: DataLimits | None = None
+            ) -> tuple[onnx.ModelProto, DistillResult]:
     """Layer-wise reconstruction of ``student`` (a compressed copy of ``teacher``) against the teacher's
     activations on ``calib``. ``kept``: the kept channels of pruned tensors (a prune result's
     ``kept_channels()``, or {tensor: indices})."""
 
-    check_output(output, teacher, student, calib)
+    plan = _plan(output, (teacher, student), (calib,))
     config = config or DistillConfig()
     t_proto, _ = load(teacher)
     s_proto, _ = load(student)
-    recipe = _stage_recipe(config.seed, preprocess, distill=config)
-    ctx = PassContext(seed=config.seed, calibration=_data(calib))
-    ctx.put(Teacher(pipeline.preprocessed(t_proto, recipe, ctx, stage="teacher")))
     record = kept if isinstance(kept, KeptChannels) else KeptChannels.from_mapping(kept) if kept else None
     record = record or KeptChannels.from_model(s_proto)  # a model pruned by onnxcompress carries its record
     if record:
+        check_kept(record, t_proto, s_proto)
+    recipe = _stage_recipe(config.seed, preprocess, distill=config)
+    ctx = PassContext(seed=config.seed, calibration=_data(calib, limits))
+    ctx.put(Teacher(pipeline.preprocessed(t_proto, recipe, ctx, stage="teacher")))
+    if record:
         ctx.put(record)
     out = _run(s_proto, recipe, ctx, teacher_from_input=False)
-    _save(out, output)
+    _save(out, output, plan)
     return out, ctx.require(DistillResult, "distill")
 
 
 def attach(model: ModelLike, weights: str | Path | Mapping[str, np.ndarray],
            mapping: str | Path | Mapping[str, str] | None = None, data: Any = None,
-           output: str | Path | None = None, *, seed: int = 0) -> tuple[onnx.ModelProto, AttachResult]:
+           output: str | Path | None = None, *, seed: int = 0, limits: DataLimits | None = None
+           ) -> tuple[onnx.ModelProto, AttachResult]:
     """Attach weights trained elsewhere (.npz/.safetensors/.onnx path or a dict; ``mapping``: JSON path or dict
     {model name: name in the weights}) and validate by running it (on ``data``, else seeded random inputs)."""
 
-    check_output(output, model, weights if not isinstance(weights, Mapping) else None,
-                 mapping if not isinstance(mapping, Mapping) else None, data)
+    plan = _plan(output, (model,), (weights if not isinstance(weights, Mapping) else None,
+                                    mapping if not isinstance(mapping, Mapping) else None, data))
     proto, _ = load(model)
-    arrays = dict(weights) if isinstance(weights, Mapping) else read_weights(weights)
+    arrays = dict(weights) if isinstance(weights, Mapping) else read_weights(weights, limits)
     names = dict(mapping) if isinstance(mapping, Mapping) else load_mapping(mapping)
     ctx = PassContext(seed=seed)
     out = pipeline.attach_pipeline(arrays, names).run(proto, ctx)
-    result = replace(ctx.require(AttachResult, "attach"), validated_on=_run_once(out, data, seed))
-    _save(out, output)
+    result = replace(ctx.require(AttachResult, "attach"), validated_on=_run_once(out, data, seed, limits))
+    _save(out, output, plan)
     return out, result
 
 
-def _run_once(model: onnx.ModelProto, data: Any, seed: int) -> str:
+def _run_once(model: onnx.ModelProto, data: Any, seed: int, limits: DataLimits | None) -> str:
     """Run ``model`` on a batch of ``data`` (else seeded random inputs); NaN/Inf outputs are a DataError."""
 
     specs = model_input_specs(model)
-    feeds_data = _data(data) if data is not None else random_data(specs, 2, seed=seed)
+    feeds_data = _data(data, limits) if data is not None else random_data(specs, 2, seed=seed)
     assert feeds_data is not None
     feeds = next(feeds_data.batched(8).bind(specs).feeds())
     results = run(make_session(model, SessionOptions(providers="cpu")), feeds)
@@ -208,14 +219,15 @@ def inspect(model: ModelLike, input_shapes: Mapping[str, list[int]] | None = Non
 
 def sensitivity(model: ModelLike, calib: Any, quant: QuantizeConfig | None = None, tune: TuneConfig | None = None,
                 *, eval: Any = None, prune_ratio: float = 0.0,
-                preprocess: PreprocessConfig | None = None) -> dict[str, Any]:
+                preprocess: PreprocessConfig | None = None, limits: DataLimits | None = None) -> dict[str, Any]:
     """Per-node quantization sensitivity, ranked (and per-group pruning loss with ``prune_ratio``), JSON-ready."""
 
     proto, _ = load(model)
-    calib_data = _data(calib)
+    calib_data = _data(calib, limits)
     ctx = PassContext(calibration=calib_data)
     prepared = pipeline.preprocessed(proto, _stage_recipe(0, preprocess), ctx)
-    return sensitivity_analysis(prepared, calib_data, quant, tune, eval_data=_data(eval), prune_ratio=prune_ratio)
+    return sensitivity_analysis(prepared, calib_data, quant, tune, eval_data=_data(eval, limits),
+                                prune_ratio=prune_ratio)
 
 
 # --- validate / profile / gate ----------------------------------------------------------------------------------
@@ -230,20 +242,32 @@ def _with_policy_tolerances(config: ValidateConfig, policy: GatePolicy | None) -
     return config
 
 
+def _check_profile_batch(model: onnx.ModelProto, config: ProfileConfig, limits: DataLimits | None) -> None:
+    """The largest profiled batch must fit the data limits (before any session is made)."""
+    check_batch_memory(model_input_specs(model), max(config.batch_sizes), limits or DataLimits())
+
+
 def _measured(report: Report, coverage: float | None) -> Measured:
     cand = report.models.get("candidate")
     return Measured(report.validation, report.profile, None if cand is None else cand.bytes / 1e6, coverage)
 
 
 def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: ValidateConfig | None = None,
-             user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None) -> Report:
+             user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None,
+             limits: DataLimits | None = None) -> Report:
     """Compare ``candidate`` with ``reference`` on ``data``; with ``policy`` the report also holds the gate.
     ``user_metrics``: {name: fn(outputs, extras) -> float per batch, or an object with update()/compute()}."""
 
     config = _with_policy_tolerances(config or ValidateConfig(), policy)
+    if policy is not None:
+        policy.check_metric(user_metrics or {})
     ref, ref_info = load(reference)
     cand, cand_info = load(candidate)
-    eval_data = _data(data)
+    if policy is not None and policy.needs_latency:
+        _check_profile_batch(ref, config.profile, limits)
+    if data is None:
+        raise DataError("validation needs evaluation data", hint="pass --data EVAL (a .npz file or a folder)")
+    eval_data = _data(data, limits)
     assert eval_data is not None
     report = Report("validate" if policy is None else "gate", models={"reference": ref_info, "candidate": cand_info},
                     data={"evaluation": data_info(data, eval_data)},
@@ -262,26 +286,31 @@ def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: V
 
 
 def gate(reference: ModelLike, candidate: ModelLike, data: Any, policy: GatePolicy, *,
-         config: ValidateConfig | None = None, user_metrics: Mapping[str, Any] | None = None) -> Report:
+         config: ValidateConfig | None = None, user_metrics: Mapping[str, Any] | None = None,
+         limits: DataLimits | None = None) -> Report:
     """Validate (and profile when the policy has latency criteria), then evaluate ``policy``."""
-    return validate(reference, candidate, data, config=config, user_metrics=user_metrics, policy=policy)
+    return validate(reference, candidate, data, config=config, user_metrics=user_metrics, policy=policy,
+                    limits=limits)
 
 
 def profile(model: ModelLike, *, vs: ModelLike | None = None, data: Any = None, config: ProfileConfig | None = None,
-            providers: str = "auto", threads: int = 0, seed: int = 0, clock: Callable[[], float] = time.perf_counter
-            ) -> Report:
+            providers: str = "auto", threads: int = 0, seed: int = 0, clock: Callable[[], float] = time.perf_counter,
+            limits: DataLimits | None = None) -> Report:
     """Latency of ``model``; with ``vs`` both models interleaved and speed-up = vs p50 / model p50."""
 
+    config = config or ProfileConfig()
     proto, info = load(model)
     models, infos = {"model": proto}, {"model": info}
     if vs is not None:
         other, other_info = load(vs)
+        check_inputs(other, proto)
         models, infos = {"reference": other, "candidate": proto}, {"reference": other_info, "candidate": info}
-    eval_data = _data(data)
+    _check_profile_batch(proto, config, limits)
+    eval_data = _data(data, limits)
     report = Report("profile", models=infos, environment=environment_info(_providers(providers)))
     if eval_data is not None:
         report.data["profile"] = data_info(data, eval_data)
-    report.profile = profile_models(models, eval_data, config or ProfileConfig(), providers, threads, seed, clock=clock)
+    report.profile = profile_models(models, eval_data, config, providers, threads, seed, clock=clock)
     report.warnings += report.profile.warnings
     return report
 
@@ -316,17 +345,26 @@ def _stages(ctx: PassContext) -> Stages:
 
 def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = None, eval: Any = None,
              output: str | Path | None = None, user_metrics: Mapping[str, Any] | None = None,
-             progress: Progress | None = None) -> tuple[onnx.ModelProto, Report]:
+             progress: Progress | None = None, report_dir: str | Path | None = None,
+             dump_recipe: str | Path | None = None) -> tuple[onnx.ModelProto, Report]:
     """The whole pipeline (preprocess -> prune -> distill -> quantize -> validate -> profile -> gate); returns the
-    optimized model and its Report. A failed gate is ``report.passed is False``, not an exception. With
-    ``output`` the model is saved atomically before validation."""
+    optimized model and its Report. A failed gate is ``report.passed is False``, not an exception. The outputs
+    (``output``: the model; ``report_dir``: report.json, report.md, junit.xml; ``dump_recipe``: the effective
+    recipe) are checked before any work and published together after the gate, all of them or none; the
+    report's candidate sha256 is that of the model bytes published."""
 
     say = progress or (lambda stage: None)
     recipe = recipe or Recipe()
-    check_output(output, model, calib, eval)
+    if dump_recipe is not None:
+        Recipe.check_path(dump_recipe)
+    plan = (OutputPlan((model,), (calib, eval)).model(output).folder(report_dir, REPORT_FILES.values())
+            .file(dump_recipe, "--dump-recipe").check())
+    if recipe.gate is not None:
+        recipe.gate.check_metric(user_metrics or {})
     say("load")
     original, ref_info = load(model)
-    calib_data, eval_data = _data(calib), _data(eval)
+    _check_profile_batch(original, recipe.validate.profile, recipe.limits)
+    calib_data, eval_data = _data(calib, recipe.limits), _data(eval, recipe.limits)
     report = Report("optimize", models={"reference": ref_info},
                     environment=environment_info(_providers(recipe.validate.providers)))
     resolved = pipeline.resolve(recipe, calib_data)
@@ -341,15 +379,29 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
     report.stages = _stages(ctx)
     if report.stages.quantize is not None:
         report.warnings += list(report.stages.quantize.warnings)
-    report.models["candidate"] = _save(candidate, output)
     if calib_data is not None:
         report.data["calibration"] = data_info(calib, calib_data)
     same = calib_data is not None and eval_data is calib_data
     report.data["evaluation"] = data_info(calib if same else eval, eval_data, is_calibration=same)
-    policy = _check(original, candidate, eval_data, resolved.recipe, report, say, user_metrics)
-    report.recipe = replace(resolved.recipe, gate=policy)
-    report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
+    with plan.stage() as staged:
+        report.models["candidate"] = _stage_model(staged, candidate, output)
+        policy = _check(original, candidate, eval_data, resolved.recipe, report, say, user_metrics)
+        report.recipe = replace(resolved.recipe, gate=policy)
+        report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
+        if report_dir is not None:
+            report.stage(staged, report_dir)
+        if dump_recipe is not None:
+            staged.text(dump_recipe, report.recipe.dumps(dump_recipe))
+        staged.publish()
     return candidate, report
+
+
+def _stage_model(staged: OutputSet, model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
+    """Stage ``model`` at ``output``; its identity is that of the exact bytes staged (else of its serialization)."""
+    if output is None:
+        return load(model)[1]
+    written = staged.model(output, model)
+    return ModelInfo(str(output), written.sha256, written.bytes)
 
 
 def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: InputData, recipe: Recipe,

@@ -94,6 +94,19 @@ class OutputPathError(UserError):
     """An output path that cannot be written."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (raised by the CLI's signal handler, so temporary files are cleaned up on the way
+    out as for Ctrl-C); the CLI exits with 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
 class PassError(OnnxCompressError):
     """A pass failed; names the pass and the passes that ran before it."""
 

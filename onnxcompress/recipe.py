@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from onnxcompress.config import config_from_dict, config_to_dict
+from onnxcompress.data.limits import DataLimits
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.errors import RecipeError
-from onnxcompress.ir.io import write_text_atomic
+from onnxcompress.ir.outputs import write_text
 from onnxcompress.passes.preprocess import PreprocessConfig
 from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.quantization.config import QuantizeConfig
@@ -33,7 +34,7 @@ from onnxcompress.validation.gate import GatePolicy
 
 Auto = Literal["auto"]
 AUTO: Final = "auto"
-TOP_LEVEL = ("seed", "preprocess", "prune", "distill", "quantize", "tune", "validate", "gate")
+TOP_LEVEL = ("seed", "preprocess", "prune", "distill", "quantize", "tune", "validate", "gate", "limits")
 
 
 def _stage(name: str, cls: type, value: Any, *, auto: bool) -> Any:
@@ -62,6 +63,7 @@ class Recipe:
     tune: TuneConfig | None = None
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     gate: GatePolicy | None = None  # None: a default policy chosen from the evaluation data
+    limits: DataLimits = field(default_factory=DataLimits)  # caps on every data input (checked from headers)
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -75,6 +77,7 @@ class Recipe:
         validate = _stage("validate", ValidateConfig, self.validate, auto=False)
         object.__setattr__(self, "validate", validate or ValidateConfig())
         object.__setattr__(self, "gate", _stage("gate", GatePolicy, self.gate, auto=False))
+        object.__setattr__(self, "limits", _stage("limits", DataLimits, self.limits, auto=False) or DataLimits())
 
     # --- construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -95,10 +98,10 @@ class Recipe:
         try:
             text = path.read_text(encoding="utf-8")
             data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise RecipeError(f"{path} cannot be parsed: {e}", hint="fix the TOML/JSON syntax") from e
         except OSError as e:
-            raise RecipeError(f"cannot read recipe {path}: {e}", hint="check the file's permissions") from e
+            raise RecipeError(f"cannot read recipe {path}: {e.strerror or e}", hint="check the file's permissions") from e
         if not isinstance(data, dict):
             raise RecipeError(f"{path} must hold a table/object at the top level", hint="see docs/report.md")
         return cls.from_dict(data)
@@ -111,6 +114,7 @@ class Recipe:
             out[stage] = AUTO if value == AUTO else (False if value is None else config_to_dict(value))
         out["validate"] = config_to_dict(self.validate)
         out["gate"] = AUTO if self.gate is None else config_to_dict(self.gate)
+        out["limits"] = config_to_dict(self.limits)
         return out
 
     def to_toml(self) -> str:
@@ -126,11 +130,13 @@ class Recipe:
             raise RecipeError(f"cannot write a recipe to {path}: unknown format '{Path(path).suffix}'",
                               hint="name the file *.toml or *.json")
 
-    def write(self, path: str | Path) -> Path:
-
-        path = Path(path)
+    def dumps(self, path: str | Path) -> str:
+        """The text of the recipe file ``path`` (TOML or JSON, by its suffix)."""
         self.check_path(path)
-        return write_text_atomic(path, self.to_json() if path.suffix.lower() == ".json" else self.to_toml())
+        return self.to_json() if Path(path).suffix.lower() == ".json" else self.to_toml()
+
+    def write(self, path: str | Path) -> Path:
+        return write_text(path, self.dumps(path)).path
 
 
 # --- a small TOML writer (tomllib reads only); None values are omitted -------------------------------------------

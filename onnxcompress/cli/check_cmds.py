@@ -7,7 +7,16 @@ from typing import Any
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _guarded, _stderr_console, app
+from onnxcompress.cli.app import (
+    MAX_DATA_MB,
+    MAX_DATA_SAMPLES,
+    _guarded,
+    _limits,
+    _plan,
+    _stderr_console,
+    app,
+    echo,
+)
 
 # --- validate / profile / gate / optimize ---------------------------------------------------------------------
 _PROVIDERS_HELP = "Execution providers: auto (CUDA if available, else CPU), cpu, cuda, tensorrt."
@@ -31,56 +40,62 @@ def _validate_config(labels, metric, output_name, tolerance, check_stat, provide
     return replace(base or ValidateConfig(), **changes)
 
 
-def _finish(report, report_dir: Path | None, json_out: bool, exit_on_gate: bool = True) -> None:
-    """Write the report files, print the summary (or JSON) and end with the verdict line; exit 1 on a failed gate."""
-    paths = report.write(report_dir) if report_dir is not None else {}
+def _finish(report, report_dir: Path | None, json_out: bool, exit_on_gate: bool = True, *, plan=None,
+            written: bool = False) -> None:
+    """Write the report files (as one set, through ``plan``; ``written``: the API published them already), print
+    the summary (or the JSON, alone on stdout) and end with the verdict line; exit 1 on a failed gate."""
+    from onnxcompress.report import REPORT_FILES
+
+    paths = {}
+    if report_dir is not None:
+        paths = {k: report_dir / n for k, n in REPORT_FILES.items()} if written else report.write(report_dir, plan)
     if json_out:
         typer.echo(report.to_json(), nl=False)
     else:
         _render_report(report.to_dict(json_safe=False), paths)
-        typer.echo(report.verdict)
+        echo(report.verdict)
     if exit_on_gate and report.passed is False:
         raise typer.Exit(1)
 
 
 def _render_report(report: dict[str, Any], paths: dict[str, Path]) -> None:
     for w in report["warnings"]:
-        typer.echo(f"warning: {w}", err=True)
+        echo(f"warning: {w}", err=True)
     v = report["validation"]
     if v:
         task = v.get("task") or {}
         for m in task.get("reference", {}):
-            typer.echo(f"{m:<16} {task['reference'][m]:.4f} -> {task['candidate'][m]:.4f}")
+            echo(f"{m:<16} {task['reference'][m]:.4f} -> {task['candidate'][m]:.4f}")
         for out, f in v["fidelity"].items():
             agree = "" if f["top1_agreement"] is None else f"agreement {100 * f['top1_agreement']:.2f}%, "
-            typer.echo(f"output {out}: {agree}cosine {f['cosine']:.5f}, SQNR {f['sqnr_db']:.1f} dB, "
+            echo(f"output {out}: {agree}cosine {f['cosine']:.5f}, SQNR {f['sqnr_db']:.1f} dB, "
                        f"max abs err {f['max_abs_error']:.3g}")
         for out, c in v["comparison"].items():
             word = "PASS" if c["passed"] else "FAIL"
-            typer.echo(f"compare {out}: {word} at atol={c['atol']:g} rtol={c['rtol']:g} ({c['check_stat']}); "
+            echo(f"compare {out}: {word} at atol={c['atol']:g} rtol={c['rtol']:g} ({c['check_stat']}); "
                        f"would pass with atol={c['would_pass']['atol']:.3g} or rtol={c['would_pass']['rtol']:.3g}")
         for note in v.get("notes", []):
-            typer.echo(f"note: {note}")
+            echo(f"note: {note}")
     if report["profile"]:
         _render_profile(report["profile"])
     for c in (report["gate"] or {}).get("criteria", []):
-        typer.echo(f"{'pass' if c['passed'] else 'FAIL'}  {c['message']}")
+        echo(f"{'pass' if c['passed'] else 'FAIL'}  {c['message']}")
     for kind, path in paths.items():
-        typer.echo(f"{kind:<8} {path}")
+        echo(f"{kind:<8} {path}")
 
 
 def _render_profile(p: dict[str, Any]) -> None:
-    typer.echo(f"providers {p['providers']}, threads {p['threads'] or 'default'}, "
+    echo(f"providers {p['providers']}, threads {p['threads'] or 'default'}, "
                f"{p['warmup']} warm-up + {p['iterations']} interleaved runs; peak RSS {p['peak_rss_mb']:.0f} MB")
     for b in p["batches"]:
         for name, s in b["models"].items():
-            typer.echo(f"batch {b['batch_size']:<4} {name:<10} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f}  "
+            echo(f"batch {b['batch_size']:<4} {name:<10} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f}  "
                        f"p99 {s['p99_ms']:.3f}  mean {s['mean_ms']:.3f}  {s['throughput_per_s']:.1f}/s")
         if "speedup_p50" in b:
-            typer.echo(f"batch {b['batch_size']:<4} speed-up (p50) {b['speedup_p50']:.2f}x")
+            echo(f"batch {b['batch_size']:<4} speed-up (p50) {b['speedup_p50']:.2f}x")
     for name, prof in (p.get("op_profile") or {}).items():
         top = ", ".join(f"{op} {100 * t['share']:.0f}%" for op, t in list(prof["op_type_time"].items())[:6])
-        typer.echo(f"ops {name}: {top}; nodes by provider {prof['nodes_by_provider']}")
+        echo(f"ops {name}: {top}; nodes by provider {prof['nodes_by_provider']}")
 
 
 @app.command()
@@ -100,17 +115,20 @@ def validate(
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when an output exceeds its tolerances."),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Compare a candidate with its reference: task metrics, fidelity, output tolerances (Polygraphy semantics)."""
 
     def work():
         from onnxcompress import api
 
-        _check_outputs([], [], [report_dir])
+        plan = _plan([data], [reference, candidate], folder=report_dir)
         config = _validate_config(labels, metric, output_name, tolerance, check_stat, providers, threads,
                                   batch_size, max_samples)
-        report = api.validate(reference, candidate, data, config=config)
-        _finish(report, report_dir, json_out)
+        report = api.validate(reference, candidate, data, config=config,
+                              limits=_limits(max_data_mb, max_data_samples))
+        _finish(report, report_dir, json_out, plan=plan)
         if strict and not report.validation.comparison_passed:
             raise typer.Exit(1)
 
@@ -140,6 +158,8 @@ def profile(
     seed: int = typer.Option(0, "--seed", help="Seed of the random inputs."),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="Write report.json/.md and junit.xml here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Latency p50/p90/p99/mean and throughput per batch size, per-op-type time, node placement, peak memory."""
 
@@ -147,11 +167,12 @@ def profile(
         from onnxcompress import api
         from onnxcompress.validation.config import ProfileConfig
 
-        _check_outputs([], [], [report_dir])
+        plan = _plan([data], [model, vs], folder=report_dir)
         config = ProfileConfig(batch_sizes=_batch_list(batch), warmup=warmup, iterations=iterations,
                                op_profile=op_profile)
-        report = api.profile(model, vs=vs, data=data, config=config, providers=providers, threads=threads, seed=seed)
-        _finish(report, report_dir, json_out)
+        report = api.profile(model, vs=vs, data=data, config=config, providers=providers, threads=threads, seed=seed,
+                             limits=_limits(max_data_mb, max_data_samples))
+        _finish(report, report_dir, json_out, plan=plan)
 
     _guarded(work)
 
@@ -169,6 +190,8 @@ def gate(
     report_dir: Path = typer.Option(Path("onnxcompress-report"), "--report-dir",
                                     help="Where report.json, report.md and junit.xml go."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Check a candidate against a gate policy. Exit 0 pass, 1 fail (report still written), 3 bad input."""
 
@@ -176,24 +199,29 @@ def gate(
         from onnxcompress import api
         from onnxcompress.validation.gate import load_policy
 
-        _check_outputs([], [], [report_dir])
+        plan = _plan([data, policy], [reference, candidate], folder=report_dir)
         gate_policy = load_policy(policy)
-        base = _recipe_validate(policy)
+        base, limits = _recipe_sections(policy)
         config = _validate_config(labels, None, None, None, None, providers, threads, None, max_samples, base)
-        _finish(api.gate(reference, candidate, data, gate_policy, config=config), report_dir, json_out)
+        report = api.gate(reference, candidate, data, gate_policy, config=config,
+                          limits=_limits(max_data_mb, max_data_samples, limits))
+        _finish(report, report_dir, json_out, plan=plan)
 
     _guarded(work)
 
 
-def _recipe_validate(path: Path):
-    """The [validate] table of a policy file that is a whole recipe (else the defaults)."""
+def _recipe_sections(path: Path):
+    """The [validate] and [limits] tables of a policy file that is a whole recipe (else None: the defaults)."""
     import tomllib
 
     from onnxcompress.config import config_from_dict
+    from onnxcompress.data.limits import DataLimits
     from onnxcompress.validation.config import ValidateConfig
 
-    table = tomllib.loads(path.read_text(encoding="utf-8")).get("validate")
-    return config_from_dict(ValidateConfig, table, "validate") if table is not None else None
+    data = tomllib.loads(path.read_text(encoding="utf-8"))  # load_policy read and parsed it already
+    validate, limits = data.get("validate"), data.get("limits")
+    return (config_from_dict(ValidateConfig, validate, "validate") if validate is not None else None,
+            config_from_dict(DataLimits, limits, "limits") if limits is not None else None)
 
 
 _STAGES = ("load", "preprocess", "prune", "distill", "quantize", "validate", "profile", "gate")
@@ -212,6 +240,8 @@ def optimize(
     dump_recipe: Path | None = typer.Option(None, "--dump-recipe", help="Write the effective recipe (.toml/.json)."),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="[default: OUTPUT's folder/<stem>-report]"),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """The whole pipeline: preprocess -> prune -> distill -> quantize -> validate -> profile -> gate. Exit 1 on a failed gate."""
 
@@ -224,19 +254,19 @@ def optimize(
         from onnxcompress.recipe import Recipe
 
         reports = report_dir or output.parent / f"{output.stem}-report"
-        _check_outputs([output, dump_recipe], [model, recipe, calib, eval_data], [reports])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
+        _plan([recipe, calib, eval_data], [model], model=output, files={"--dump-recipe": dump_recipe}, folder=reports)
         rec = Recipe.from_file(recipe) if recipe is not None else Recipe()
         validate_cfg = replace(rec.validate, providers=providers or rec.validate.providers,
                                profile=replace(rec.validate.profile, enabled=rec.validate.profile.enabled and not no_profile))
-        rec = replace(rec, validate=validate_cfg, seed=rec.seed if seed is None else seed)
+        rec = replace(rec, validate=validate_cfg, seed=rec.seed if seed is None else seed,
+                      limits=_limits(max_data_mb, max_data_samples, rec.limits))
         with Progress(transient=True, console=_stderr_console()) as bar:
             task = bar.add_task("optimize", total=len(_STAGES))
             step = lambda stage: bar.update(task, completed=_STAGES.index(stage), description=stage)
-            _, report = api.optimize(model, recipe=rec, calib=calib, eval=eval_data, output=output, progress=step)
-        if dump_recipe is not None and report.recipe is not None:
-            report.recipe.write(dump_recipe)
-        _finish(report, reports, json_out)
+            _, report = api.optimize(model, recipe=rec, calib=calib, eval=eval_data, output=output, progress=step,
+                                     report_dir=reports, dump_recipe=dump_recipe)
+        _finish(report, reports, json_out, written=True)
 
     _guarded(work)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,7 +9,7 @@ import typer
 # --- distill ----------------------------------------------------------------------------------------------------
 from typer.core import TyperGroup
 
-from onnxcompress.cli.app import _check_outputs, _guarded, app
+from onnxcompress.cli.app import MAX_DATA_MB, MAX_DATA_SAMPLES, _guarded, _json_text, _limits, _plan, app, echo
 
 
 class _DistillGroup(TyperGroup):
@@ -37,6 +36,8 @@ def distill_reconstruct(
     samples: int = typer.Option(256, "--samples", help="Calibration samples to use."),
     kept: Path | None = typer.Option(None, "--kept", help="Kept-channel record (the prune report JSON)."),
     json_out: bool = typer.Option(False, "--json", help="Print the reconstruction report as JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Refit the student's Conv/Gemm/MatMul weights, layer by layer, to the teacher's activations."""
 
@@ -45,13 +46,14 @@ def distill_reconstruct(
         from onnxcompress.distillation.config import DistillConfig
         from onnxcompress.distillation.weights_io import load_kept
 
-        _check_outputs([output], [teacher, student, calib, kept])
+        _plan([calib, kept], [teacher, student], model=output)
         config = DistillConfig(ridge=ridge, samples=samples)
-        _, result = api.distill(teacher, student, calib, config, kept=load_kept(kept), output=output)
+        _, result = api.distill(teacher, student, calib, config, kept=load_kept(kept), output=output,
+                                limits=_limits(max_data_mb, max_data_samples))
         if json_out:
-            typer.echo(json.dumps(result.to_dict(), indent=2))
+            typer.echo(_json_text({**result.to_dict(), "output": str(output)}), nl=False)
             return
-        typer.echo(f"reconstructed {len(result.reconstructed)} layers, skipped {len(result.skipped)} -> {output}")
+        echo(f"reconstructed {len(result.reconstructed)} layers, skipped {len(result.skipped)} -> {output}")
 
     _guarded(work)
 
@@ -60,17 +62,24 @@ def distill_reconstruct(
 def distill_export(
     model: Path = typer.Argument(..., help="The (compressed) model whose weights a trainer must produce."),
     output: Path = typer.Option(..., "-o", "--output", help="The .npz to write (name -> array)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the exported names, shapes and dtypes as JSON."),
 ) -> None:
     """Write the names, shapes and current values of the model's trainable weights to an .npz."""
 
     def work():
-        from onnxcompress.distillation.weights_io import export_weights, save_npz_atomic
+        from onnxcompress.distillation.weights_io import export_weights, npz_bytes
         from onnxcompress.ir.io import load_model
 
-        _check_outputs([output], [model])
+        plan = _plan([], [model], files={"output": output})
         weights = export_weights(load_model(model))
-        save_npz_atomic(weights, output)
-        typer.echo(f"{len(weights)} tensors -> {output}")
+        with plan.stage() as staged:
+            staged.bytes(output, npz_bytes(weights))
+            staged.publish()
+        if json_out:
+            typer.echo(_json_text({"output": str(output), "tensors": {
+                k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in weights.items()}}), nl=False)
+        else:
+            echo(f"{len(weights)} tensors -> {output}")
 
     _guarded(work)
 
@@ -82,14 +91,20 @@ def distill_attach(
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the model with the new weights."),
     mapping: Path | None = typer.Option(None, "--mapping", help="JSON {model_name: name_in_file}."),
     data: Path | None = typer.Option(None, "--data", help="Data to validate with (default: seeded random)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the attach report as JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Attach weights trained elsewhere (name/shape/dtype checked), validate by running, and save."""
 
     def work():
         from onnxcompress import api
 
-        _check_outputs([output], [model, weights, mapping, data])
-        _, result = api.attach(model, weights, mapping, data, output)
-        typer.echo(f"attached {len(result.attached)} tensors, validated on {result.validated_on} -> {output}")
+        _plan([weights, mapping, data], [model], model=output)
+        _, result = api.attach(model, weights, mapping, data, output, limits=_limits(max_data_mb, max_data_samples))
+        if json_out:
+            typer.echo(_json_text({**result.to_dict(), "output": str(output)}), nl=False)
+            return
+        echo(f"attached {len(result.attached)} tensors, validated on {result.validated_on} -> {output}")
 
     _guarded(work)

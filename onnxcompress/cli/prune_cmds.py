@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from onnxcompress.cli.app import (
-    _check_outputs,
-    _dump_recipe,
+    MAX_DATA_MB,
+    MAX_DATA_SAMPLES,
     _fmt_count,
     _guarded,
+    _json_text,
+    _limits,
     _load_recipe,
     _merged,
-    _write_json,
+    _plan,
     app,
+    echo,
 )
 
 
@@ -79,6 +81,8 @@ def prune(
                                                "(.toml/.json); --recipe with it reproduces this run."),
     report: Path | None = typer.Option(None, "--report", help="Write the pruning report (JSON) here."),
     json_out: bool = typer.Option(False, "--json", help="Print the pruning report as JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Structured channel pruning on the ONNX graph (dependency-aware: residuals, Concat, depthwise, Flatten)."""
 
@@ -100,22 +104,28 @@ def prune(
                          overrides=None if not override else _parse_overrides(override),
                          target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,
                          bias_correction=bias_correction)
-        rec = replace(base, prune=config, distill=None, quantize=None, tune=None, seed=config.seed)
-        _check_outputs([output, report, dump_recipe], [model, calib, recipe])
+        rec = replace(base, prune=config, distill=None, quantize=None, tune=None, seed=config.seed,
+                      limits=_limits(max_data_mb, max_data_samples, base.limits))
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
-        _, result = api.prune(model, config, calib, output, preprocess=rec.preprocess)
+        plan = _plan([calib, recipe], [model], model=output, files={"--report": report, "--dump-recipe": dump_recipe})
+        pruned, result = api.prune(model, config, calib, preprocess=rec.preprocess, limits=rec.limits)
         info = result.to_dict()
         info["output"] = str(output)
-        _dump_recipe(rec, dump_recipe)
-        _write_json(report, info)
+        with plan.stage() as staged:  # the model, its report and the recipe appear together or not at all
+            staged.model(output, pruned)
+            if report is not None:
+                staged.text(report, _json_text(info))
+            if dump_recipe is not None:
+                staged.text(dump_recipe, rec.dumps(dump_recipe))
+            staged.publish()
         if json_out:
-            typer.echo(json.dumps(info, indent=2))
+            typer.echo(_json_text(info), nl=False)
             return
         for b in info["blocked"][:8]:
-            typer.echo(f"blocked   {b['units']} units at {b['slots'][0]}: {b['reasons'][0]}", err=True)
+            echo(f"blocked   {b['units']} units at {b['slots'][0]}: {b['reasons'][0]}", err=True)
         b, a = info["before"], info["after"]
-        typer.echo(f"PRUNED | MACs {_fmt_count(b['macs'])}->{_fmt_count(a['macs'])} "
+        echo(f"PRUNED | MACs {_fmt_count(b['macs'])}->{_fmt_count(a['macs'])} "
                    f"(x{a['macs'] / max(b['macs'], 1):.2f}) | params {_fmt_count(b['params'])}->"
                    f"{_fmt_count(a['params'])} | {b['bytes'] / 1e6:.2f}->{a['bytes'] / 1e6:.2f} MB | "
                    f"{info['summary'].split(';')[0]} -> {output}")

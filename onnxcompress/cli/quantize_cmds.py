@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _dump_recipe, _guarded, _load_recipe, _merged, _write_json, app
+from onnxcompress.cli.app import (
+    MAX_DATA_MB,
+    MAX_DATA_SAMPLES,
+    _guarded,
+    _json_text,
+    _limits,
+    _load_recipe,
+    _merged,
+    _plan,
+    _write_json,
+    app,
+    echo,
+)
 
 
 def trace_path_for(output: Path) -> Path:
@@ -78,6 +90,8 @@ def quantize(
                                                "(.toml/.json); --recipe with it reproduces this run."),
     report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """INT8 quantization (static QDQ from calibration data, or dynamic), verified against onnxruntime's int8 kernels."""
 
@@ -92,20 +106,29 @@ def quantize(
                      bias_correction=bias_correction, smooth_quant=smooth_quant, strict=strict)
         tune_flags = dict(max_drop=max_drop, metric=metric, time_budget=time_budget)
         rec = _quantize_recipe(recipe, flags, tune_flags)
+        rec = replace(rec, limits=_limits(max_data_mb, max_data_samples, rec.limits))
         traced = (trace or trace_path_for(output)) if rec.tune is not None else None
-        _check_outputs([output, report, traced, dump_recipe], [model, calib, eval_data, recipe])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
-        _, result = api.quantize(model, calib, rec.quantize, tune=rec.tune, eval=eval_data, output=output,
-                                      trace=traced, preprocess=rec.preprocess)
+        plan = _plan([calib, eval_data, recipe], [model], model=output,
+                     files={"--report": report, "--trace": traced, "--dump-recipe": dump_recipe})
+        # the search writes its best model so far (and its trace) as it goes; otherwise the model is published below
+        quantized, result = api.quantize(model, calib, rec.quantize, tune=rec.tune, eval=eval_data,
+                                         output=output if rec.tune is not None else None, trace=traced,
+                                         preprocess=rec.preprocess, limits=rec.limits)
         info = result.to_dict()
         info["output"] = str(output)
         if info.get("tune") is not None:
             info["tune"]["trace"] = None if traced is None else str(traced)
-        _dump_recipe(_effective(rec, result), dump_recipe)
-        _write_json(report, info)
+        with plan.stage() as staged:  # the model, its report and the recipe appear together or not at all
+            staged.model(output, quantized)
+            if report is not None:
+                staged.text(report, _json_text(info))
+            if dump_recipe is not None:
+                staged.text(dump_recipe, _effective(rec, result).dumps(dump_recipe))
+            staged.publish()
         if json_out:
-            typer.echo(json.dumps(info, indent=2))
+            typer.echo(_json_text(info), nl=False)
         else:
             _render_quantize(info, model, output)
         if result.search is not None and not result.search.goal_met:
@@ -130,11 +153,11 @@ def _effective(recipe, result):
 
 def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
     for w in info.get("warnings", []):
-        typer.echo(f"warning: {w}", err=True)
+        echo(f"warning: {w}", err=True)
     if info.get("tune"):
         _render_tune(info["tune"])
     for s in info["skipped"]:
-        typer.echo(f"kept float  {s['node']}: {s['reason']}", err=True)
+        echo(f"kept float  {s['node']}: {s['reason']}", err=True)
     v = info.get("verification")
     mb_in, mb_out = model.stat().st_size / 1e6, output.stat().st_size / 1e6
     done = any(q["kind"] != "passthrough" for q in info["quantized"])
@@ -143,12 +166,12 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
     line += info.get("calibrator") or info.get("mode", "")
     if v:
         kernels = ", ".join(f"{k} {c}" for k, c in v["kernel_ops"].items()) or "none"
-        typer.echo(f"int8 kernels ({v['provider']}): {kernels}")
+        echo(f"int8 kernels ({v['provider']}): {kernels}")
         for f in v["float_nodes"]:
-            typer.echo(f"float kernel {f['node']} ({f['op']}): {f['reason']}", err=True)
+            echo(f"float kernel {f['node']} ({f['op']}): {f['reason']}", err=True)
         cover = "n/a (nothing quantizable)" if v["coverage"] is None else f"{v['coverage']:.0%}"
         line += f" | int8 kernels {v['weighted_int8']}/{v['weighted_total']} weighted ops, coverage {cover}"
-    typer.echo(line)
+    echo(line)
 
 
 def _render_tune(t: dict[str, Any]) -> None:
@@ -156,13 +179,13 @@ def _render_tune(t: dict[str, Any]) -> None:
     for tr in t["trials"]:
         kept = ", ".join(f"{n}={p}" for n, p in tr["higher_precision"].items()) or "full int8"
         speed = f", {tr['latency']['speedup']:.2f}x fp32" if tr.get("latency") else ""
-        typer.echo(f"trial {tr['trial']:<3} {tr['phase']:<11} drop {tr['drop']:.4f}{speed}  {kept}")
+        echo(f"trial {tr['trial']:<3} {tr['phase']:<11} drop {tr['drop']:.4f}{speed}  {kept}")
     verdict = "GOAL MET" if t["goal_met"] else "GOAL NOT MET"
-    typer.echo(f"{verdict} | {goal['metric']} drop {best['drop']:.4f} (max {goal['max_drop']:g}, on {goal['data']}) | "
+    echo(f"{verdict} | {goal['metric']} drop {best['drop']:.4f} (max {goal['max_drop']:g}, on {goal['data']}) | "
                f"{len(t['trials'])} trials, {t['elapsed_s']:.1f} s | stopped: {t['stopped']}")
-    typer.echo("higher precision: " + (", ".join(f"{n}={p}" for n, p in t["higher_precision"].items()) or "none"))
+    echo("higher precision: " + (", ".join(f"{n}={p}" for n, p in t["higher_precision"].items()) or "none"))
     if t.get("trace"):
-        typer.echo(f"trace    {t['trace']}")
+        echo(f"trace    {t['trace']}")
 
 
 @app.command()
@@ -179,6 +202,8 @@ def sensitivity(
                                       "of pruning each at this ratio (0 = skip)."),
     report: Path | None = typer.Option(None, "--report", help="Write the JSON here."),
     json_out: bool = typer.Option(False, "--json", help="Print the JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Rank nodes by quantization sensitivity (one-pass SQNR proxy, then full-model metrics for the top ones)."""
 
@@ -187,23 +212,23 @@ def sensitivity(
         from onnxcompress.quantization.config import QuantizeConfig
         from onnxcompress.tuning.config import TuneConfig
 
-        _check_outputs([report], [model, calib, eval_data])
+        _plan([calib, eval_data], [model], files={"--report": report})
         tune = TuneConfig(metric=metric, top_k=top_k, measure_latency=False)
         info = api.sensitivity(model, calib, QuantizeConfig(mode=mode, target=target, calibrator=calibrator), tune,
-                               eval=eval_data, prune_ratio=prune_ratio)
+                               eval=eval_data, prune_ratio=prune_ratio, limits=_limits(max_data_mb, max_data_samples))
         _write_json(report, info)
         if json_out:
-            typer.echo(json.dumps(info, indent=2))
+            typer.echo(_json_text(info), nl=False)
             return
-        typer.echo(f"{'rank':<5}{'node':<40}{'op':<12}{'SQNR dB':>9}{'drop if float':>15}{'drop only q':>13}")
+        echo(f"{'rank':<5}{'node':<40}{'op':<12}{'SQNR dB':>9}{'drop if float':>15}{'drop only q':>13}")
         for r in info["nodes"]:
             cells = [f"{r[k]:.4f}" if r.get(k) is not None else "-" for k in ("drop_only_float", "drop_only_quantized")]
             sq = "-" if r["proxy_sqnr_db"] is None else f"{r['proxy_sqnr_db']:.1f}"
-            typer.echo(f"{r['rank']:<5}{r['node'][:39]:<40}{r['op']:<12}{sq:>9}{cells[0]:>15}{cells[1]:>13}")
+            echo(f"{r['rank']:<5}{r['node'][:39]:<40}{r['op']:<12}{sq:>9}{cells[0]:>15}{cells[1]:>13}")
         for g in info.get("prune", []):
-            typer.echo(f"prune group {g['group']} ({g['channels']} ch, via {g['node']}): "
+            echo(f"prune group {g['group']} ({g['channels']} ch, via {g['node']}): "
                        + (f"drop {g['drop']:.4f}" if "drop" in g else f"error: {g.get('error')}"))
-        typer.echo(f"full INT8 {info['metric']} drop {info['full_int8']['drop']:.4f} on {info['data']} "
+        echo(f"full INT8 {info['metric']} drop {info['full_int8']['drop']:.4f} on {info['data']} "
                    f"({info['samples']} samples)")
 
     _guarded(work)

@@ -11,6 +11,8 @@ from onnxcompress.errors import RecipeError
 TASK_METRICS = ("top1", "top5", "f1", "auc")
 
 CHECK_STATS = ("elemwise", "max", "mean", "median")
+#: the data key read as labels unless another is named (a key named explicitly must exist)
+DEFAULT_LABELS = "labels"
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 
@@ -87,7 +89,7 @@ class ValidateConfig:
     per-output atol/rtol, ``""`` is the default. ``max_samples``: evaluate at most this many samples.
     """
 
-    labels: str = "labels"
+    labels: str = DEFAULT_LABELS
     metrics: tuple[str, ...] = ("auto",)
     output: str | None = None
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
