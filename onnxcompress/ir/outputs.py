@@ -250,18 +250,23 @@ class OutputPlan:
         """Raise :class:`OutputPathError` for the first output that cannot be written as planned."""
         for folder, given in self.folders.items():
             _check_folder(folder, given)
-        seen: dict[Path, _Claim] = {}
+            for claim in self.claims:
+                for path, role in ((claim.path, claim.role), (_data_path(claim.path), f"external data of {claim.role}")):
+                    if (claim.model or path == claim.path) and (path == folder or path in folder.parents):
+                        raise OutputPathError(f"report folder {given} is also the {role} ({path})",
+                                              hint="give the report folder and each output their own names")
+        seen: dict[Path, str] = {}  # path -> role
         for claim in self.claims:
             targets = [(claim.path, claim.given, claim.role)]
             if claim.model:
                 targets.append((_data_path(claim.path), claim.given + DATA_SUFFIX, f"external data of {claim.role}"))
             for path, given, role in targets:
                 self._check_against_inputs(path, given, role)
-                other = next((c for p, c in seen.items() if _same(p, path)), None)
+                other = next((r for p, r in seen.items() if _same(p, path)), None)
                 if other is not None:
-                    raise OutputPathError(f"{given} would be written twice in one run: as {other.role} and as {role}",
+                    raise OutputPathError(f"{given} would be written twice in one run: as {other} and as {role}",
                                           hint="give each output its own file name")
-                seen[path] = claim
+                seen[path] = role
             _check_target(claim.path, claim.given, created=claim.path.parent in self.folders)
         return self
 
@@ -290,7 +295,9 @@ def _nearest_existing(folder: Path) -> Path:
 def _check_folder(folder: Path, given: str) -> None:
     if folder.exists():
         if not folder.is_dir():
-            raise OutputPathError(f"report folder {given} is an existing file", hint="give a folder path")
+            mode = os.stat(folder).st_mode
+            what = "an existing file" if stat.S_ISREG(mode) else _kind(mode)
+            raise OutputPathError(f"report folder {given} is {what}, not a folder", hint="give a folder path")
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputPathError(f"report folder {given} is not writable", hint="choose a folder you can write to")
         return
