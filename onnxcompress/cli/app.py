@@ -22,6 +22,7 @@ import typer
 
 from onnxcompress._version import __version__
 from onnxcompress.errors import EXIT_INTERNAL, EXIT_USER_ERROR, Interrupted, OnnxCompressError, UserError
+from onnxcompress.ir.graph import route_graphsurgeon_logging
 from onnxcompress.ir.outputs import handle_signal
 from onnxcompress.report import printable
 
@@ -65,6 +66,7 @@ def _guarded(fn: Callable[[], Any]) -> Any:
     being published is finished first) and exit 128 + the signal number; a closed stdout (``| head``) ends quietly.
     """
     previous = _install_signal_handlers()
+    route_graphsurgeon_logging()  # it prints to stdout, where --json output goes
     try:
         return fn()
     except typer.Exit:
