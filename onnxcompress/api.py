@@ -29,7 +29,7 @@ from onnxcompress.distillation.result import AttachResult, DistillResult
 from onnxcompress.distillation.weights_io import check_kept, load_mapping, read_weights
 from onnxcompress.errors import DataError
 from onnxcompress.inspection import inspect_model
-from onnxcompress.ir.io import file_size, load_model, sha256_file
+from onnxcompress.ir.io import check_model, file_size, load_model, sha256_file
 from onnxcompress.ir.outputs import OutputPlan, OutputSet
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import PassContext
@@ -65,11 +65,16 @@ def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
     """The model and its identity (path, sha256, bytes); a ModelProto is hashed as serialized."""
 
     if isinstance(model, onnx.ModelProto):
-        blob = model.SerializeToString()
-        return model, ModelInfo(None, hashlib.sha256(blob).hexdigest(), len(blob))
+        check_model(model)
+        return model, _identity(model)
     path = Path(model)
     proto = load_model(path)
     return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
+
+
+def _identity(model: onnx.ModelProto) -> ModelInfo:
+    blob = model.SerializeToString()
+    return ModelInfo(None, hashlib.sha256(blob).hexdigest(), len(blob))
 
 
 def _data(source: Any, limits: DataLimits | None = None) -> InputData | None:
@@ -399,7 +404,7 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
 def _stage_model(staged: OutputSet, model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
     """Stage ``model`` at ``output``; its identity is that of the exact bytes staged (else of its serialization)."""
     if output is None:
-        return load(model)[1]
+        return _identity(model)
     written = staged.model(output, model)
     return ModelInfo(str(output), written.sha256, written.bytes)
 

@@ -203,12 +203,21 @@ def _coerce_scalar(tp: Any, value: Any) -> Any:
             raise _Mismatch
         return float(value)
     if tp is str:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _unicode(value):
             raise _Mismatch
         return value
     if isinstance(tp, type) and not isinstance(value, tp):
         raise _Mismatch
     return value
+
+
+def _unicode(text: str) -> bool:
+    """Text without lone surrogates (which a JSON file can spell as \\udXXX but no file format can write)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def config_to_dict(obj: Any) -> Any:

@@ -64,6 +64,10 @@ class UnsupportedOpError(ModelError):
     pass
 
 
+class ModelRunError(ModelError):
+    """onnxruntime loaded the model but could not run it on the given inputs."""
+
+
 # --- data -------------------------------------------------------------------------------------------------------
 class DataError(UserError):
     """Calibration or evaluation data does not fit the model."""

@@ -144,7 +144,13 @@ _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _key(k: str) -> str:
-    return k if _BARE.match(k) else json.dumps(k)
+    return k if _BARE.match(k) else _string(k)
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: JSON's escaping of quotes, backslashes and control characters, with every other
+    character written as itself (TOML's \\u escapes must not be UTF-16 surrogate pairs) and DEL escaped."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _value(v: Any) -> str:
@@ -157,7 +163,7 @@ def _value(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
-        return json.dumps(v)
+        return _string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
@@ -165,7 +171,8 @@ def _value(v: Any) -> str:
 
 def dumps_toml(data: dict[str, Any], prefix: str = "") -> str:
     scalars = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if v is not None and not isinstance(v, dict)]
-    lines = [f"[{prefix}]"] if prefix and (scalars or not data) else []
+    tables = any(isinstance(v, dict) for v in data.values())
+    lines = [f"[{prefix}]"] if prefix and (scalars or not tables) else []  # an all-unset table keeps its header
     lines += scalars
     text = "\n".join(lines) + ("\n" if lines else "")
     for k, v in data.items():

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from pathlib import Path, PurePath
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import version_converter
@@ -137,14 +139,87 @@ def _check_location(loc: str, path: Path) -> None:
                                 hint="re-export the model with weights embedded")
 
 
+def _check_names(graph: onnx.GraphProto, where: str) -> None:
+    """Every name is text: protobuf hands out the bytes of a string field that is not UTF-8."""
+    values = [graph.name, *(v.name for v in [*graph.input, *graph.output, *graph.value_info, *graph.initializer])]
+    for node in graph.node:
+        values += [node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)]
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _check_names(a.g, where)
+            for g in a.graphs:
+                _check_names(g, where)
+    bad = next((v for v in values if isinstance(v, bytes)), None)
+    if bad is not None:
+        raise ModelFormatError(f"{where} holds a name that is not valid UTF-8 ({bad[:40]!r})",
+                               hint="the file is corrupt; re-export the model")
+    known = set(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+    for vi in [*graph.input, *graph.output]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type not in known:
+            raise ModelFormatError(f"{where}: {vi.name!r} has an unknown element type {vi.type.tensor_type.elem_type}",
+                                   hint="the file is corrupt; re-export the model")
+
+
+#: the TensorProto field that holds each data type's values when there is no raw_data, and values per element
+_TYPED_FIELDS = {
+    onnx.TensorProto.FLOAT: ("float_data", 1), onnx.TensorProto.DOUBLE: ("double_data", 1),
+    onnx.TensorProto.INT64: ("int64_data", 1), onnx.TensorProto.UINT64: ("uint64_data", 1),
+    onnx.TensorProto.UINT32: ("uint64_data", 1), onnx.TensorProto.COMPLEX64: ("float_data", 2),
+    onnx.TensorProto.COMPLEX128: ("double_data", 2), onnx.TensorProto.STRING: ("string_data", 1),
+    **{t: ("int32_data", 1) for t in (onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
+                                      onnx.TensorProto.UINT16, onnx.TensorProto.UINT8, onnx.TensorProto.BOOL,
+                                      onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)},
+}
+
+
+def check_tensor_sizes(model: onnx.ModelProto, path: str | os.PathLike | None = None) -> None:
+    """Every tensor holds as many values as its dims declare (onnx's checker does not look); a
+    :class:`ModelFormatError` names the first one that does not."""
+    known = set(onnx.TensorProto.DataType.values())
+    for t in model_tensors(model):
+        if t.data_type not in known or t.data_type == onnx.TensorProto.UNDEFINED:
+            raise _bad_tensor(t, path, f"has an unknown data type {t.data_type}")
+        if any(d < 0 for d in t.dims):
+            raise _bad_tensor(t, path, f"has a negative dimension {list(t.dims)}")
+        count = math.prod(t.dims)
+        if t.HasField("raw_data"):
+            itemsize = _itemsize(t.data_type)
+            if itemsize and len(t.raw_data) != count * itemsize:
+                raise _bad_tensor(t, path, f"declares {list(t.dims)} ({count * itemsize} bytes) but holds "
+                                           f"{len(t.raw_data)} bytes")
+        elif t.data_type in _TYPED_FIELDS and not t.external_data:
+            name, per = _TYPED_FIELDS[t.data_type]
+            held = len(getattr(t, name))
+            if held != count * per:
+                raise _bad_tensor(t, path, f"declares {list(t.dims)} ({count} values) but holds {held // per}")
+
+
+def _itemsize(data_type: int) -> int:
+    """Bytes per element of a fixed-size type (0 for strings and sub-byte types, which are not checked)."""
+    if data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return 0
+    try:
+        size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+    packed = {getattr(onnx.TensorProto, n, -1) for n in ("INT4", "UINT4", "INT2", "UINT2", "FLOAT4E2M1")}
+    return 0 if data_type in packed else size
+
+
+def _bad_tensor(t: onnx.TensorProto, path: str | os.PathLike | None, what: str) -> ModelFormatError:
+    return ModelFormatError(f"tensor '{t.name}' of {path or 'the model'} {what}",
+                            hint="the file is corrupt; re-export the model")
+
+
 def _all_initializers(model: onnx.ModelProto):
     yield from model_tensors(model)
 
 
 def check_model(model: onnx.ModelProto, path: str | os.PathLike | None = None, *, repair: bool = False) -> None:
-    """Run onnx.checker; a failure is a :class:`ModelFormatError`. With ``repair``, value_info entries without a
-    shape or type (optional hints some exporters write badly) are dropped from ``model`` when they are the only
-    problem."""
+    """onnx's full check (the checker and strict shape inference: declared shapes, types and attributes must agree
+    with what the ops imply) plus the tensor sizes and names; a failure is a :class:`ModelFormatError`. With
+    ``repair``, value_info entries without a shape or type (optional hints some exporters write badly) are dropped
+    from ``model`` when they are the only problem."""
     try:
         _check(model, path)
     except ModelFormatError:
@@ -157,12 +232,16 @@ def check_model(model: onnx.ModelProto, path: str | os.PathLike | None = None, *
 
 def _check(model: onnx.ModelProto, path: str | os.PathLike | None) -> None:
     where = f"{path}" if path else "the model"
+    check_tensor_sizes(model, path)
+    _check_names(model.graph, where)
     try:
         if model.ByteSize() < PROTOBUF_LIMIT:
-            onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
+            onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, UnicodeDecodeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-        raise ModelFormatError(f"{where} is not a valid ONNX model: {first}", hint="re-export the model") from e
+        raise ModelFormatError(f"{where} is not a valid ONNX model: {first}",
+                               hint="re-export the model (onnx.checker.check_model(model, full_check=True) shows "
+                                    "the problem)") from e
     except ValueError as e:  # protobuf size errors surface as ValueError
         log.debug("checker skipped: %s", e)
 
