@@ -16,12 +16,13 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 
 from onnxcompress._version import __version__
-from onnxcompress.errors import EXIT_INTERNAL, EXIT_USER_ERROR, Interrupted, OnnxCompressError, UserError
+from onnxcompress.errors import EXIT_INTERNAL, EXIT_USER_ERROR, Interrupted, OnnxCompressError
 from onnxcompress.ir.graph import route_graphsurgeon_logging
 from onnxcompress.ir.outputs import handle_signal
 from onnxcompress.report import printable
@@ -53,14 +54,9 @@ def echo(text: str = "", err: bool = False) -> None:
     typer.echo(printable(text), err=err)
 
 
-def _error(e: OnnxCompressError) -> None:
-    message = printable(e.message).replace("\n", "\\n")
-    hint = f"\n  hint: {printable(e.hint)}" if e.hint else ""
-    typer.echo(f"error: {message}{hint}", err=True)
-
-
-def _guarded(fn: Callable[[], Any]) -> Any:
-    """Run ``fn``; a user error prints one message and exits 3, anything else prints a traceback and exits 4.
+def _guarded(fn: Callable[[], Any], json_out: bool = False) -> Any:
+    """Run ``fn``; every failure ends in one message on stderr and an exit code (see :func:`_failure`); with
+    ``--json`` an ``{"error": ...}`` document is also printed on stdout, so stdout always holds one JSON document.
 
     SIGINT and SIGTERM raise :class:`Interrupted` (temporary files are removed on the way out; a set of outputs
     being published is finished first) and exit 128 + the signal number; a closed stdout (``| head``) ends quietly.
@@ -71,40 +67,59 @@ def _guarded(fn: Callable[[], Any]) -> Any:
         return fn()
     except typer.Exit:
         raise
-    except OnnxCompressError as e:
-        if e.exit_code == EXIT_USER_ERROR:
-            _error(e)
-        else:
-            traceback.print_exc()
-            typer.echo(f"internal error: {printable(str(e))}", err=True)
-        raise typer.Exit(e.exit_code) from None
     except BrokenPipeError:
         _silence_stdout()
         raise typer.Exit(0) from None
-    except Interrupted as e:
-        typer.echo(f"interrupted ({signal.Signals(e.signum).name})", err=True)
-        raise typer.Exit(e.exit_code) from None
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
-    except MemoryError:
-        _error(UserError("out of memory", hint="the model or the data is too large for this machine: use smaller "
-                         "data (see --max-data-mb) or a machine with more memory"))
-        raise typer.Exit(EXIT_USER_ERROR) from None
-    except OSError as e:
-        if e.filename is None:
+    except (Exception, KeyboardInterrupt) as e:  # deliberate: each is reported below; a bug as exit 4 + traceback
+        failure = _failure(e)
+        if failure.bug:
             traceback.print_exc()
-            typer.echo(f"internal error: {printable(repr(e))} (please report it)", err=True)
-            raise typer.Exit(EXIT_INTERNAL) from None
-        _error(UserError(f"cannot access {e.filename}: {e.strerror or e}",
-                         hint="check the path, its permissions and the free disk space"))
-        raise typer.Exit(EXIT_USER_ERROR) from None
-    except Exception as e:  # deliberate: an unexpected exception is a bug, reported as exit 4 with a traceback
-        traceback.print_exc()
-        typer.echo(f"internal error: {printable(repr(e))} (please report it)", err=True)
-        raise typer.Exit(EXIT_INTERNAL) from None
+        typer.echo(failure.line(), err=True)
+        if json_out:
+            typer.echo(_json_text({"error": failure.to_dict()}), nl=False)
+        raise typer.Exit(failure.exit_code) from None
     finally:
         _restore_signal_handlers(previous)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    exit_code: int
+    kind: str
+    message: str
+    hint: str | None = None
+    bug: bool = False
+
+    def line(self) -> str:
+        if self.kind == "interrupted":
+            return self.message
+        if self.bug:
+            return f"internal error: {printable(self.message)} (please report it)"
+        hint = f"\n  hint: {printable(self.hint)}" if self.hint else ""
+        return f"error: {printable(self.message).replace(chr(10), chr(92) + 'n')}{hint}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"exit_code": self.exit_code, "type": self.kind, "message": self.message, "hint": self.hint}
+
+
+def _failure(e: BaseException) -> _Failure:
+    """Exit 3 for what the user can fix (typed user errors, files the OS refuses, memory), 128 + N for signal N,
+    130 for Ctrl-C, 4 for everything else (a bug)."""
+    if isinstance(e, OnnxCompressError):
+        bug = e.exit_code != EXIT_USER_ERROR
+        return _Failure(e.exit_code, type(e).__name__, e.message if not bug else str(e), e.hint, bug)
+    if isinstance(e, Interrupted):
+        return _Failure(e.exit_code, "interrupted", f"interrupted ({signal.Signals(e.signum).name})")
+    if isinstance(e, KeyboardInterrupt):
+        return _Failure(130, "interrupted", "interrupted")
+    if isinstance(e, MemoryError):
+        return _Failure(EXIT_USER_ERROR, "MemoryError", "out of memory",
+                        "the model or the data is too large for this machine: use smaller data (see --max-data-mb) "
+                        "or a machine with more memory")
+    if isinstance(e, OSError) and e.filename is not None:
+        return _Failure(EXIT_USER_ERROR, type(e).__name__, f"cannot access {e.filename}: {e.strerror or e}",
+                        "check the path, its permissions and the free disk space")
+    return _Failure(EXIT_INTERNAL, type(e).__name__, repr(e), bug=True)
 
 
 def _install_signal_handlers() -> dict[int, Any]:

@@ -132,7 +132,7 @@ def validate(
         if strict and not report.validation.comparison_passed:
             raise typer.Exit(1)
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 def _batch_list(spec: str) -> tuple[int, ...]:
@@ -174,7 +174,7 @@ def profile(
                              limits=_limits(max_data_mb, max_data_samples))
         _finish(report, report_dir, json_out, plan=plan)
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 @app.command()
@@ -207,7 +207,7 @@ def gate(
                           limits=_limits(max_data_mb, max_data_samples, limits))
         _finish(report, report_dir, json_out, plan=plan)
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 def _recipe_sections(path: Path):
@@ -269,4 +269,4 @@ def optimize(
                                      report_dir=reports, dump_recipe=dump_recipe)
         _finish(report, reports, json_out, written=True)
 
-    _guarded(work)
+    _guarded(work, json_out)

@@ -55,7 +55,7 @@ def distill_reconstruct(
             return
         echo(f"reconstructed {len(result.reconstructed)} layers, skipped {len(result.skipped)} -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 @distill_app.command("export-weights")
@@ -81,7 +81,7 @@ def distill_export(
         else:
             echo(f"{len(weights)} tensors -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 @distill_app.command("attach")
@@ -107,4 +107,4 @@ def distill_attach(
             return
         echo(f"attached {len(result.attached)} tensors, validated on {result.validated_on} -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)

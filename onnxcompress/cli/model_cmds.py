@@ -31,7 +31,7 @@ def inspect(
             _render_inspect(info)
         sys.stdout.flush()  # a closed pipe (`| head`) shows here, inside the guard
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 def _render_inspect(info: dict[str, Any]) -> None:
@@ -89,4 +89,4 @@ def convert(
         else:
             echo(f"opset {before} -> {opset}, {lifted} Constant nodes lifted -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)

@@ -130,4 +130,4 @@ def prune(
                    f"{_fmt_count(a['params'])} | {b['bytes'] / 1e6:.2f}->{a['bytes'] / 1e6:.2f} MB | "
                    f"{info['summary'].split(';')[0]} -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)

@@ -138,7 +138,7 @@ def quantize(
                        "the float model", err=True)
             raise typer.Exit(1)
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 def _effective(recipe, result):
@@ -231,4 +231,4 @@ def sensitivity(
         echo(f"full INT8 {info['metric']} drop {info['full_int8']['drop']:.4f} on {info['data']} "
                    f"({info['samples']} samples)")
 
-    _guarded(work)
+    _guarded(work, json_out)

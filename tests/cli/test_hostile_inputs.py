@@ -320,17 +320,21 @@ def _json_commands(ws: Path, t: Path) -> dict[str, list]:
         "gate": ["gate", m, m, "--policy", ws / "gate.toml", "--data", g, "--report-dir", t / "rep"],
         "optimize": ["optimize", m, "-o", t / "o.onnx", "--no-profile"],
         "failed gate": ["optimize", m, "-o", t / "f.onnx", "--calib", g, "--no-profile", "--recipe", t / "strict.toml"],
+        "user error": ["validate", m, m, "--data", t / "missing.npz"],
     }
 
 
 @pytest.mark.parametrize("cmd", ["inspect", "convert", "prune", "distill", "export-weights", "attach", "quantize",
-                                 "sensitivity", "validate", "profile", "gate", "optimize", "failed gate"])
+                                 "sensitivity", "validate", "profile", "gate", "optimize", "failed gate", "user error"])
 def test_json_prints_exactly_one_document_on_stdout(cmd, ws, tmp_path):
     (tmp_path / "strict.toml").write_text("[gate]\nmin_sqnr_db = 1000\n")
     r = invoke([*_json_commands(ws, tmp_path)[cmd], "--json"])
-    assert r.exit_code == (1 if cmd == "failed gate" else 0), r.output
+    assert r.exit_code == {"failed gate": 1, "user error": 3}.get(cmd, 0), r.output
     doc = one_json_document(r.stdout)
     assert isinstance(doc, dict) and doc
+    if cmd == "user error":  # the error is a document too (and still one line on stderr)
+        assert doc["error"]["exit_code"] == 3 and doc["error"]["type"] == "DataError" and doc["error"]["hint"]
+        assert r.stderr.startswith("error: data path not found")
 
 
 # --- control characters in names ----------------------------------------------------------------------------------

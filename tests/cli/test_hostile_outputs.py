@@ -61,7 +61,10 @@ MODEL_OUTPUT = ["convert", "prune", "distill", "export-weights", "attach", "quan
 
 def _special(kind: str, path: Path) -> Path:
     if kind == "chardev":
-        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        try:
+            os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
     elif kind == "fifo":
         os.mkfifo(path)
     else:  # a symlink to a device node

@@ -35,7 +35,10 @@ def _sha(path: Path) -> str:
 
 def chardev(path: Path) -> Path:
     """A character device node (the numbers of /dev/null) in a temporary folder."""
-    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
     return path
 
 
