@@ -478,6 +478,7 @@ class OutputSet:
 
 
 def _write_all(f, chunk: bytes | memoryview) -> None:
+    """The one place bytes reach an output file (the tests simulate a full disk or a signal here)."""
     f.write(chunk)
 
 
