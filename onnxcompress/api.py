@@ -30,7 +30,7 @@ from onnxcompress.distillation.weights_io import check_kept, load_mapping, read_
 from onnxcompress.errors import DataError
 from onnxcompress.inspection import inspect_model
 from onnxcompress.ir.io import check_model, file_size, load_model, sha256_file
-from onnxcompress.ir.outputs import OutputPlan, OutputSet
+from onnxcompress.ir.outputs import OutputPlan, OutputSet, fits_protobuf, model_tensors, tensor_bytes
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.preprocess import PreprocessConfig
@@ -73,8 +73,19 @@ def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
 
 
 def _identity(model: onnx.ModelProto) -> ModelInfo:
-    blob = model.SerializeToString()
-    return ModelInfo(None, hashlib.sha256(blob).hexdigest(), len(blob))
+    """An in-memory model's identity: the sha256 of its serialization (past protobuf's 2 GiB: of its structure
+    without the tensor bytes, then of every tensor's bytes in order)."""
+    if fits_protobuf(model):
+        blob = model.SerializeToString()
+        return ModelInfo(None, hashlib.sha256(blob).hexdigest(), len(blob))
+    structure = onnx.ModelProto()
+    structure.CopyFrom(model)
+    h = hashlib.sha256()
+    for t in model_tensors(structure):
+        h.update(t.raw_data)
+        t.ClearField("raw_data")
+    h.update(structure.SerializeToString())
+    return ModelInfo(None, h.hexdigest(), structure.ByteSize() + tensor_bytes(model))
 
 
 def _data(source: Any, limits: DataLimits | None = None) -> InputData | None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, EncodeError
 from onnx.external_data_helper import set_external_data, uses_external_data
 
 from onnxcompress.errors import Interrupted, OutputPathError
@@ -117,6 +117,22 @@ def tensor_bytes(model: onnx.ModelProto) -> int:
 
 def needs_external_data(model: onnx.ModelProto) -> bool:
     return tensor_bytes(model) >= PROTOBUF_LIMIT - (1 << 24)
+
+
+def model_bytes(model: onnx.ModelProto) -> int:
+    """The serialized size of ``model`` (past protobuf's 2 GiB, where ByteSize fails: at least its tensor bytes)."""
+    try:
+        return model.ByteSize()
+    except (EncodeError, ValueError):
+        return tensor_bytes(model)
+
+
+def fits_protobuf(model: onnx.ModelProto) -> bool:
+    """Can ``model`` be serialized as one message (< 2 GiB)? (protobuf's ByteSize itself fails past the limit)."""
+    try:
+        return model.ByteSize() < PROTOBUF_LIMIT
+    except (EncodeError, ValueError):
+        return False
 
 
 # --- paths --------------------------------------------------------------------------------------------------------
