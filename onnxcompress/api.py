@@ -2,9 +2,10 @@
 sensitivity.
 
 Each transform verb is load -> ``pipeline.build(recipe)`` -> run -> (model, typed result); every model argument is
-a path or an ``onnx.ModelProto`` and is never modified; with ``output`` the result is saved atomically. Data
+a path or an ``onnx.ModelProto`` and is never modified; with ``output`` the result is written through
+:mod:`onnxcompress.ir.outputs` (checked against the inputs before any work, published atomically). Data
 arguments take what :func:`onnxcompress.data.load_input_data` takes (a .npz path, a folder, a dict of arrays, an
-InputData, a re-iterable of feed dicts).
+InputData, a re-iterable of feed dicts); paths are checked against ``limits`` (:class:`DataLimits`) first.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import onnx
 from onnxcompress import pipeline
 from onnxcompress.data.config import DataConfig
 from onnxcompress.data.inputs import InputData, load_input_data, model_input_specs, random_data
+from onnxcompress.data.limits import DataLimits, check_batch_memory
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import AttachResult, DistillResult
-from onnxcompress.distillation.weights_io import load_mapping, read_weights
+from onnxcompress.distillation.weights_io import check_kept, load_mapping, read_weights
 from onnxcompress.errors import DataError
 from onnxcompress.inspection import inspect_model
 from onnxcompress.ir.cost import count_macs, count_parameters
-from onnxcompress.ir.io import check_output, file_size, load_model, save_model, sha256_file
+from onnxcompress.ir.io import check_model, file_size, load_model, sha256_file
+from onnxcompress.ir.outputs import OutputPlan, OutputSet, fits_protobuf, model_tensors, tensor_bytes
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.preprocess import PreprocessConfig
@@ -40,13 +43,13 @@ from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.quantization.verify import weighted_coverage
 from onnxcompress.recipe import Recipe
-from onnxcompress.report import DataInfo, ModelInfo, Report, Stages, environment_info
+from onnxcompress.report import REPORT_FILES, DataInfo, ModelInfo, Report, Stages, environment_info
 from onnxcompress.runtime.session import SessionOptions, make_session, resolve_providers, run
 from onnxcompress.tuning import sensitivity_analysis
 from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.stage import SearchFiles
 from onnxcompress.validation.config import ProfileConfig, ValidateConfig
-from onnxcompress.validation.evaluate import evaluate
+from onnxcompress.validation.evaluate import check_inputs, evaluate
 from onnxcompress.validation.gate import GatePolicy, Measured, default_policy, evaluate_gate
 from onnxcompress.validation.profile import profile_models
 
@@ -64,8 +67,8 @@ def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
     """The model and its identity (path, sha256, bytes); a ModelProto is hashed as serialized."""
 
     if isinstance(model, onnx.ModelProto):
-        blob = model.SerializeToString()
-        return model, ModelInfo(None, hashlib.sha256(blob).hexdigest(), len(blob))
+        check_model(model)
+        return model, _identity(model)
     path = Path(model)
     proto = load_model(path)
     return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
@@ -81,9 +84,27 @@ def costed(info: ModelInfo, model: onnx.ModelProto, warnings: list[str]) -> Mode
     return replace(info, macs=int(macs), params=int(params))
 
 
-def _data(source: Any, model: onnx.ModelProto, config: DataConfig | None = None) -> InputData | None:
-    """``source`` as InputData for ``model`` (images, random data and datasets are shaped by its inputs)."""
-    return None if source is None else load_input_data(source, config, model_input_specs(model))
+def _identity(model: onnx.ModelProto) -> ModelInfo:
+    """An in-memory model's identity: the sha256 of its serialization (past protobuf's 2 GiB: of its structure
+    without the tensor bytes, then of every tensor's bytes in order)."""
+    if fits_protobuf(model):
+        blob = model.SerializeToString()
+        return ModelInfo(None, hashlib.sha256(blob).hexdigest(), len(blob))
+    structure = onnx.ModelProto()
+    structure.CopyFrom(model)
+    h = hashlib.sha256()
+    for t in model_tensors(structure):
+        h.update(t.raw_data)
+        t.ClearField("raw_data")
+    h.update(structure.SerializeToString())
+    return ModelInfo(None, h.hexdigest(), structure.ByteSize() + tensor_bytes(model))
+
+
+def _data(source: Any, model: onnx.ModelProto, config: DataConfig | None = None,
+          limits: DataLimits | None = None) -> InputData | None:
+    """``source`` as InputData for ``model`` (images, random data and datasets are shaped by its inputs); files
+    are checked against ``limits`` first."""
+    return None if source is None else load_input_data(source, config, model_input_specs(model), limits=limits)
 
 
 def random_data_notes(data: Mapping[str, InputData | None]) -> list[str]:
@@ -107,12 +128,16 @@ def data_info(source: Any, data: InputData, *, is_calibration: bool | None = Non
     return DataInfo(data.source, len(data), tuple(data.keys()), digest, is_calibration)
 
 
-def _save(model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
+def _plan(output: str | Path | None, models: tuple[Any, ...], inputs: tuple[Any, ...] = ()) -> OutputPlan:
+    """The run's outputs, checked against its inputs before any work."""
+    return OutputPlan(models, inputs).model(output).check()
 
-    if output is None:
-        return load(model)[1]
-    path = save_model(model, output)
-    return ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
+
+def _save(model: onnx.ModelProto, output: str | Path | None, plan: OutputPlan) -> None:
+    if output is not None:
+        with plan.stage() as staged:
+            staged.model(output, model)
+            staged.publish()
 
 
 def _run(model: onnx.ModelProto, recipe: Recipe, ctx: PassContext, *, teacher_from_input: bool = True
@@ -128,40 +153,41 @@ def _stage_recipe(seed: int = 0, preprocess: PreprocessConfig | None = None, **s
 # --- transform verbs --------------------------------------------------------------------------------------------
 def prune(model: ModelLike, config: PruneConfig | None = None, calib: Any = None, output: str | Path | None = None,
           *, preprocess: PreprocessConfig | None = None, progress: Progress | None = None,
-          data_config: DataConfig | None = None) -> tuple[onnx.ModelProto, PruneResult]:
+          data_config: DataConfig | None = None, limits: DataLimits | None = None
+          ) -> tuple[onnx.ModelProto, PruneResult]:
     """Structured channel pruning (default ratio 0.3, l1). ``calib`` is needed by the activation and
     reconstruction criteria and gives concrete shapes to models with dynamic dims."""
 
-    check_output(output, model, calib)
+    plan = _plan(output, (model,), (calib,))
     config = config or PruneConfig()
     proto, _ = load(model)
-    ctx = PassContext(seed=config.seed, calibration=_data(calib, proto, data_config), progress=progress or NO_PROGRESS)
+    ctx = PassContext(seed=config.seed, calibration=_data(calib, proto, data_config, limits),
+                      progress=progress or NO_PROGRESS)
     out = _run(proto, _stage_recipe(config.seed, preprocess, prune=config), ctx)
-    _save(out, output)
+    _save(out, output, plan)
     return out, ctx.require(PruneResult, "prune")
 
 
 def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None = None, *,
              tune: TuneConfig | None = None, eval: Any = None, output: str | Path | None = None,
              trace: str | Path | None = None, preprocess: PreprocessConfig | None = None,
-             progress: Progress | None = None, data_config: DataConfig | None = None
-             ) -> tuple[onnx.ModelProto, QuantizeResult]:
+             progress: Progress | None = None, data_config: DataConfig | None = None,
+             limits: DataLimits | None = None) -> tuple[onnx.ModelProto, QuantizeResult]:
     """INT8 quantization (static QDQ from ``calib``, or ``config.mode = "dynamic"``). With ``tune`` the
     mixed-precision search meets its accuracy goal (checked on ``eval``, else on ``calib``) and writes the best
     model so far to ``output`` and its trial trace to ``trace`` as it goes; ``result.search.goal_met`` says
     whether the goal was reached."""
 
-    check_output(output, model, calib, eval)
-    check_output(trace, model, calib, eval, output)
+    plan = OutputPlan((model,), (calib, eval)).model(output).file(trace, "--trace").check()
     config = config or QuantizeConfig()
     proto, _ = load(model)
-    ctx = PassContext(calibration=_data(calib, proto, data_config), evaluation=_data(eval, proto, data_config),
-                      progress=progress or NO_PROGRESS)
+    ctx = PassContext(calibration=_data(calib, proto, data_config, limits),
+                      evaluation=_data(eval, proto, data_config, limits), progress=progress or NO_PROGRESS)
     recipe = pipeline.resolve(_stage_recipe(0, preprocess, quantize=config, tune=tune), ctx.calibration).recipe
     if tune is not None:
         ctx.put(SearchFiles(None if output is None else Path(output), None if trace is None else Path(trace)))
     out = _run(proto, recipe, ctx)
-    _save(out, output)
+    _save(out, output, plan)
     result = ctx.require(QuantizeResult, "quantize")
     notes = random_data_notes({"calibration": ctx.calibration, "evaluation": ctx.evaluation})
     return out, replace(result, warnings=result.warnings + tuple(notes)) if notes else result
@@ -170,50 +196,56 @@ def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None 
 def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillConfig | None = None, *,
             kept: KeptChannels | Mapping[str, list[int]] | None = None, output: str | Path | None = None,
             preprocess: PreprocessConfig | None = None, progress: Progress | None = None,
-            data_config: DataConfig | None = None) -> tuple[onnx.ModelProto, DistillResult]:
+            data_config: DataConfig | None = None, limits: DataLimits | None = None
+            ) -> tuple[onnx.ModelProto, DistillResult]:
     """Layer-wise reconstruction of ``student`` (a compressed copy of ``teacher``) against the teacher's
     activations on ``calib``. ``kept``: the kept channels of pruned tensors (a prune result's
     ``kept_channels()``, or {tensor: indices})."""
 
-    check_output(output, teacher, student, calib)
+    plan = _plan(output, (teacher, student), (calib,))
     config = config or DistillConfig()
     t_proto, _ = load(teacher)
     s_proto, _ = load(student)
-    recipe = _stage_recipe(config.seed, preprocess, distill=config)
-    ctx = PassContext(seed=config.seed, calibration=_data(calib, t_proto, data_config), progress=progress or NO_PROGRESS)
-    ctx.put(Teacher(pipeline.preprocessed(t_proto, recipe, ctx, stage="teacher")))
+
     record = kept if isinstance(kept, KeptChannels) else KeptChannels.from_mapping(kept) if kept else None
     record = record or KeptChannels.from_model(s_proto)  # a model pruned by onnxcompress carries its record
     if record:
+        check_kept(record, t_proto, s_proto)
+    recipe = _stage_recipe(config.seed, preprocess, distill=config)
+    ctx = PassContext(seed=config.seed, calibration=_data(calib, t_proto, data_config, limits),
+                      progress=progress or NO_PROGRESS)
+    ctx.put(Teacher(pipeline.preprocessed(t_proto, recipe, ctx, stage="teacher")))
+    if record:
         ctx.put(record)
     out = _run(s_proto, recipe, ctx, teacher_from_input=False)
-    _save(out, output)
+    _save(out, output, plan)
     return out, ctx.require(DistillResult, "distill")
 
 
 def attach(model: ModelLike, weights: str | Path | Mapping[str, np.ndarray],
            mapping: str | Path | Mapping[str, str] | None = None, data: Any = None,
-           output: str | Path | None = None, *, seed: int = 0) -> tuple[onnx.ModelProto, AttachResult]:
+           output: str | Path | None = None, *, seed: int = 0, limits: DataLimits | None = None
+           ) -> tuple[onnx.ModelProto, AttachResult]:
     """Attach weights trained elsewhere (.npz/.safetensors/.onnx path or a dict; ``mapping``: JSON path or dict
     {model name: name in the weights}) and validate by running it (on ``data``, else seeded random inputs)."""
 
-    check_output(output, model, weights if not isinstance(weights, Mapping) else None,
-                 mapping if not isinstance(mapping, Mapping) else None, data)
+    plan = _plan(output, (model,), (weights if not isinstance(weights, Mapping) else None,
+                                    mapping if not isinstance(mapping, Mapping) else None, data))
     proto, _ = load(model)
-    arrays = dict(weights) if isinstance(weights, Mapping) else read_weights(weights)
+    arrays = dict(weights) if isinstance(weights, Mapping) else read_weights(weights, limits)
     names = dict(mapping) if isinstance(mapping, Mapping) else load_mapping(mapping)
     ctx = PassContext(seed=seed)
     out = pipeline.attach_pipeline(arrays, names).run(proto, ctx)
-    result = replace(ctx.require(AttachResult, "attach"), validated_on=_run_once(out, data, seed))
-    _save(out, output)
+    result = replace(ctx.require(AttachResult, "attach"), validated_on=_run_once(out, data, seed, limits))
+    _save(out, output, plan)
     return out, result
 
 
-def _run_once(model: onnx.ModelProto, data: Any, seed: int) -> str:
+def _run_once(model: onnx.ModelProto, data: Any, seed: int, limits: DataLimits | None) -> str:
     """Run ``model`` on a batch of ``data`` (else seeded random inputs); NaN/Inf outputs are a DataError."""
 
     specs = model_input_specs(model)
-    feeds_data = _data(data, model) if data is not None else random_data(specs, 2, seed=seed)
+    feeds_data = _data(data, model, limits=limits) if data is not None else random_data(specs, 2, seed=seed)
     assert feeds_data is not None
     feeds = next(feeds_data.batched(8).bind(specs).feeds())
     results = run(make_session(model, SessionOptions(providers="cpu")), feeds)
@@ -234,16 +266,15 @@ def inspect(model: ModelLike, input_shapes: Mapping[str, list[int]] | None = Non
 def sensitivity(model: ModelLike, calib: Any, quant: QuantizeConfig | None = None, tune: TuneConfig | None = None,
                 *, eval: Any = None, prune_ratio: float = 0.0,
                 preprocess: PreprocessConfig | None = None, progress: Progress | None = None,
-                data_config: DataConfig | None = None) -> dict[str, Any]:
+                data_config: DataConfig | None = None, limits: DataLimits | None = None) -> dict[str, Any]:
     """Per-node quantization sensitivity, ranked (and per-group pruning loss with ``prune_ratio``), JSON-ready."""
 
     proto, _ = load(model)
-    calib_data = _data(calib, proto, data_config)
+    calib_data = _data(calib, proto, data_config, limits)
     ctx = PassContext(calibration=calib_data, progress=progress or NO_PROGRESS)
     prepared = pipeline.preprocessed(proto, _stage_recipe(0, preprocess), ctx)
-    return sensitivity_analysis(prepared, calib_data, quant, tune, eval_data=_data(eval, proto, data_config),
-                                prune_ratio=prune_ratio,
-                                progress=progress)
+    return sensitivity_analysis(prepared, calib_data, quant, tune, eval_data=_data(eval, proto, data_config, limits),
+                                prune_ratio=prune_ratio, progress=progress)
 
 
 # --- validate / profile / gate ----------------------------------------------------------------------------------
@@ -258,6 +289,11 @@ def _with_policy_tolerances(config: ValidateConfig, policy: GatePolicy | None) -
     return config
 
 
+def _check_profile_batch(model: onnx.ModelProto, config: ProfileConfig, limits: DataLimits | None) -> None:
+    """The largest profiled batch must fit the data limits (before any session is made)."""
+    check_batch_memory(model_input_specs(model), max(config.batch_sizes), limits or DataLimits())
+
+
 def _measured(report: Report, coverage: float | None) -> Measured:
     cand = report.models.get("candidate")
     return Measured(report.validation, report.profile, None if cand is None else cand.bytes / 1e6, coverage)
@@ -265,14 +301,21 @@ def _measured(report: Report, coverage: float | None) -> Measured:
 
 def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: ValidateConfig | None = None,
              user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None,
-             progress: Progress | None = None, data_config: DataConfig | None = None) -> Report:
+             progress: Progress | None = None, data_config: DataConfig | None = None,
+             limits: DataLimits | None = None) -> Report:
     """Compare ``candidate`` with ``reference`` on ``data``; with ``policy`` the report also holds the gate.
     ``user_metrics``: {name: fn(outputs, extras) -> float per batch, or an object with update()/compute()}."""
 
     config = _with_policy_tolerances(config or ValidateConfig(), policy)
+    if policy is not None:
+        policy.check_metric(user_metrics or {})
     ref, ref_info = load(reference)
     cand, cand_info = load(candidate)
-    eval_data = _data(data, ref, data_config)
+    if policy is not None and policy.needs_latency:
+        _check_profile_batch(ref, config.profile, limits)
+    if data is None:
+        raise DataError("validation needs evaluation data", hint="pass --data EVAL (a .npz file or a folder)")
+    eval_data = _data(data, ref, data_config, limits)
     assert eval_data is not None
     report = Report("validate" if policy is None else "gate", models={"reference": ref_info, "candidate": cand_info},
                     data={"evaluation": data_info(data, eval_data)},
@@ -293,28 +336,33 @@ def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: V
 
 def gate(reference: ModelLike, candidate: ModelLike, data: Any, policy: GatePolicy, *,
          config: ValidateConfig | None = None, user_metrics: Mapping[str, Any] | None = None,
-         progress: Progress | None = None, data_config: DataConfig | None = None) -> Report:
+         progress: Progress | None = None, data_config: DataConfig | None = None,
+         limits: DataLimits | None = None) -> Report:
     """Validate (and profile when the policy has latency criteria), then evaluate ``policy``."""
     return validate(reference, candidate, data, config=config, user_metrics=user_metrics, policy=policy,
-                    progress=progress, data_config=data_config)
+                    progress=progress, data_config=data_config, limits=limits)
 
 
 def profile(model: ModelLike, *, vs: ModelLike | None = None, data: Any = None, config: ProfileConfig | None = None,
             providers: str = "auto", threads: int = 0, seed: int = 0, clock: Callable[[], float] = time.perf_counter,
-            progress: Progress | None = None, data_config: DataConfig | None = None) -> Report:
+            progress: Progress | None = None, data_config: DataConfig | None = None,
+            limits: DataLimits | None = None) -> Report:
     """Latency of ``model``; with ``vs`` both models interleaved and speed-up = vs p50 / model p50."""
 
+    config = config or ProfileConfig()
     proto, info = load(model)
     models, infos = {"model": proto}, {"model": info}
     if vs is not None:
         other, other_info = load(vs)
+        check_inputs(other, proto)
         models, infos = {"reference": other, "candidate": proto}, {"reference": other_info, "candidate": info}
-    eval_data = _data(data, proto, data_config)
+    _check_profile_batch(proto, config, limits)
+    eval_data = _data(data, proto, data_config, limits)
     report = Report("profile", models=infos, environment=environment_info(_providers(providers)))
     if eval_data is not None:
         report.data["profile"] = data_info(data, eval_data)
         report.warnings += random_data_notes({"profile": eval_data})
-    report.profile = profile_models(models, eval_data, config or ProfileConfig(), providers, threads, seed, clock=clock,
+    report.profile = profile_models(models, eval_data, config, providers, threads, seed, clock=clock,
                                     progress=progress)
     report.warnings += report.profile.warnings
     return report
@@ -350,17 +398,27 @@ def _stages(ctx: PassContext) -> Stages:
 
 def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = None, eval: Any = None,
              output: str | Path | None = None, user_metrics: Mapping[str, Any] | None = None,
-             progress: Progress | None = None) -> tuple[onnx.ModelProto, Report]:
+             progress: Progress | None = None, report_dir: str | Path | None = None,
+             dump_recipe: str | Path | None = None) -> tuple[onnx.ModelProto, Report]:
     """The whole pipeline (preprocess -> prune -> distill -> quantize -> validate -> profile -> gate); returns the
-    optimized model and its Report. A failed gate is ``report.passed is False``, not an exception. With
-    ``output`` the model is saved atomically before validation."""
+    optimized model and its Report. A failed gate is ``report.passed is False``, not an exception. The outputs
+    (``output``: the model; ``report_dir``: report.json, report.md, junit.xml; ``dump_recipe``: the effective
+    recipe) are checked before any work and published together after the gate, all of them or none; the
+    report's candidate sha256 is that of the model bytes published."""
 
     progress = progress or NO_PROGRESS
     recipe = recipe or Recipe()
-    check_output(output, model, calib, eval)
+    if dump_recipe is not None:
+        Recipe.check_path(dump_recipe)
+    plan = (OutputPlan((model,), (calib, eval)).model(output).folder(report_dir, REPORT_FILES.values())
+            .file(dump_recipe, "--dump-recipe").check())
+    if recipe.gate is not None:
+        recipe.gate.check_metric(user_metrics or {})
     progress.stage("load")
     original, ref_info = load(model)
-    calib_data, eval_data = _data(calib, original, recipe.data), _data(eval, original, recipe.data)
+    _check_profile_batch(original, recipe.validate.profile, recipe.limits)
+    calib_data = _data(calib, original, recipe.data, recipe.limits)
+    eval_data = _data(eval, original, recipe.data, recipe.limits)
     report = Report("optimize", models={"reference": ref_info},
                     environment=environment_info(_providers(recipe.validate.providers)))
     report.warnings += random_data_notes({"calibration": calib_data, "evaluation": eval_data})
@@ -378,15 +436,29 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
         report.warnings += list(report.stages.quantize.warnings)
         report.warnings += [d.reason for d in ctx.decisions if d.action == "deferred"]  # --no-verify, said again
     report.models["reference"] = costed(ref_info, original, report.warnings)
-    report.models["candidate"] = costed(_save(candidate, output), candidate, report.warnings)
     if calib_data is not None:
         report.data["calibration"] = data_info(calib, calib_data)
     same = calib_data is not None and eval_data is calib_data
     report.data["evaluation"] = data_info(calib if same else eval, eval_data, is_calibration=same)
-    policy = _check(original, candidate, eval_data, resolved.recipe, report, progress, user_metrics)
-    report.recipe = replace(resolved.recipe, gate=policy)
-    report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
+    with plan.stage() as staged:
+        report.models["candidate"] = costed(_stage_model(staged, candidate, output), candidate, report.warnings)
+        policy = _check(original, candidate, eval_data, resolved.recipe, report, progress, user_metrics)
+        report.recipe = replace(resolved.recipe, gate=policy)
+        report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
+        if report_dir is not None:
+            report.stage(staged, report_dir)
+        if dump_recipe is not None:
+            staged.text(dump_recipe, report.recipe.dumps(dump_recipe))
+        staged.publish()
     return candidate, report
+
+
+def _stage_model(staged: OutputSet, model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
+    """Stage ``model`` at ``output``; its identity is that of the exact bytes staged (else of its serialization)."""
+    if output is None:
+        return _identity(model)
+    written = staged.model(output, model)
+    return ModelInfo(str(output), written.sha256, written.bytes)
 
 
 def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: InputData, recipe: Recipe,

@@ -64,6 +64,10 @@ class UnsupportedOpError(ModelError):
     pass
 
 
+class ModelRunError(ModelError):
+    """onnxruntime loaded the model but could not run it on the given inputs."""
+
+
 # --- data -------------------------------------------------------------------------------------------------------
 class DataError(UserError):
     """Calibration or evaluation data does not fit the model."""
@@ -92,6 +96,19 @@ class ProviderError(UserError):
 
 class OutputPathError(UserError):
     """An output path that cannot be written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived (raised by the CLI's signal handler, so temporary files are cleaned up on the way
+    out as for Ctrl-C); the CLI exits with 128 + the signal number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class PassError(OnnxCompressError):

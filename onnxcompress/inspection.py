@@ -18,6 +18,7 @@ from onnxcompress.errors import OnnxCompressError
 from onnxcompress.ir.cost import count_macs, count_parameters
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.io import file_size, load_model, opset_of
+from onnxcompress.ir.outputs import model_bytes
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.preprocess import preprocess_passes
 from onnxcompress.pruning import analyze_groups
@@ -87,7 +88,7 @@ def _model_info(model: onnx.ModelProto, path: Path | None) -> dict[str, Any]:
         size, ext = file_size(path)
         info.update(file_bytes=size, external_data_bytes=ext, total_bytes=size + ext)
     else:
-        size = model.ByteSize()
+        size = model_bytes(model)
         info.update(file_bytes=size, external_data_bytes=0, total_bytes=size)
     return info
 

@@ -22,9 +22,10 @@ from typing import Any, Final, Literal
 
 from onnxcompress.config import config_from_dict, config_to_dict
 from onnxcompress.data.config import DataConfig
+from onnxcompress.data.limits import DataLimits
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.errors import RecipeError
-from onnxcompress.ir.io import write_text_atomic
+from onnxcompress.ir.outputs import write_text
 from onnxcompress.passes.preprocess import PreprocessConfig
 from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.quantization.config import QuantizeConfig
@@ -34,7 +35,7 @@ from onnxcompress.validation.gate import GatePolicy
 
 Auto = Literal["auto"]
 AUTO: Final = "auto"
-TOP_LEVEL = ("seed", "data", "preprocess", "prune", "distill", "quantize", "tune", "validate", "gate")
+TOP_LEVEL = ("seed", "data", "preprocess", "prune", "distill", "quantize", "tune", "validate", "gate", "limits")
 
 
 def _stage(name: str, cls: type, value: Any, *, auto: bool) -> Any:
@@ -64,6 +65,7 @@ class Recipe:
     tune: TuneConfig | None = None
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     gate: GatePolicy | None = None  # None: a default policy chosen from the evaluation data
+    limits: DataLimits = field(default_factory=DataLimits)  # caps on every data input (checked from headers)
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -78,6 +80,7 @@ class Recipe:
         validate = _stage("validate", ValidateConfig, self.validate, auto=False)
         object.__setattr__(self, "validate", validate or ValidateConfig())
         object.__setattr__(self, "gate", _stage("gate", GatePolicy, self.gate, auto=False))
+        object.__setattr__(self, "limits", _stage("limits", DataLimits, self.limits, auto=False) or DataLimits())
 
     # --- construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -98,10 +101,10 @@ class Recipe:
         try:
             text = path.read_text(encoding="utf-8")
             data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise RecipeError(f"{path} cannot be parsed: {e}", hint="fix the TOML/JSON syntax") from e
         except OSError as e:
-            raise RecipeError(f"cannot read recipe {path}: {e}", hint="check the file's permissions") from e
+            raise RecipeError(f"cannot read recipe {path}: {e.strerror or e}", hint="check the file's permissions") from e
         if not isinstance(data, dict):
             raise RecipeError(f"{path} must hold a table/object at the top level", hint="see docs/report.md")
         return cls.from_dict(data)
@@ -115,6 +118,7 @@ class Recipe:
             out[stage] = AUTO if value == AUTO else (False if value is None else config_to_dict(value))
         out["validate"] = config_to_dict(self.validate)
         out["gate"] = AUTO if self.gate is None else config_to_dict(self.gate)
+        out["limits"] = config_to_dict(self.limits)
         return out
 
     def to_toml(self) -> str:
@@ -130,11 +134,13 @@ class Recipe:
             raise RecipeError(f"cannot write a recipe to {path}: unknown format '{Path(path).suffix}'",
                               hint="name the file *.toml or *.json")
 
-    def write(self, path: str | Path) -> Path:
-
-        path = Path(path)
+    def dumps(self, path: str | Path) -> str:
+        """The text of the recipe file ``path`` (TOML or JSON, by its suffix)."""
         self.check_path(path)
-        return write_text_atomic(path, self.to_json() if path.suffix.lower() == ".json" else self.to_toml())
+        return self.to_json() if Path(path).suffix.lower() == ".json" else self.to_toml()
+
+    def write(self, path: str | Path) -> Path:
+        return write_text(path, self.dumps(path)).path
 
 
 # --- a small TOML writer (tomllib reads only); None values are omitted -------------------------------------------
@@ -142,7 +148,13 @@ _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _key(k: str) -> str:
-    return k if _BARE.match(k) else json.dumps(k)
+    return k if _BARE.match(k) else _string(k)
+
+
+def _string(text: str) -> str:
+    """A TOML basic string: JSON's escaping of quotes, backslashes and control characters, with every other
+    character written as itself (TOML's \\u escapes must not be UTF-16 surrogate pairs) and DEL escaped."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _value(v: Any) -> str:
@@ -155,7 +167,7 @@ def _value(v: Any) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
-        return json.dumps(v)
+        return _string(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
@@ -163,7 +175,8 @@ def _value(v: Any) -> str:
 
 def dumps_toml(data: dict[str, Any], prefix: str = "") -> str:
     scalars = [f"{_key(k)} = {_value(v)}" for k, v in data.items() if v is not None and not isinstance(v, dict)]
-    lines = [f"[{prefix}]"] if prefix and (scalars or not data) else []
+    tables = any(isinstance(v, dict) for v in data.values())
+    lines = [f"[{prefix}]"] if prefix and (scalars or not tables) else []  # an all-unset table keeps its header
     lines += scalars
     text = "\n".join(lines) + ("\n" if lines else "")
     for k, v in data.items():

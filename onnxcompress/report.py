@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import math
 import platform
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,7 @@ from typing import Any
 
 from onnxcompress._version import __version__
 from onnxcompress.distillation.result import AttachResult, DistillResult
-from onnxcompress.errors import OutputPathError
-from onnxcompress.ir.io import write_text_atomic
+from onnxcompress.ir.outputs import OutputPlan, OutputSet
 from onnxcompress.passes.base import Decision, PassRecord
 from onnxcompress.pruning.result import PruneResult
 from onnxcompress.quantization.result import QuantizeResult
@@ -134,7 +134,7 @@ class Report:
             "profile": None if self.profile is None else self.profile.to_dict(),
             "gate": None if self.gate is None else self.gate.to_dict(), "warnings": list(self.warnings),
         }
-        out = _jsonable(raw) if json_safe else raw
+        out = jsonable(raw) if json_safe else raw
         if verdict:
             out["verdict"] = verdict_line(out)
         return out
@@ -151,19 +151,27 @@ class Report:
     def to_junit(self) -> str:
         return render_junit(self.to_dict())
 
-    def write(self, folder: str | Path) -> dict[str, Path]:
-        """Write report.json, report.md, report.html and junit.xml (each atomically) into ``folder`` (created if
-        missing)."""
-
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutputPathError(f"cannot create report folder {folder}: {e}", hint="choose a writable folder") from e
+    def files(self) -> dict[str, str]:
+        """The report files of a report folder: {kind: text} for the kinds of ``REPORT_FILES``."""
         data = self.to_dict()
-        texts = {"json": json.dumps(data, indent=2, allow_nan=False) + "\n", "markdown": render_markdown(data),
-                 "html": render_html(data), "junit": render_junit(data)}
-        return {k: write_text_atomic(folder / REPORT_FILES[k], texts[k]) for k in REPORT_FILES}
+        return {"json": json.dumps(data, indent=2, allow_nan=False) + "\n", "markdown": render_markdown(data),
+                "html": render_html(data), "junit": render_junit(data)}
+
+    def stage(self, staged: OutputSet, folder: str | Path) -> dict[str, Path]:
+        """Stage every report file into ``folder`` as part of ``staged`` (published with the rest of the set)."""
+        folder = Path(folder)
+        for kind, text in self.files().items():
+            staged.text(folder / REPORT_FILES[kind], text)
+        return {k: folder / name for k, name in REPORT_FILES.items()}
+
+    def write(self, folder: str | Path, plan: OutputPlan | None = None) -> dict[str, Path]:
+        """Write report.json, report.md, report.html and junit.xml into ``folder`` (created if missing) as one set: all
+        of them or none. ``plan``: the run's checked :class:`OutputPlan` (else the folder is checked here)."""
+        plan = plan or OutputPlan().folder(folder, REPORT_FILES.values()).check()
+        with plan.stage() as staged:
+            paths = self.stage(staged, folder)
+            staged.publish()
+        return paths
 
 
 def environment_info(providers: list[str] | None = None) -> dict[str, Any]:
@@ -172,16 +180,16 @@ def environment_info(providers: list[str] | None = None) -> dict[str, Any]:
             "available_providers": available_providers(), "providers": providers or []}
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Non-finite floats become strings ("inf", "-inf", "nan") so the JSON stays strict."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else ("nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf"))
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
-        return _jsonable(obj.item())
+        return jsonable(obj.item())
     return obj
 
 
@@ -216,21 +224,31 @@ def verdict_line(report: dict[str, Any]) -> str:
     return " | ".join(parts)
 
 
+# --- text safety -------------------------------------------------------------------------------------------------
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` with the characters XML 1.0 forbids shown as ``\\xNN`` / ``\\uNNNN`` escapes."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
+                        text)
 # --- JUnit XML --------------------------------------------------------------------------------------------------
 def render_junit(report: dict[str, Any]) -> str:
+    """JUnit XML: one test case per gate criterion; text is made XML-1.0-safe (model names may hold anything)."""
     kind = report["kind"]
     criteria = (report["gate"] or {}).get("criteria") or []
     suite = ET.Element("testsuite", name=f"onnxcompress.{kind}", tests=str(max(len(criteria), 1)),
                        failures=str(sum(not c["passed"] for c in criteria)), errors="0", timestamp=report["created"])
     if not criteria:
         case = ET.SubElement(suite, "testcase", classname=f"onnxcompress.{kind}", name="run")
-        ET.SubElement(case, "system-out").text = report["verdict"]
+        ET.SubElement(case, "system-out").text = xml_safe(report["verdict"])
     for c in criteria:
-        case = ET.SubElement(suite, "testcase", classname="onnxcompress.gate", name=c["name"])
+        case = ET.SubElement(suite, "testcase", classname="onnxcompress.gate", name=xml_safe(c["name"]))
+        message = xml_safe(c["message"])
         if not c["passed"]:
-            ET.SubElement(case, "failure", message=c["message"], type="GateCriterionFailed").text = c["message"]
+            ET.SubElement(case, "failure", message=message, type="GateCriterionFailed").text = message
         else:
-            ET.SubElement(case, "system-out").text = c["message"]
+            ET.SubElement(case, "system-out").text = message
     suites = ET.Element("testsuites")
     suites.append(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

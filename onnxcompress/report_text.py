@@ -8,6 +8,7 @@ The stage lines are what the console summary and report.md both say about each s
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from onnxcompress._version import __version__
@@ -131,7 +132,17 @@ def stage_lines(report: dict[str, Any]) -> list[str]:
 
 # --- Markdown ---------------------------------------------------------------------------------------------------
 def _cell(v: Any) -> str:
-    return sig(v).replace("|", "\\|").replace("\n", " ")
+    return printable(sig(v)).replace("|", "\\|").replace("\n", " ")
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (ESC, BEL, CR, ...; tab and newline kept) shown as ``\\xNN`` escapes, so
+    names from a model cannot drive a terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
 
 
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:

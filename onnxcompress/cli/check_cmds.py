@@ -9,7 +9,16 @@ import typer
 
 from onnxcompress.cli import data_opts as D
 from onnxcompress.cli import logs
-from onnxcompress.cli.app import _check_outputs, _guarded, app, detail
+from onnxcompress.cli.app import (
+    MAX_DATA_MB,
+    MAX_DATA_SAMPLES,
+    _guarded,
+    _limits,
+    _plan,
+    app,
+    detail,
+    echo,
+)
 from onnxcompress.cli.summary import stage_lines, write_step_summary
 
 # --- validate / profile / gate / optimize ---------------------------------------------------------------------
@@ -34,15 +43,21 @@ def _validate_config(labels, metric, output_name, tolerance, check_stat, provide
     return replace(base or ValidateConfig(), **changes)
 
 
-def _finish(report, report_dir: Path | None, json_out: bool, exit_on_gate: bool = True) -> None:
-    """Write the report files, print the summary (or JSON) and end with the verdict line; exit 1 on a failed gate."""
-    paths = report.write(report_dir) if report_dir is not None else {}
+def _finish(report, report_dir: Path | None, json_out: bool, exit_on_gate: bool = True, *, plan=None,
+            written: bool = False) -> None:
+    """Write the report files (as one set, through ``plan``; ``written``: the API published them already), print
+    the summary (or the JSON, alone on stdout) and end with the verdict line; exit 1 on a failed gate."""
+    from onnxcompress.report import REPORT_FILES
+
+    paths = {}
+    if report_dir is not None:
+        paths = {k: report_dir / n for k, n in REPORT_FILES.items()} if written else report.write(report_dir, plan)
     write_step_summary(report)
     if json_out:
         typer.echo(report.to_json(), nl=False)
     else:
         _render_report(report.to_dict(json_safe=False), paths)
-        typer.echo(report.verdict)
+        echo(report.verdict)
     if exit_on_gate and report.passed is False:
         raise typer.Exit(1)
 
@@ -115,6 +130,8 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
     image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
     loader: str | None = D.LOADER, seed: int | None = D.SEED,
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Compare a candidate with its reference: task metrics, fidelity, output tolerances (Polygraphy semantics)."""
 
@@ -123,7 +140,7 @@ def validate(
 
         from onnxcompress import api
 
-        _check_outputs([], [], [report_dir])
+        plan = _plan([data], [reference, candidate], folder=report_dir)
         config = _validate_config(labels, metric, output_name, tolerance, check_stat, providers, threads,
                                   batch_size, max_samples)
         config = replace(config, **{k: v for k, v in (("decoder", decoder), ("charset_file", D.source(charset)))
@@ -132,12 +149,12 @@ def validate(
         data_cfg = D.data_config(image=image, labels_file=labels_file, dims=dim, seed=seed)
         with logs.progress() as progress:
             report = api.validate(reference, candidate, source, config=config, progress=progress,
-                                  data_config=data_cfg)
-        _finish(report, report_dir, json_out)
+                                  data_config=data_cfg, limits=_limits(max_data_mb, max_data_samples))
+        _finish(report, report_dir, json_out, plan=plan)
         if strict and not report.validation.comparison_passed:
             raise typer.Exit(1)
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 def _batch_list(spec: str) -> tuple[int, ...]:
@@ -166,6 +183,8 @@ def profile(
                                            "here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
     image: str | None = D.IMAGE, dim: list[str] | None = D.DIM, loader: str | None = D.LOADER,
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Latency p50/p90/p99/mean and throughput per batch size, per-op-type time, node placement, peak memory."""
 
@@ -173,17 +192,17 @@ def profile(
         from onnxcompress import api
         from onnxcompress.validation.config import ProfileConfig
 
-        _check_outputs([], [], [report_dir])
+        plan = _plan([data], [model, vs], folder=report_dir)
         config = ProfileConfig(batch_sizes=_batch_list(batch), warmup=warmup, iterations=iterations,
                                op_profile=op_profile)
         data_cfg = D.data_config(image=image, dims=dim, seed=seed)
         with logs.progress() as progress:
             report = api.profile(model, vs=vs, data=D.with_loader(data, loader, "--data"), config=config,
                                  providers=providers, threads=threads, seed=seed, progress=progress,
-                                 data_config=data_cfg)
-        _finish(report, report_dir, json_out)
+                                 data_config=data_cfg, limits=_limits(max_data_mb, max_data_samples))
+        _finish(report, report_dir, json_out, plan=plan)
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 @app.command()
@@ -202,6 +221,8 @@ def gate(
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
     image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
     loader: str | None = D.LOADER, seed: int | None = D.SEED,
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Check a candidate against a gate policy. Exit 0 pass, 1 fail (report still written), 3 bad input."""
 
@@ -209,29 +230,32 @@ def gate(
         from onnxcompress import api
         from onnxcompress.validation.gate import load_policy
 
-        _check_outputs([], [], [report_dir])
+        plan = _plan([data, policy], [reference, candidate], folder=report_dir)
         gate_policy = load_policy(policy)
-        base = _recipe_validate(policy)
+        base, limits = _recipe_sections(policy)
         config = _validate_config(labels, None, None, None, None, providers, threads, None, max_samples, base)
         source = _required(D.with_loader(data, loader, "--data"), "--data")
         data_cfg = D.data_config(image=image, labels_file=labels_file, dims=dim, seed=seed)
         with logs.progress() as progress:
             report = api.gate(reference, candidate, source, gate_policy, config=config, progress=progress,
-                              data_config=data_cfg)
-        _finish(report, report_dir, json_out)
+                              data_config=data_cfg, limits=_limits(max_data_mb, max_data_samples, limits))
+        _finish(report, report_dir, json_out, plan=plan)
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
-def _recipe_validate(path: Path):
-    """The [validate] table of a policy file that is a whole recipe (else the defaults)."""
+def _recipe_sections(path: Path):
+    """The [validate] and [limits] tables of a policy file that is a whole recipe (else None: the defaults)."""
     import tomllib
 
     from onnxcompress.config import config_from_dict
+    from onnxcompress.data.limits import DataLimits
     from onnxcompress.validation.config import ValidateConfig
 
-    table = tomllib.loads(path.read_text(encoding="utf-8")).get("validate")
-    return config_from_dict(ValidateConfig, table, "validate") if table is not None else None
+    data = tomllib.loads(path.read_text(encoding="utf-8"))  # load_policy read and parsed it already
+    validate, limits = data.get("validate"), data.get("limits")
+    return (config_from_dict(ValidateConfig, validate, "validate") if validate is not None else None,
+            config_from_dict(DataLimits, limits, "limits") if limits is not None else None)
 
 
 def _required(value, option: str):
@@ -275,6 +299,8 @@ def optimize(
     json_out: bool = typer.Option(False, "--json", help="Print the report JSON."),
     image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
     loader: str | None = D.LOADER,
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """The whole pipeline: preprocess -> prune -> distill -> quantize -> validate -> profile -> gate. Exit 1 on a failed gate."""
 
@@ -286,21 +312,21 @@ def optimize(
 
         reports = report_dir or output.parent / f"{output.stem}-report"
         calib_source = D.with_loader(calib, loader, "--calib")
-        _check_outputs([output, dump_recipe], [model, recipe, calib_source, eval_data], [reports])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
+        _plan([recipe, calib_source, eval_data], [model], model=output, files={"--dump-recipe": dump_recipe},
+              folder=reports)
         rec = Recipe.from_file(recipe) if recipe is not None else Recipe()
         validate_cfg = replace(rec.validate, providers=providers or rec.validate.providers,
                                profile=replace(rec.validate.profile, enabled=rec.validate.profile.enabled and not no_profile))
         rec = replace(rec, validate=validate_cfg, seed=rec.seed if seed is None else seed,
-                      data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed))
+                      data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed),
+                      limits=_limits(max_data_mb, max_data_samples, rec.limits))
         if no_verify:
             rec = _without_verification(rec, calib_source is not None)
         with logs.progress() as progress:
             _, report = api.optimize(model, recipe=rec, calib=calib_source, eval=eval_data, output=output,
-                                     progress=progress)
-        if dump_recipe is not None and report.recipe is not None:
-            report.recipe.write(dump_recipe)
-        _finish(report, reports, json_out)
+                                     progress=progress, report_dir=reports, dump_recipe=dump_recipe)
+        _finish(report, reports, json_out, written=True)
 
-    _guarded(work)
+    _guarded(work, json_out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -12,7 +11,7 @@ from typer.core import TyperGroup
 
 from onnxcompress.cli import data_opts as D
 from onnxcompress.cli import logs
-from onnxcompress.cli.app import _check_outputs, _guarded, app
+from onnxcompress.cli.app import MAX_DATA_MB, MAX_DATA_SAMPLES, _guarded, _json_text, _limits, _plan, app, echo
 
 
 class _DistillGroup(TyperGroup):
@@ -41,6 +40,8 @@ def distill_reconstruct(
     json_out: bool = typer.Option(False, "--json", help="Print the reconstruction report as JSON."),
     image: str | None = D.IMAGE, dim: list[str] | None = D.DIM, loader: str | None = D.LOADER,
     seed: int | None = D.SEED,
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Refit the student's Conv/Gemm/MatMul weights, layer by layer, to the teacher's activations."""
 
@@ -53,42 +54,44 @@ def distill_reconstruct(
         calib_source = D.with_loader(calib, loader, "--calib")
         if calib_source is None:
             raise RecipeError("missing --calib (or --data-loader-script)", hint="give --calib " + D.DATA_HELP)
-        _check_outputs([output], [teacher, student, calib_source, kept])
+        _plan([calib_source, kept], [teacher, student], model=output)
         config = DistillConfig(ridge=ridge, samples=samples)
         with logs.progress() as progress:
             _, result = api.distill(teacher, student, calib_source, config, kept=load_kept(kept), output=output,
-                                    progress=progress,
-                                    data_config=D.data_config(image=image, dims=dim, seed=seed))
+                                    progress=progress, data_config=D.data_config(image=image, dims=dim, seed=seed),
+                                    limits=_limits(max_data_mb, max_data_samples))
         if json_out:
-            typer.echo(json.dumps(result.to_dict(), indent=2))
+            typer.echo(_json_text({**result.to_dict(), "output": str(output)}), nl=False)
             return
-        typer.echo(f"reconstructed {len(result.reconstructed)} layers, skipped {len(result.skipped)} -> {output}")
+        echo(f"reconstructed {len(result.reconstructed)} layers, skipped {len(result.skipped)} -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 @distill_app.command("export-weights")
 def distill_export(
     model: Path = typer.Argument(..., help="The (compressed) model whose weights a trainer must produce."),
     output: Path = typer.Option(..., "-o", "--output", help="The .npz to write (name -> array)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the exported names and shapes as JSON."),
+    json_out: bool = typer.Option(False, "--json", help="Print the exported names, shapes and dtypes as JSON."),
 ) -> None:
     """Write the names, shapes and current values of the model's trainable weights to an .npz."""
 
     def work():
-        from onnxcompress.distillation.weights_io import export_weights, save_npz_atomic
+        from onnxcompress.distillation.weights_io import export_weights, npz_bytes
         from onnxcompress.ir.io import load_model
 
-        _check_outputs([output], [model])
+        plan = _plan([], [model], files={"output": output})
         weights = export_weights(load_model(model))
-        save_npz_atomic(weights, output)
+        with plan.stage() as staged:
+            staged.bytes(output, npz_bytes(weights))
+            staged.publish()
         if json_out:
-            typer.echo(json.dumps({"output": str(output), "tensors": {k: list(v.shape) for k, v in weights.items()}},
-                                  indent=2))
-            return
-        typer.echo(f"{len(weights)} tensors -> {output}")
+            typer.echo(_json_text({"output": str(output), "tensors": {
+                k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in weights.items()}}), nl=False)
+        else:
+            echo(f"{len(weights)} tensors -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 @distill_app.command("attach")
@@ -100,17 +103,19 @@ def distill_attach(
     data: str | None = typer.Option(None, "--data", help="Data to validate with: " + D.DATA_HELP +
                                     " [default: random]."),
     json_out: bool = typer.Option(False, "--json", help="Print the attach report as JSON."),
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Attach weights trained elsewhere (name/shape/dtype checked), validate by running, and save."""
 
     def work():
         from onnxcompress import api
 
-        _check_outputs([output], [model, weights, mapping, data])
-        _, result = api.attach(model, weights, mapping, data, output)
+        _plan([weights, mapping, data], [model], model=output)
+        _, result = api.attach(model, weights, mapping, data, output, limits=_limits(max_data_mb, max_data_samples))
         if json_out:
-            typer.echo(json.dumps({**result.to_dict(), "output": str(output)}, indent=2))
+            typer.echo(_json_text({**result.to_dict(), "output": str(output)}), nl=False)
             return
-        typer.echo(f"attached {len(result.attached)} tensors, validated on {result.validated_on} -> {output}")
+        echo(f"attached {len(result.attached)} tensors, validated on {result.validated_on} -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)

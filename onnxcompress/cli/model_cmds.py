@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from onnxcompress.cli.app import _check_outputs, _fmt_count, _guarded, app
+from onnxcompress.cli.app import _fmt_count, _guarded, _json_text, _plan, app, echo
 
 
 # --- inspect ----------------------------------------------------------------------------------------------------
@@ -26,32 +26,33 @@ def inspect(
 
         info = api.inspect(model, parse_shape_overrides(shape))
         if json_out:
-            typer.echo(json.dumps(info, indent=2))
+            typer.echo(_json_text(info), nl=False)
         else:
             _render_inspect(info)
+        sys.stdout.flush()  # a closed pipe (`| head`) shows here, inside the guard
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 def _render_inspect(info: dict[str, Any]) -> None:
     m = info["model"]
-    typer.echo(f"model     {m['path']}  ({m['total_bytes'] / 1e6:.2f} MB, external data {m['external_data_bytes']} B)")
-    typer.echo(f"format    IR {m['ir_version']}, opsets {m['opset_imports']}, producer {m['producer']} {m['producer_version']}")
+    echo(f"model     {m['path']}  ({m['total_bytes'] / 1e6:.2f} MB, external data {m['external_data_bytes']} B)")
+    echo(f"format    IR {m['ir_version']}, opsets {m['opset_imports']}, producer {m['producer']} {m['producer_version']}")
     for kind in ("inputs", "outputs"):
         for v in info[kind]:
-            typer.echo(f"{kind[:-1]:<9} {v['name']}: {v['dtype']}{v['shape']}")
-    typer.echo(f"nodes     {info['nodes']}: " + ", ".join(f"{k} {v}" for k, v in info["op_histogram"].items()))
+            echo(f"{kind[:-1]:<9} {v['name']}: {v['dtype']}{v['shape']}")
+    echo(f"nodes     {info['nodes']}: " + ", ".join(f"{k} {v}" for k, v in info["op_histogram"].items()))
     p = info["parameters"]
     per = ", ".join(f"{k} {_fmt_count(v['count'])} ({v['bytes'] / 1e6:.2f} MB)" for k, v in p["by_dtype"].items())
-    typer.echo(f"params    {_fmt_count(p['total'])} ({p['bytes'] / 1e6:.2f} MB): {per}")
+    echo(f"params    {_fmt_count(p['total'])} ({p['bytes'] / 1e6:.2f} MB): {per}")
     macs = info["macs"]
     per = ", ".join(f"{k} {_fmt_count(v)}" for k, v in macs["by_op_type"].items())
-    typer.echo(f"MACs      {_fmt_count(macs['total'])} at {macs['input_shapes']}: {per}")
+    echo(f"MACs      {_fmt_count(macs['total'])} at {macs['input_shapes']}: {per}")
     if macs["nodes_with_unknown_shape"]:
-        typer.echo(f"          (unknown shape, not counted: {', '.join(macs['nodes_with_unknown_shape'])})")
+        echo(f"          (unknown shape, not counted: {', '.join(macs['nodes_with_unknown_shape'])})")
     for key, title in (("quantizable", "quantize"), ("prune_groups", "prune")):
         if key in info:
-            typer.echo(f"{title:<9} {info[key]['summary']}")
+            echo(f"{title:<9} {info[key]['summary']}")
 
 
 # --- convert ----------------------------------------------------------------------------------------------------
@@ -67,10 +68,10 @@ def convert(
     """Convert a model to another opset with onnx's version converter (and lift Constant nodes to initializers)."""
 
     def work():
-        from onnxcompress.ir.io import convert_opset, load_model, opset_of, save_model
+        from onnxcompress.ir.io import convert_opset, load_model, opset_of
         from onnxcompress.passes import LiftConstantsPass, PassContext, apply_to_model
 
-        _check_outputs([output], [model])
+        plan = _plan([], [model], model=output)
         src = load_model(model)
         before = opset_of(src)
         out = convert_opset(src, opset) if before != opset else src
@@ -78,11 +79,14 @@ def convert(
         if lift_constants:
             out, result = apply_to_model(out, LiftConstantsPass(), PassContext())
             lifted = result.stats["lifted"]
-        save_model(out, output)
+        with plan.stage() as staged:
+            written = staged.model(output, out)
+            staged.publish()
         if json_out:
-            typer.echo(json.dumps({"output": str(output), "opset_before": before, "opset": opset,
-                                   "constants_lifted": lifted}, indent=2))
-            return
-        typer.echo(f"opset {before} -> {opset}, {lifted} Constant nodes lifted -> {output}")
+            typer.echo(_json_text({"output": str(output), "opset": {"before": before, "after": opset},
+                                   "lifted_constants": lifted, "sha256": written.sha256, "bytes": written.bytes}),
+                       nl=False)
+        else:
+            echo(f"opset {before} -> {opset}, {lifted} Constant nodes lifted -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)

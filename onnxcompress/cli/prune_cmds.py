@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,15 +9,18 @@ import typer
 from onnxcompress.cli import data_opts as D
 from onnxcompress.cli import logs
 from onnxcompress.cli.app import (
-    _check_outputs,
-    _dump_recipe,
+    MAX_DATA_MB,
+    MAX_DATA_SAMPLES,
     _fmt_count,
     _guarded,
+    _json_text,
+    _limits,
     _load_recipe,
     _merged,
-    _write_json,
+    _plan,
     app,
     detail,
+    echo,
 )
 
 
@@ -83,6 +85,8 @@ def prune(
     report: Path | None = typer.Option(None, "--report", help="Write the pruning report (JSON) here."),
     json_out: bool = typer.Option(False, "--json", help="Print the pruning report as JSON."),
     image: str | None = D.IMAGE, dim: list[str] | None = D.DIM, loader: str | None = D.LOADER,
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Structured channel pruning on the ONNX graph (dependency-aware: residuals, Concat, depthwise, Flatten)."""
 
@@ -105,27 +109,34 @@ def prune(
                          target_macs=target_macs, target_params=target_params, seed=seed, max_samples=max_samples,
                          bias_correction=bias_correction)
         rec = replace(base, prune=config, distill=None, quantize=None, tune=None, seed=config.seed,
-                      data=D.data_config(base.data, image=image, dims=dim, seed=seed))
+                      data=D.data_config(base.data, image=image, dims=dim, seed=seed),
+                      limits=_limits(max_data_mb, max_data_samples, base.limits))
         calib_source = D.with_loader(calib, loader, "--calib")
-        _check_outputs([output, report, dump_recipe], [model, calib_source, recipe])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
+        plan = _plan([calib_source, recipe], [model], model=output,
+                     files={"--report": report, "--dump-recipe": dump_recipe})
         with logs.progress() as progress:
-            _, result = api.prune(model, config, calib_source, output, preprocess=rec.preprocess, progress=progress,
-                                  data_config=rec.data)
+            pruned, result = api.prune(model, config, calib_source, preprocess=rec.preprocess, progress=progress,
+                                       data_config=rec.data, limits=rec.limits)
         info = result.to_dict()
         info["output"] = str(output)
-        _dump_recipe(rec, dump_recipe)
-        _write_json(report, info)
+        with plan.stage() as staged:  # the model, its report and the recipe appear together or not at all
+            staged.model(output, pruned)
+            if report is not None:
+                staged.text(report, _json_text(info))
+            if dump_recipe is not None:
+                staged.text(dump_recipe, rec.dumps(dump_recipe))
+            staged.publish()
         if json_out:
-            typer.echo(json.dumps(info, indent=2))
+            typer.echo(_json_text(info), nl=False)
             return
         for b in info["blocked"][:8]:
             detail(f"blocked   {b['units']} units at {b['slots'][0]}: {b['reasons'][0]}", err=True)
         b, a = info["before"], info["after"]
-        typer.echo(f"PRUNED | MACs {_fmt_count(b['macs'])}->{_fmt_count(a['macs'])} "
+        echo(f"PRUNED | MACs {_fmt_count(b['macs'])}->{_fmt_count(a['macs'])} "
                    f"(x{a['macs'] / max(b['macs'], 1):.2f}) | params {_fmt_count(b['params'])}->"
                    f"{_fmt_count(a['params'])} | {b['bytes'] / 1e6:.2f}->{a['bytes'] / 1e6:.2f} MB | "
                    f"{info['summary'].split(';')[0]} -> {output}")
 
-    _guarded(work)
+    _guarded(work, json_out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +11,18 @@ import typer
 from onnxcompress.cli import data_opts as D
 from onnxcompress.cli import logs
 from onnxcompress.cli.app import (
-    _check_outputs,
-    _dump_recipe,
+    MAX_DATA_MB,
+    MAX_DATA_SAMPLES,
     _guarded,
+    _json_text,
+    _limits,
     _load_recipe,
     _merged,
+    _plan,
     _write_json,
     app,
     detail,
+    echo,
 )
 
 
@@ -28,7 +32,6 @@ def trace_path_for(output: Path) -> Path:
 
 def _quantize_recipe(recipe_path, flags: dict[str, Any], tune_flags: dict[str, Any]):
     """The effective recipe of `quantize`: the --recipe file's [preprocess]/[quantize]/[tune], flags on top."""
-    from dataclasses import replace
 
     from onnxcompress.quantization.config import QuantizeConfig
     from onnxcompress.tuning.config import TuneConfig
@@ -94,11 +97,12 @@ def quantize(
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report."),
     image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
     loader: str | None = D.LOADER, seed: int | None = D.SEED,
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """INT8 quantization (static QDQ from calibration data, or dynamic), verified against onnxruntime's int8 kernels."""
 
     def work():
-        from dataclasses import replace
 
         from onnxcompress import api
         from onnxcompress.recipe import Recipe
@@ -111,24 +115,33 @@ def quantize(
                      verify=False if no_verify else None)
         tune_flags = dict(max_drop=max_drop, metric=metric, time_budget=time_budget)
         rec = _quantize_recipe(recipe, flags, tune_flags)
-        rec = replace(rec, data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed))
+        rec = replace(rec, data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed),
+                      limits=_limits(max_data_mb, max_data_samples, rec.limits))
         traced = (trace or trace_path_for(output)) if rec.tune is not None else None
         calib_source = D.with_loader(calib, loader, "--calib")
-        _check_outputs([output, report, traced, dump_recipe], [model, calib_source, eval_data, recipe])
         if dump_recipe is not None:
             Recipe.check_path(dump_recipe)
+        plan = _plan([calib_source, eval_data, recipe], [model], model=output,
+                     files={"--report": report, "--trace": traced, "--dump-recipe": dump_recipe})
+        # the search writes its best model so far (and its trace) as it goes; otherwise the model is published below
         with logs.progress() as progress:
-            _, result = api.quantize(model, calib_source, rec.quantize, tune=rec.tune, eval=eval_data, output=output,
-                                     trace=traced, preprocess=rec.preprocess, progress=progress,
-                                     data_config=rec.data)
+            quantized, result = api.quantize(model, calib_source, rec.quantize, tune=rec.tune, eval=eval_data,
+                                             output=output if rec.tune is not None else None, trace=traced,
+                                             preprocess=rec.preprocess, progress=progress, data_config=rec.data,
+                                             limits=rec.limits)
         info = result.to_dict()
         info["output"] = str(output)
         if info.get("tune") is not None:
             info["tune"]["trace"] = None if traced is None else str(traced)
-        _dump_recipe(_effective(rec, result), dump_recipe)
-        _write_json(report, info)
+        with plan.stage() as staged:  # the model, its report and the recipe appear together or not at all
+            staged.model(output, quantized)
+            if report is not None:
+                staged.text(report, _json_text(info))
+            if dump_recipe is not None:
+                staged.text(dump_recipe, _effective(rec, result).dumps(dump_recipe))
+            staged.publish()
         if json_out:
-            typer.echo(json.dumps(info, indent=2))
+            typer.echo(_json_text(info), nl=False)
         else:
             _render_quantize(info, model, output)
         if result.search is not None and not result.search.goal_met:
@@ -138,12 +151,11 @@ def quantize(
                        "the float model", err=True)
             raise typer.Exit(1)
 
-    _guarded(work)
+    _guarded(work, json_out)
 
 
 def _effective(recipe, result):
     """The recipe as it ran: the resolved quantize config (target, weight range) and the search's goal metric."""
-    from dataclasses import replace
 
     tune = recipe.tune
     if tune is not None and result.search is not None:
@@ -179,7 +191,7 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
                f"{info['config']['target']} provider; check it on the target with onnxcompress gate/profile "
                f"--providers {info['config']['target']}", err=True)
         line += " | NOT VERIFIED (--no-verify)"
-    typer.echo(line)
+    echo(line)
 
 
 def _render_tune(t: dict[str, Any]) -> None:
@@ -212,6 +224,8 @@ def sensitivity(
     json_out: bool = typer.Option(False, "--json", help="Print the JSON."),
     image: str | None = D.IMAGE, labels_file: Path | None = D.LABELS_FILE, dim: list[str] | None = D.DIM,
     loader: str | None = D.LOADER, seed: int | None = D.SEED,
+    max_data_mb: float | None = MAX_DATA_MB,
+    max_data_samples: int | None = MAX_DATA_SAMPLES,
 ) -> None:
     """Rank nodes by quantization sensitivity (one-pass SQNR proxy, then full-model metrics for the top ones)."""
 
@@ -224,16 +238,16 @@ def sensitivity(
         calib_source = D.with_loader(calib, loader, "--calib")
         if calib_source is None:
             raise RecipeError("missing --calib (or --data-loader-script)", hint="give --calib " + D.DATA_HELP)
-        _check_outputs([report], [model, calib_source, eval_data])
+        _plan([calib_source, eval_data], [model], files={"--report": report})
         tune = TuneConfig(metric=metric, top_k=top_k, measure_latency=False)
         data_cfg = D.data_config(image=image, labels_file=labels_file, dims=dim, seed=seed)
         with logs.progress() as progress:
             info = api.sensitivity(model, calib_source, QuantizeConfig(mode=mode, target=target, calibrator=calibrator),
                                    tune, eval=eval_data, prune_ratio=prune_ratio, progress=progress,
-                                   data_config=data_cfg)
+                                   data_config=data_cfg, limits=_limits(max_data_mb, max_data_samples))
         _write_json(report, info)
         if json_out:
-            typer.echo(json.dumps(info, indent=2))
+            typer.echo(_json_text(info), nl=False)
             return
         detail(f"{'rank':<5}{'node':<40}{'op':<12}{'SQNR dB':>9}{'drop if float':>15}{'drop only q':>13}")
         for r in info["nodes"]:
@@ -243,7 +257,7 @@ def sensitivity(
         for g in info.get("prune", []):
             detail(f"prune group {g['group']} ({g['channels']} ch, via {g['node']}): "
                        + (f"drop {g['drop']:.4f}" if "drop" in g else f"error: {g.get('error')}"))
-        typer.echo(f"full INT8 {info['metric']} drop {info['full_int8']['drop']:.4f} on {info['data']} "
+        echo(f"full INT8 {info['metric']} drop {info['full_int8']['drop']:.4f} on {info['data']} "
                    f"({info['samples']} samples)")
 
-    _guarded(work)
+    _guarded(work, json_out)

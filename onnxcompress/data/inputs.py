@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxcompress.data.limits import DataLimits, check_arrays, npy_header, npz_headers
 from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError, NonFiniteDataError
 
 log = logging.getLogger(__name__)
@@ -370,11 +371,12 @@ def _limit(stream: Iterator[Batch], limit: int | None) -> Iterator[Batch]:
 
 
 # --- constructors -----------------------------------------------------------------------------------------------
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-
+def _read_npz(path: Path, limits: DataLimits) -> dict[str, np.ndarray]:
+    """Every array of a .npz, after its headers were checked against ``limits`` (nothing is read before)."""
     if not zipfile.is_zipfile(path):
         raise DataError(f"cannot read {path}: not a valid .npz file (not a zip archive of .npy arrays, or truncated)",
                         hint="write the data with numpy.savez(path, input_name=array, ...)")
+    check_arrays(npz_headers(path), limits, str(path))
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -382,25 +384,33 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"cannot read {path}: {e}", hint="give a .npz written by numpy.savez") from e
 
 
-def from_npz(path: str | os.PathLike) -> InputData:
+def from_npz(path: str | os.PathLike, limits: DataLimits | None = None) -> InputData:
     path = Path(path)
-    arrays = _read_npz(path)
+    arrays = _read_npz(path, limits or DataLimits())
     metadata = {k: v for k, v in arrays.items() if v.ndim == 0}
     return InputData(lambda: iter([arrays]), source=str(path), metadata=metadata)
 
 
-def from_dir(path: str | os.PathLike) -> InputData:
-    path = Path(path)
-    npz = sorted(path.glob("*.npz"))
-    npy = sorted(path.glob("*.npy"))
+def from_dir(path: str | os.PathLike, limits: DataLimits | None = None) -> InputData:
+    """A folder of .npz chunks (read one at a time) or of .npy files (one per key); headers checked first."""
+    path, limits = Path(path), limits or DataLimits()
+    npz = sorted(p for p in path.glob("*.npz") if p.is_file())
+    npy = sorted(p for p in path.glob("*.npy") if p.is_file())
     if npz and npy:
         raise DataError(f"{path} mixes .npz and .npy files", hint="use one kind of file per folder")
     if npz:
-        return InputData(lambda: (_read_npz(p) for p in npz), source=str(path))
+        samples = 0
+        for p in npz:
+            if not zipfile.is_zipfile(p):
+                raise DataError(f"cannot read {p}: not a valid .npz file", hint="write it with numpy.savez")
+            samples += check_arrays(npz_headers(p), limits, str(p))
+        limits.check_samples(samples, str(path))
+        return InputData(lambda: (_read_npz(p, limits) for p in npz), source=str(path))
     if npy:
+        check_arrays([npy_header(p) for p in npy], limits, f"the .npy files in {path}")
         try:
             arrays = {p.stem: np.load(p, allow_pickle=False) for p in npy}
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             raise DataError(f"cannot read the .npy files in {path}: {e}", hint="write them with numpy.save") from e
         return InputData(lambda: iter([arrays]), source=str(path))
     raise EmptyDataError(f"{path} contains no .npz, .npy or image files",
@@ -443,13 +453,14 @@ def random_data(specs: list[InputSpec], samples: int, *, seed: int, dims: Mappin
     return InputData(lambda: iter([arrays]), source=f"random(seed={seed}, samples={samples})")
 
 
-def load_input_data(source: Any, config: Any = None, specs: list[InputSpec] | None = None) -> InputData:
+def load_input_data(source: Any, config: Any = None, specs: list[InputSpec] | None = None, *,
+                    limits: DataLimits | None = None) -> InputData:
     """Dispatch on an InputData, ``random[:N]``, a ``FILE.py[:FUNCTION]`` loader script, a path (.npz file, folder
     of .npz/.npy, folder of images, saved Hugging Face dataset), a CalibrationDataReader, a ``datasets.Dataset``,
     a dict of arrays or a re-iterable of feed dicts (see data.sources). ``config``: the recipe's DataConfig;
-    ``specs``: the model's inputs (needed by random data, images and datasets)."""
+    ``specs``: the model's inputs (needed by random data, images and datasets). Files are checked against
+    ``limits`` (default :class:`DataLimits`) from their headers before they are read."""
     from onnxcompress.data import sources
-
     if isinstance(source, InputData):
         return source
     resolved = sources.resolve(source, config, specs)
@@ -461,11 +472,14 @@ def load_input_data(source: Any, config: Any = None, specs: list[InputSpec] | No
             raise DataError(f"data path not found: {path}", hint="check the path of the .npz file or folder "
                             "(or write random for seeded random inputs)")
         if path.is_dir():
-            return from_dir(path)
+            return from_dir(path, limits)
+        if not path.is_file():
+            raise DataError(f"{path} is not a regular file (a device, FIFO or socket)",
+                            hint="give a .npz file or a folder of .npz/.npy files")
         if path.suffix == ".npy":
             raise DataError(f"{path} is a single .npy file", hint="put it in a folder named after the input, "
                             "or save a .npz with np.savez(path, **{'input_name': array})")
-        return from_npz(path)
+        return from_npz(path, limits)
     if isinstance(source, Mapping):
         return from_arrays(source)
     return from_iterable(source)

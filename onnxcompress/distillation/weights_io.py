@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import math
 import os
 import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
+from onnxcompress.data.limits import DataLimits, check_arrays, npz_headers
 from onnxcompress.errors import DataError
-from onnxcompress.ir.io import load_model, write_bytes_atomic
+from onnxcompress.ir.io import load_model
+from onnxcompress.ir.outputs import write_bytes
 from onnxcompress.passes.artifacts import KeptChannels
+
+log = logging.getLogger(__name__)
 
 #: safetensors dtype names -> numpy
 SAFETENSORS_DTYPES = {
@@ -41,50 +48,91 @@ def export_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {name: onnx.numpy_helper.to_array(t) for name, t in trainable_initializers(model).items()}
 
 
-def save_npz_atomic(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
-
-
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    return write_bytes_atomic(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a weights file: .npz, .safetensors or .onnx (its initializers)."""
+def save_npz_atomic(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
+    return write_bytes(path, npz_bytes(arrays)).path
+
+
+def read_weights(path: str | os.PathLike, limits: DataLimits | None = None) -> dict[str, np.ndarray]:
+    """Read a weights file: .npz, .safetensors or .onnx (its initializers); corrupt files are DataErrors."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"weights file not found: {path}", hint="check the path")
+    if not path.is_file():
+        raise DataError(f"weights path {path} is not a regular file", hint="give a .npz, .safetensors or .onnx file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
+            if not zipfile.is_zipfile(path):
+                raise DataError(f"cannot read weights from {path}: not a .npz file (not a zip archive, or truncated)",
+                                hint="write the weights with numpy.savez(path, name=array, ...)")
+            check_arrays(npz_headers(path), limits or DataLimits(), str(path))
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         if suffix == ".safetensors":
-            return _read_safetensors(path)
+            return _read_safetensors(path, limits or DataLimits())
         if suffix == ".onnx":
 
             model = load_model(path, check=False)
             return {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
-    except (OSError, ValueError, KeyError, struct.error) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read weights from {path}: {e}", hint="the file is corrupt or not of its type") from e
     raise DataError(f"unsupported weights file type '{suffix}' ({path})", hint="use .npz, .safetensors or .onnx")
 
 
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+def _corrupt(path: Path, what: str) -> DataError:
+    return DataError(f"cannot read weights from {path}: not a valid safetensors file: {what}",
+                     hint="write it again with safetensors.numpy.save_file (or onnxcompress's write_safetensors)")
+
+
+def _read_safetensors(path: Path, limits: DataLimits) -> dict[str, np.ndarray]:
     data = path.read_bytes()
+    if len(data) < 8:
+        raise _corrupt(path, f"{len(data)} bytes, shorter than the 8-byte header length")
     (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
+    if n > len(data) - 8:
+        raise _corrupt(path, f"the header length {n} runs past the end of the file ({len(data)} bytes)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _corrupt(path, f"the header is not JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise _corrupt(path, f"the header is a {type(header).__name__}, not an object")
     body = memoryview(data)[8 + n :]
     out = {}
     for name, spec in header.items():
         if name == "__metadata__":
             continue
-        if spec["dtype"] not in SAFETENSORS_DTYPES:
-            raise ValueError(f"tensor {name} has unsupported dtype {spec['dtype']}")
-        begin, end = spec["data_offsets"]
-        arr = np.frombuffer(body[begin:end], dtype=SAFETENSORS_DTYPES[spec["dtype"]])
-        out[name] = arr.reshape(spec["shape"]).copy()
+        dtype, shape, (begin, end) = _tensor_spec(path, name, spec, len(body))
+        limits.check_bytes(end - begin, f"tensor '{name}' of {path}")
+        out[name] = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape).copy()
     return out
+
+
+def _tensor_spec(path: Path, name: str, spec: Any, body: int) -> tuple[np.dtype, list[int], tuple[int, int]]:
+    """(dtype, shape, data offsets) of one header entry, each checked against the file."""
+    if not isinstance(spec, dict) or not {"dtype", "shape", "data_offsets"} <= set(spec):
+        raise _corrupt(path, f"tensor '{name}' needs dtype, shape and data_offsets, got {spec!r}")
+    if spec["dtype"] not in SAFETENSORS_DTYPES:
+        raise _corrupt(path, f"tensor '{name}' has unsupported dtype {spec['dtype']!r} "
+                             f"(supported: {', '.join(SAFETENSORS_DTYPES)})")
+    shape, offsets = spec["shape"], spec["data_offsets"]
+    ints = lambda v: isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v)
+    if not ints(shape):
+        raise _corrupt(path, f"tensor '{name}' has shape {shape!r}, not a list of non-negative integers")
+    if not ints(offsets) or len(offsets) != 2 or not offsets[0] <= offsets[1] <= body:
+        raise _corrupt(path, f"tensor '{name}' has data_offsets {offsets!r}, outside the {body}-byte data section")
+    dtype = np.dtype(SAFETENSORS_DTYPES[spec["dtype"]])
+    expected = math.prod(shape) * dtype.itemsize
+    if offsets[1] - offsets[0] != expected:
+        raise _corrupt(path, f"tensor '{name}' ({spec['dtype']}{shape}) needs {expected} bytes, its data_offsets "
+                             f"span {offsets[1] - offsets[0]}")
+    return dtype, shape, (offsets[0], offsets[1])
 
 
 def write_safetensors(arrays: dict[str, np.ndarray], path: str | os.PathLike) -> None:
@@ -105,8 +153,8 @@ def write_safetensors(arrays: dict[str, np.ndarray], path: str | os.PathLike) ->
 def read_json(path: str | os.PathLike, what: str, hint: str) -> Any:
     """Parse a JSON file; an unreadable or malformed one is a DataError naming ``what`` it should have been."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
         raise DataError(f"cannot read {what} {path}: {e}", hint=hint) from e
 
 
@@ -120,8 +168,6 @@ def load_mapping(path: str | os.PathLike | None) -> dict[str, str]:
     return mapping
 
 
-
-
 def load_kept(path: str | os.PathLike | None) -> KeptChannels:
     """Kept channel indices from a JSON file: a report with a ``prune`` stage (report.json of `optimize`/`prune`),
     a prune report section, or a bare {tensor: [indices]} mapping."""
@@ -130,9 +176,37 @@ def load_kept(path: str | os.PathLike | None) -> KeptChannels:
     data = read_json(path, "kept-channel record", "give the prune report JSON")
     if not isinstance(data, dict):
         raise DataError(f"{path} is not a JSON object", hint='expected a prune report or {"tensor": [indices]}')
-    for section in ((data.get("stages") or {}).get("prune"), data.get("prune"), data):
+    stages = data.get("stages")
+    for section in ((stages or {}).get("prune") if isinstance(stages, dict) else None, data.get("prune"), data):
         if isinstance(section, dict) and isinstance(section.get("kept"), list):
             return KeptChannels.from_records(section["kept"])
     if data and all(isinstance(v, list) for v in data.values()):
         return KeptChannels.from_mapping(data)
     raise DataError(f"{path} has no kept-channel record", hint='expected a prune report or {"tensor": [indices]}')
+
+
+def check_kept(kept: KeptChannels, teacher: onnx.ModelProto, student: onnx.ModelProto) -> None:
+    """Every kept-channel record names a tensor of the student, and its indices exist in the teacher's tensor."""
+    if not kept:
+        return
+    g = student.graph
+    kept.check_tensors({o for n in g.node for o in n.output} | {i.name for i in g.input} | {t.name for t in g.initializer})
+    try:
+        inferred = onnx.shape_inference.infer_shapes(teacher).graph
+    except (onnx.shape_inference.InferenceError, ValueError, RuntimeError) as e:  # no shapes: checked while fitting
+        log.debug("no shape check of the kept channels: %s", e)
+        return
+    dims = {}
+    for vi in [*inferred.value_info, *inferred.output, *inferred.input]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+            dims[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+    for tensor, idx in kept.kept.items():
+        shape, axis = dims.get(tensor), kept.axes.get(tensor, 1)
+        if not shape or not -len(shape) <= axis < len(shape) or shape[axis] is None:
+            continue
+        bad = [i for i in idx if i >= shape[axis]]
+        if bad:
+            raise DataError(f"kept channels {bad[:8]} of '{tensor}' are out of range: the teacher's tensor has "
+                            f"{shape[axis]} channels on axis {axis}",
+                            hint="give the kept-channel record of the prune run that produced this student from this "
+                                 "teacher")

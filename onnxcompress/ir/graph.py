@@ -6,6 +6,9 @@ model the graph came from so that the result loads in the same runtimes as the i
 
 from __future__ import annotations
 
+import logging
+import re
+
 import onnx
 import onnx_graphsurgeon as gs
 
@@ -131,3 +134,28 @@ def _min_ir_version(model: onnx.ModelProto) -> int:
         return int(onnx.helper.find_min_ir_version_for(list(model.opset_import), ignore_unknown=True))
     except (TypeError, ValueError):
         return 3
+
+
+class _GraphSurgeonToLogging:
+    """Stands in for onnx-graphsurgeon's ``G_LOGGER.log``, which prints to stdout (where ``--json`` output goes):
+    its messages go to the ``onnx_graphsurgeon`` logger instead, with control characters escaped."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self.target = logging.getLogger("onnx_graphsurgeon")
+
+    def __call__(self, message, severity, mode=None, stack_depth=2) -> None:
+        if severity < self.logger.severity:
+            return
+        text = message() if callable(message) else str(message)
+        self.target.log(max(severity, logging.DEBUG), "%s", _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def route_graphsurgeon_logging() -> None:
+    """Send onnx-graphsurgeon's log lines to Python logging (stderr), never to stdout (idempotent)."""
+    logger = gs.logger.G_LOGGER
+    if not isinstance(logger.__dict__.get("log"), _GraphSurgeonToLogging):
+        logger.log = _GraphSurgeonToLogging(logger)

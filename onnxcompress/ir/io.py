@@ -1,40 +1,43 @@
 """The only module that reads and writes model files.
 
-Loading checks the file and turns every failure into a typed error that says what to do. Saving is atomic: the
-model is written to a temporary file in the destination folder and renamed, so a failure never leaves a
-half-written model behind, and the input file is never opened for writing.
+Loading checks the file and turns every failure into a typed error that says what to do. Writing is done by
+:mod:`onnxcompress.ir.outputs` (outputs checked before any work, staged under temporary names, published
+together); ``save_model``, ``write_text_atomic`` and the output checks are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
+import math
 import os
-import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import version_converter
-from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+from onnx.external_data_helper import load_external_data_for_model
 
 from onnxcompress.errors import (
     ExternalDataError,
     ModelFormatError,
     ModelNotFoundError,
-    OutputPathError,
     UnsupportedModelError,
 )
+from onnxcompress.ir import outputs
+from onnxcompress.ir.outputs import PROTOBUF_LIMIT, external_locations, fits_protobuf, model_tensors, tensor_bytes
 
 log = logging.getLogger(__name__)
 
 #: The oldest IR version onnxcompress reads (IR 3 = ONNX 1.0 with opset imports).
 MIN_IR_VERSION = 3
-#: Protobuf cannot serialize a message larger than 2 GiB; past this weights go to an external data file.
-PROTOBUF_LIMIT = 2**31 - 1
 #: The oldest default-domain opset the passes are written for.
 MIN_OPSET = 13
+
+__all__ = ["MIN_IR_VERSION", "MIN_OPSET", "PROTOBUF_LIMIT", "check_model", "check_output", "check_output_dir",
+           "convert_opset", "file_size", "load_model", "opset_of", "require_opset", "save_model", "sha256_file",
+           "tensor_bytes", "write_bytes_atomic", "write_text_atomic"]
 
 
 def load_model(path: str | os.PathLike, *, load_external_data: bool = True, check: bool = True) -> onnx.ModelProto:
@@ -44,6 +47,9 @@ def load_model(path: str | os.PathLike, *, load_external_data: bool = True, chec
         raise ModelNotFoundError(f"model file not found: {path}", hint="check the path; the file must exist")
     if path.is_dir():
         raise ModelFormatError(f"{path} is a directory, not an ONNX model file", hint="pass the path of a .onnx file")
+    if not path.is_file():
+        raise ModelFormatError(f"{path} is not a regular file (a device, FIFO or socket)",
+                               hint="pass the path of a .onnx file")
     model = _parse(path)
     _check_ir(model, path)
     if load_external_data:
@@ -68,7 +74,10 @@ def _drop_untyped_value_info(model: onnx.ModelProto) -> int:
 
 
 def _parse(path: Path) -> onnx.ModelProto:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelFormatError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
     if not data:
         raise ModelFormatError(f"{path} is empty", hint="re-export the model; the file has 0 bytes")
     model = onnx.ModelProto()
@@ -101,36 +110,116 @@ def _check_ir(model: onnx.ModelProto, path: Path) -> None:
 
 
 def _load_external(model: onnx.ModelProto, path: Path) -> None:
-
-    if not any(uses_external_data(t) for t in _all_initializers(model)):
+    locations = external_locations(model)
+    if not locations:
         return
-    for t in _all_initializers(model):
-        if not uses_external_data(t):
-            continue
-        loc = next((e.value for e in t.external_data if e.key == "location"), None)
-        if loc is None or not (path.parent / loc).exists():
-            raise ExternalDataError(
-                f"tensor '{t.name}' of {path} points to external data file '{loc}', which is missing",
-                hint=f"put '{loc}' next to {path.name} (in {path.parent}) or re-export the model with weights embedded",
-            )
+    for loc in locations:
+        _check_location(loc, path)
     try:
         load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError) as e:
-        raise ExternalDataError(f"cannot read the external data of {path}: {e}", hint="re-export the model") from e
+    except (OSError, ValueError, onnx.checker.ValidationError) as e:
+        raise ExternalDataError(f"cannot read the external data of {path}: {e}",
+                                hint="re-export the model (the external data file does not match it)") from e
+
+
+def _check_location(loc: str, path: Path) -> None:
+    """An external-data location must name a regular file inside the model's folder (what onnx accepts)."""
+    pure = PurePath(loc)
+    if not loc or pure.is_absolute() or loc.startswith(("/", "\\")) or ".." in pure.parts:
+        raise ExternalDataError(
+            f"{path} points to external data at '{loc}', outside the model's folder (onnx refuses absolute paths "
+            "and '..')", hint=f"move the data file next to {path.name} and re-export with a relative location")
+    target = path.parent / loc
+    if not target.exists():
+        raise ExternalDataError(
+            f"{path} points to external data file '{loc}', which is missing",
+            hint=f"put '{loc}' next to {path.name} (in {path.parent}) or re-export the model with weights embedded")
+    if not target.is_file():
+        raise ExternalDataError(f"{path} points to external data '{loc}', which is not a regular file",
+                                hint="re-export the model with weights embedded")
+
+
+def _check_names(graph: onnx.GraphProto, where: str) -> None:
+    """Every name is text: protobuf hands out the bytes of a string field that is not UTF-8."""
+    values = [graph.name, *(v.name for v in [*graph.input, *graph.output, *graph.value_info, *graph.initializer])]
+    for node in graph.node:
+        values += [node.name, node.op_type, node.domain, *node.input, *node.output, *(a.name for a in node.attribute)]
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _check_names(a.g, where)
+            for g in a.graphs:
+                _check_names(g, where)
+    bad = next((v for v in values if isinstance(v, bytes)), None)
+    if bad is not None:
+        raise ModelFormatError(f"{where} holds a name that is not valid UTF-8 ({bad[:40]!r})",
+                               hint="the file is corrupt; re-export the model")
+    known = set(onnx.TensorProto.DataType.values()) - {onnx.TensorProto.UNDEFINED}
+    for vi in [*graph.input, *graph.output]:
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type not in known:
+            raise ModelFormatError(f"{where}: {vi.name!r} has an unknown element type {vi.type.tensor_type.elem_type}",
+                                   hint="the file is corrupt; re-export the model")
+
+
+#: the TensorProto field that holds each data type's values when there is no raw_data, and values per element
+_TYPED_FIELDS = {
+    onnx.TensorProto.FLOAT: ("float_data", 1), onnx.TensorProto.DOUBLE: ("double_data", 1),
+    onnx.TensorProto.INT64: ("int64_data", 1), onnx.TensorProto.UINT64: ("uint64_data", 1),
+    onnx.TensorProto.UINT32: ("uint64_data", 1), onnx.TensorProto.COMPLEX64: ("float_data", 2),
+    onnx.TensorProto.COMPLEX128: ("double_data", 2), onnx.TensorProto.STRING: ("string_data", 1),
+    **{t: ("int32_data", 1) for t in (onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
+                                      onnx.TensorProto.UINT16, onnx.TensorProto.UINT8, onnx.TensorProto.BOOL,
+                                      onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)},
+}
+
+
+def check_tensor_sizes(model: onnx.ModelProto, path: str | os.PathLike | None = None) -> None:
+    """Every tensor holds as many values as its dims declare (onnx's checker does not look); a
+    :class:`ModelFormatError` names the first one that does not."""
+    known = set(onnx.TensorProto.DataType.values())
+    for t in model_tensors(model):
+        if t.data_type not in known or t.data_type == onnx.TensorProto.UNDEFINED:
+            raise _bad_tensor(t, path, f"has an unknown data type {t.data_type}")
+        if any(d < 0 for d in t.dims):
+            raise _bad_tensor(t, path, f"has a negative dimension {list(t.dims)}")
+        count = math.prod(t.dims)
+        if t.HasField("raw_data"):
+            itemsize = _itemsize(t.data_type)
+            if itemsize and len(t.raw_data) != count * itemsize:
+                raise _bad_tensor(t, path, f"declares {list(t.dims)} ({count * itemsize} bytes) but holds "
+                                           f"{len(t.raw_data)} bytes")
+        elif t.data_type in _TYPED_FIELDS and not t.external_data:
+            name, per = _TYPED_FIELDS[t.data_type]
+            held = len(getattr(t, name))
+            if held != count * per:
+                raise _bad_tensor(t, path, f"declares {list(t.dims)} ({count} values) but holds {held // per}")
+
+
+def _itemsize(data_type: int) -> int:
+    """Bytes per element of a fixed-size type (0 for strings and sub-byte types, which are not checked)."""
+    if data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return 0
+    try:
+        size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+    packed = {getattr(onnx.TensorProto, n, -1) for n in ("INT4", "UINT4", "INT2", "UINT2", "FLOAT4E2M1")}
+    return 0 if data_type in packed else size
+
+
+def _bad_tensor(t: onnx.TensorProto, path: str | os.PathLike | None, what: str) -> ModelFormatError:
+    return ModelFormatError(f"tensor '{t.name}' of {path or 'the model'} {what}",
+                            hint="the file is corrupt; re-export the model")
 
 
 def _all_initializers(model: onnx.ModelProto):
-    yield from model.graph.initializer
-    for node in model.graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
+    yield from model_tensors(model)
 
 
 def check_model(model: onnx.ModelProto, path: str | os.PathLike | None = None, *, repair: bool = False) -> None:
-    """Run onnx.checker; a failure is a :class:`ModelFormatError`. With ``repair``, value_info entries without a
-    shape or type (optional hints some exporters write badly) are dropped from ``model`` when they are the only
-    problem."""
+    """onnx's full check (the checker and strict shape inference: declared shapes, types and attributes must agree
+    with what the ops imply) plus the tensor sizes and names; a failure is a :class:`ModelFormatError`. With
+    ``repair``, value_info entries without a shape or type (optional hints some exporters write badly) are dropped
+    from ``model`` when they are the only problem."""
     try:
         _check(model, path)
     except ModelFormatError:
@@ -143,12 +232,16 @@ def check_model(model: onnx.ModelProto, path: str | os.PathLike | None = None, *
 
 def _check(model: onnx.ModelProto, path: str | os.PathLike | None) -> None:
     where = f"{path}" if path else "the model"
+    check_tensor_sizes(model, path)
+    _check_names(model.graph, where)
     try:
-        if model.ByteSize() < PROTOBUF_LIMIT:
-            onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
+        if fits_protobuf(model):  # the checker serializes the model; past 2 GiB only the checks above run
+            onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, UnicodeDecodeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-        raise ModelFormatError(f"{where} is not a valid ONNX model: {first}", hint="re-export the model") from e
+        raise ModelFormatError(f"{where} is not a valid ONNX model: {first}",
+                               hint="re-export the model (onnx.checker.check_model(model, full_check=True) shows "
+                                    "the problem)") from e
     except ValueError as e:  # protobuf size errors surface as ValueError
         log.debug("checker skipped: %s", e)
 
@@ -195,129 +288,33 @@ def convert_opset(model: onnx.ModelProto, target: int) -> onnx.ModelProto:
     return converted
 
 
-def tensor_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of all initializers and Constant tensors (raw data or typed fields)."""
-    total = 0
-    for t in _all_initializers(model):
-        if t.HasField("raw_data"):
-            total += len(t.raw_data)
-        else:
-            total += onnx.numpy_helper.to_array(t).nbytes if t.data_type != 0 else 0
-    return total
-
-
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, external_data: bool | None = None) -> Path:
-    """Save atomically. External data is used when asked for or when the model exceeds protobuf's 2 GiB."""
-    path = Path(path)
-    _check_writable(path)
-    if external_data is None:
-        external_data = tensor_bytes(model) >= PROTOBUF_LIMIT - (1 << 24)
-    if external_data:
-        return _save_external(model, path)
-    return write_bytes_atomic(path, model.SerializeToString())
-
-
-def _save_external(model: onnx.ModelProto, path: Path) -> Path:
-    """Write model + ``<name>.data`` to a temporary folder next to ``path``, then rename both into place."""
-    data_name = path.name + ".data"
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        onnx.save_model(copy, str(tmpdir / path.name), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data_name, size_threshold=0)
-        if (tmpdir / data_name).exists():
-            os.replace(tmpdir / data_name, path.parent / data_name)
-        os.replace(tmpdir / path.name, path)
-    finally:
-        for p in tmpdir.glob("*"):
-            with contextlib.suppress(OSError):
-                p.unlink()
-        with contextlib.suppress(OSError):
-            tmpdir.rmdir()
-    return path
-
-
-def _tmp_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def _check_writable(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise OutputPathError(f"output path {path} is a directory", hint="give a file name such as out.onnx")
-    if not parent.is_dir():
-        raise OutputPathError(f"output folder {parent} does not exist", hint=f"create it first: mkdir -p {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputPathError(f"output folder {parent} is not writable", hint="choose a folder you can write to")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise OutputPathError(f"output file {path} exists and is read-only", hint="remove it or choose another name")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
-        return False
+    """Publish ``model`` at ``path`` (see :func:`onnxcompress.ir.outputs.save_model`)."""
+    return outputs.save_model(model, path, external_data=external_data).path
 
 
 def check_output(path: str | os.PathLike | None, *inputs: object) -> None:
-    """Fail early (before any work) when ``path`` cannot be written or is one of ``inputs``.
-
-    ``inputs`` are the paths the command reads (``None`` and in-memory objects are ignored); writing onto one would
-    modify the input, which onnxcompress never does.
-    """
-    if path is None:
-        return
-    path = Path(path)
-    _check_writable(path)
-    for src in inputs:
-        if isinstance(src, (str, os.PathLike)) and _same_file(path, Path(src)):
-            raise OutputPathError(f"output path {path} is also an input ({src}); the input is never overwritten",
-                                  hint="write the result to a new file, e.g. model.opt.onnx")
+    """Fail early (before any work) when ``path`` cannot be written or is one of ``inputs`` (or their external data)."""
+    outputs.OutputPlan(inputs=inputs).model(path).check()
 
 
-def check_output_dir(folder: str | os.PathLike | None) -> None:
-    """Fail early when the report folder ``folder`` is an existing file."""
-    if folder is None:
-        return
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputPathError(f"report folder {folder} is an existing file", hint="give a folder path")
+def check_output_dir(folder: str | os.PathLike | None, names: tuple[str, ...] = ()) -> None:
+    """Fail early when the report folder ``folder`` cannot be created or written."""
+    outputs.OutputPlan().folder(folder, names).check()
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to a temporary file next to ``path`` and rename it into place; nothing is left on failure."""
-    path = Path(path)
-    _check_writable(path)
-    tmp = _tmp_path(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return outputs.write_bytes(path, data).path
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write a text file (report, recipe) atomically."""
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    return outputs.write_text(path, text).path
 
 
 def file_size(path: str | os.PathLike) -> tuple[int, int]:
     """(model file bytes, external data bytes) for a saved model."""
     path = Path(path)
-    model = onnx.load(str(path), load_external_data=False)
-
-    locations = set()
-    for t in _all_initializers(model):
-        if uses_external_data(t):
-            locations.update(e.value for e in t.external_data if e.key == "location")
-    ext = sum((path.parent / loc).stat().st_size for loc in locations if (path.parent / loc).exists())
+    ext = sum(p.stat().st_size for p in outputs.referenced_data_files(path) if p.is_file())
     return path.stat().st_size, ext
 
 

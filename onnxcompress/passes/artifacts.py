@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import onnx
+
+from onnxcompress.errors import DataError
 
 #: metadata_props key under which a pruned model carries its kept-channel record
 KEPT_CHANNELS_KEY = "onnxcompress.kept_channels"
@@ -38,18 +40,25 @@ class KeptChannels:
 
     @classmethod
     def from_records(cls, records: list[Mapping[str, Any]]) -> KeptChannels:
-        """From the ``kept`` list of a prune report: [{tensor, axis, kept: [...]}, ...]."""
+        """From the ``kept`` list of a prune report: [{tensor, axis, kept: [...]}, ...]; a malformed record is a
+        DataError naming it."""
         kept: dict[str, tuple[int, ...]] = {}
         axes: dict[str, int] = {}
-        for r in records:
-            if isinstance(r, Mapping) and "tensor" in r and "kept" in r:
-                kept[str(r["tensor"])] = tuple(int(i) for i in r["kept"])
-                axes[str(r["tensor"])] = int(r.get("axis", 1))
+        for i, r in enumerate(records):
+            if not isinstance(r, Mapping) or not isinstance(r.get("tensor"), str) or "kept" not in r:
+                raise DataError(f"kept-channel record {i} is {r!r}, not {{tensor, axis, kept: [indices]}}",
+                                hint="give the prune report JSON (`prune --report R.json` or report.json)")
+            kept[r["tensor"]] = _indices(r["kept"], r["tensor"])
+            axis = r.get("axis", 1)
+            if isinstance(axis, bool) or not isinstance(axis, int):
+                raise DataError(f"kept-channel record of '{r['tensor']}' has axis {axis!r}, not an integer",
+                                hint="give the prune report JSON unchanged")
+            axes[r["tensor"]] = axis
         return cls(kept, axes)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> KeptChannels:
-        return cls({str(k): tuple(int(i) for i in v) for k, v in mapping.items()}, {})
+        return cls({str(k): _indices(v, str(k)) for k, v in mapping.items()}, {})
 
     def to_json(self) -> str:
         """Compact JSON for the model's metadata: [{tensor, axis, kept}, ...] in name order."""
@@ -64,6 +73,27 @@ class KeptChannels:
             return None
         try:
             records = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return cls.from_records(records) if isinstance(records, list) else None
+
+    def check_tensors(self, names: Iterable[str]) -> None:
+        """Every kept tensor must be one of ``names`` (the student's tensors); else a DataError listing them."""
+        names = set(names)
+        unknown = sorted(t for t in self.kept if t not in names)
+        if unknown:
+            listed = sorted(names)
+            shown = ", ".join(listed[:30]) + (f" ... ({len(listed)} in all)" if len(listed) > 30 else "")
+            raise DataError(f"kept-channel record(s) for {unknown} match no tensor of the student",
+                            hint=f"the student's tensors are: {shown}; give the record of the prune run that "
+                                 "produced this student")
+
+
+def _indices(value: Any, tensor: str) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                                                       for i in value):
+        raise DataError(f"kept channels of '{tensor}' must be a list of non-negative integers, got {value!r}",
+                        hint="give the prune report JSON unchanged")
+    if len(set(value)) != len(value):
+        raise DataError(f"kept channels of '{tensor}' list an index twice", hint="give the prune report JSON unchanged")
+    return tuple(value)

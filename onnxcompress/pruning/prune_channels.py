@@ -19,6 +19,7 @@ import onnx_graphsurgeon as gs
 from onnxcompress.errors import InternalError, RecipeError, UnsupportedModelError
 from onnxcompress.ir.cost import count_macs, count_parameters
 from onnxcompress.ir.graph import to_graph, to_model
+from onnxcompress.ir.outputs import model_bytes
 from onnxcompress.ir.query import constant_value, node_matches
 from onnxcompress.ir.subgraphs import all_graphs
 from onnxcompress.ops.channel_fixups import FIXUPS
@@ -140,7 +141,7 @@ def cut(graph: gs.Graph, analysis: Analysis, plan: Plan) -> dict[Slot, np.ndarra
 
 # --- costs and the target search -----------------------------------------------------------------------------------
 def costs(model: onnx.ModelProto, input_shapes: dict | None = None, sample: dict | None = None) -> Costs:
-    return Costs(count_macs(model, input_shapes, sample)["total"], count_parameters(model)["total"], model.ByteSize())
+    return Costs(count_macs(model, input_shapes, sample)["total"], count_parameters(model)["total"], model_bytes(model))
 
 
 def _cost_of(base: onnx.ModelProto, analysis: Analysis, plan: Plan, shapes: dict, sample: dict | None) -> Costs:

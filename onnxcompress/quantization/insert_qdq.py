@@ -310,7 +310,7 @@ def _qdq_pair(graph: gs.Graph, tensor: gs.Tensor, qp: P.QParams, names: Names) -
 
 
 def _insert_qdq(graph: gs.Graph, tensor: gs.Variable, qp: P.QParams, names: Names) -> Materialized:
-    if any(o is tensor for o in graph.outputs):
+    if tensor.inputs and any(o is tensor for o in graph.outputs):  # a graph input that is also an output has no producer
         return _insert_qdq_on_output(graph, tensor, qp, names)
     base = tensor.name
     scale = gs.Constant(names.tensor(base + "_scale"), qp.scale)

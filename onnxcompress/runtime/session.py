@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxcompress.errors import ModelFormatError, ProviderError, RecipeError
+from onnxcompress.errors import ModelFormatError, ModelRunError, ProviderError, RecipeError
 from onnxcompress.runtime.providers import GPU_INSTALL_HINT, PROVIDER_NAMES, check_provider_spec
 
 log = logging.getLogger(__name__)
@@ -122,8 +122,19 @@ def batch_for_budget(session, feeds: dict[str, np.ndarray], outputs: list[str], 
 
 
 def run(session, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Run ``session``; onnxruntime refusing the inputs or failing inside the model is a :class:`ModelRunError`."""
+    import onnxruntime as ort
+
     names = outputs or [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+    errors = tuple(getattr(ort.capi.onnxruntime_pybind11_state, n) for n in _ORT_ERRORS)
+    try:
+        return dict(zip(names, session.run(names, feeds)))
+    except errors as e:
+        raise ModelRunError(f"onnxruntime could not run the model: {' '.join(str(e).split())[:500]}",
+                            hint="check the model (onnxcompress inspect) and that the data fits its inputs") from e
+
+
+_ORT_ERRORS = ("Fail", "InvalidArgument", "RuntimeException", "InvalidGraph", "NotImplemented", "EPFail")
 
 
 def versions() -> dict[str, str]:

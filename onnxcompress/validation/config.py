@@ -14,6 +14,8 @@ TASK_METRICS = CLASS_METRICS + ("cer", "exact_match")
 DECODERS = ("ctc_greedy",)
 
 CHECK_STATS = ("elemwise", "max", "mean", "median")
+#: the data key read as labels unless another is named (a key named explicitly must exist)
+DEFAULT_LABELS = "labels"
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 
@@ -93,7 +95,7 @@ class ValidateConfig:
     index), ``time_major`` ([T, N, C] outputs): how per-timestep scores become text for string/sequence labels.
     """
 
-    labels: str = "labels"
+    labels: str = DEFAULT_LABELS
     metrics: tuple[str, ...] = ("auto",)
     output: str | None = None
     tolerances: dict[str, Tolerance] = field(default_factory=dict)

@@ -15,11 +15,11 @@ import onnx
 
 from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.data.labels import is_class_labels
-from onnxcompress.errors import DataError, InputMismatchError, ModelError
+from onnxcompress.errors import InputMismatchError, ModelError, RecipeError
 from onnxcompress.passes.progress import Progress, track
 from onnxcompress.runtime.session import SessionOptions, make_session, run
 from onnxcompress.validation.compare import Comparison, OutputComparison
-from onnxcompress.validation.config import ValidateConfig, tolerance_for
+from onnxcompress.validation.config import DEFAULT_LABELS, ValidateConfig, tolerance_for
 from onnxcompress.validation.metrics import Fidelity, FidelityAccumulator, TaskAccumulator, class_scores
 from onnxcompress.validation.text import TEXT_METRICS, CTCGreedy, TextAccumulator, describe_labels, read_charset
 
@@ -142,12 +142,24 @@ def output_names(ref_sess, cand_sess) -> list[str]:
 
 
 def check_inputs(reference: onnx.ModelProto, candidate: onnx.ModelProto) -> None:
+    """Both models take the same inputs: names, dtypes, ranks and the static dims both declare."""
+    ref = {s.name: s for s in model_input_specs(reference)}
+    cand = {s.name: s for s in model_input_specs(candidate)}
+    same = ref.keys() == cand.keys() and all(_compatible(ref[n], cand[n]) for n in ref)
+    if not same:
+        describe = lambda specs: ", ".join(f"{n}: {s.describe()}" for n, s in specs.items()) or "none"
+        raise InputMismatchError(f"the models take different inputs: reference ({describe(ref)}) vs candidate "
+                                 f"({describe(cand)})",
+                                 hint="compare models with the same inputs (names, dtypes and shapes)")
 
-    ref = {s.name: s.dtype for s in model_input_specs(reference)}
-    cand = {s.name: s.dtype for s in model_input_specs(candidate)}
-    if ref != cand:
-        raise InputMismatchError(f"reference inputs {ref} differ from candidate inputs {cand}",
-                                 hint="the candidate must take the same inputs as the reference")
+
+def _compatible(a, b) -> bool:
+    if a.dtype != b.dtype:
+        return False
+    if a.shape is None or b.shape is None:
+        return True
+    return len(a.shape) == len(b.shape) and all(
+        not (isinstance(x, int) and isinstance(y, int)) or x == y for x, y in zip(a.shape, b.shape))
 
 
 class _Run:
@@ -157,8 +169,12 @@ class _Run:
         self.config = config
         self.primary = config.output or outputs[0]
         if self.primary not in outputs:
-            raise DataError(f"output '{self.primary}' is not an output of the model (outputs: {outputs})",
-                            hint="set [validate] output to one of the model's outputs")
+            raise RecipeError(f"output '{self.primary}' is not an output of the model (outputs: {outputs})",
+                              hint="set --output / [validate] output to one of the model's outputs")
+        unknown = sorted(k for k in config.tolerances if k and k not in outputs)
+        if unknown:
+            raise RecipeError(f"tolerance(s) for {unknown}: no such output (the model's outputs are {outputs})",
+                              hint="name an output in --tolerance OUTPUT:atol=..., or leave the name out for all")
         self.fidelity = {o: FidelityAccumulator() for o in outputs}
         self.compare = {o: OutputComparison(o, tolerance_for(config.tolerances, o), config.check_stat)
                         for o in outputs}
@@ -231,6 +247,13 @@ class _Run:
                                 {n: c.result() for n, c in self.compare.items()}, tuple(extra_keys), tuple(notes))
 
 
+def _check_labels(config: ValidateConfig, extra_keys: list[str]) -> None:
+    """A labels key other than the default must exist in the data (the default one is used when present)."""
+    if config.labels != DEFAULT_LABELS and config.labels not in extra_keys:
+        raise RecipeError(f"labels key '{config.labels}' is not in the evaluation data (its other keys: "
+                          f"{extra_keys or 'none'})", hint="give --labels one of the data's keys, or leave it out")
+
+
 def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, config: ValidateConfig,
              user_metrics: Mapping[str, Any] | None = None,
              progress: Progress | None = None) -> ValidationResult:
@@ -243,6 +266,7 @@ def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, confi
     bound = data.batched(config.batch_size).limited(config.max_samples).bind(model_input_specs(reference))
     total = len(bound)
     state = _Run(outputs, config, user_metrics or {})
+    _check_labels(config, bound.extra_keys)
     with track(progress, "validate (reference and candidate)", -(-total // config.batch_size), "batches") as step:
         for feeds, extras in bound.batches():
             state.update(run(ref_sess, feeds, outputs), run(cand_sess, feeds, outputs), extras)

@@ -6,15 +6,17 @@ quantization coverage) fails with a reason, so a CI job never passes on a criter
 
 from __future__ import annotations
 
+import math
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from onnxcompress.config import config_from_dict
 from onnxcompress.errors import RecipeError
 from onnxcompress.validation.compare import Comparison
-from onnxcompress.validation.config import Tolerance
+from onnxcompress.validation.config import TASK_METRICS, Tolerance
 from onnxcompress.validation.evaluate import ValidationResult
 from onnxcompress.validation.profile import ProfileResult
 from onnxcompress.validation.text import LOWER_IS_BETTER
@@ -56,16 +58,35 @@ class GatePolicy:
         for name in ("max_accuracy_drop", "max_relative_accuracy_drop", "min_top1_agreement",
                      "min_int8_kernel_coverage"):
             _check_fraction(name, getattr(self, name))
-        if self.min_cosine is not None and (not isinstance(self.min_cosine, (int, float)) or
+        if self.min_cosine is not None and (isinstance(self.min_cosine, bool) or
+                                            not isinstance(self.min_cosine, (int, float)) or
                                             not -1 <= self.min_cosine <= 1):
             raise RecipeError(f"min_cosine must be in [-1, 1], got {self.min_cosine!r}", hint="e.g. min_cosine = 0.99")
         for name in ("min_speedup", "max_p99_ms", "max_size_mb"):
             _check_positive(name, getattr(self, name))
         if self.min_sqnr_db is not None and (isinstance(self.min_sqnr_db, bool) or
-                                             not isinstance(self.min_sqnr_db, (int, float))):
+                                             not isinstance(self.min_sqnr_db, (int, float)) or
+                                             math.isnan(self.min_sqnr_db)):
             raise RecipeError(f"min_sqnr_db must be a number, got {self.min_sqnr_db!r}", hint="e.g. min_sqnr_db = 20")
         if not isinstance(self.accuracy_metric, str) or not self.accuracy_metric:
-            raise RecipeError("accuracy_metric must be a metric name", hint="e.g. top1, top5, f1, auc")
+            raise RecipeError("accuracy_metric must be a metric name", hint=f"one of {', '.join(TASK_METRICS)} or a "
+                              "user metric's name")
+        if self.tolerances is not None and (not isinstance(self.tolerances, dict) or
+                                            not all(isinstance(t, Tolerance) for t in self.tolerances.values())):
+            raise RecipeError("tolerances must map output names to {atol, rtol} tables",
+                              hint='e.g. [gate.tolerances.""] atol = 1e-3')
+        if self.is_empty():
+            raise RecipeError("the gate policy checks nothing: every criterion is unset",
+                              hint="set at least one criterion, e.g. min_cosine = 0.99 or max_accuracy_drop = 0.01 "
+                                   f"(criteria: {', '.join(CRITERIA)})")
+
+    def check_metric(self, user_metrics: Iterable[str] = ()) -> None:
+        """``accuracy_metric`` must name a metric the run can compute: a task metric or one of ``user_metrics``."""
+        known = (*TASK_METRICS, *user_metrics)
+        if self.accuracy_metric not in known:
+            raise RecipeError(f"unknown accuracy_metric '{self.accuracy_metric}'",
+                              hint=f"use one of {', '.join(known)}" + ("" if user_metrics else
+                                                                       " (or the name of a user metric in the API)"))
 
     @property
     def needs_latency(self) -> bool:
@@ -73,6 +94,10 @@ class GatePolicy:
 
     def is_empty(self) -> bool:
         return all(getattr(self, f) is None for f in self.__dataclass_fields__ if f != "accuracy_metric")
+
+
+#: every criterion key of a policy (all but accuracy_metric)
+CRITERIA = tuple(f.name for f in fields(GatePolicy) if f.name != "accuracy_metric")
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,8 @@ def load_policy(path: str | Path) -> GatePolicy:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise RecipeError(f"{path} is not valid TOML: {e}", hint="fix the syntax of the policy file") from e
+    except OSError as e:
+        raise RecipeError(f"cannot read policy {path}: {e.strerror or e}", hint="check the file's permissions") from e
     if "gate" not in data:
         raise RecipeError(f"{path} has no [gate] table", hint="put the criteria under a [gate] header")
     return config_from_dict(GatePolicy, data["gate"], "gate")

@@ -116,9 +116,10 @@ def sqnr_db(signal_power: float, noise_power: float) -> float:
     """10 log10(sum ref^2 / sum (ref - cand)^2); +inf for an exact match."""
     if noise_power == 0:
         return math.inf
-    if signal_power == 0:
+    ratio = signal_power / noise_power
+    if ratio == 0:  # no signal, or a ratio below the smallest float
         return -math.inf
-    return 10.0 * math.log10(signal_power / noise_power)
+    return 10.0 * math.log10(ratio) if math.isfinite(ratio) else ratio
 
 
 # --- streaming accumulators -------------------------------------------------------------------------------------

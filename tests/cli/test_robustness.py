@@ -8,7 +8,6 @@ byte-identical afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from onnxcompress.cli import app
 from onnxcompress.errors import OutputPathError
 from onnxcompress.recipe import Recipe
 from support import graphs
+from support.clean import listing, run_clean_failure, sha
 from support.common import bundled_data, bundled_model, ort_outputs
 
 runner = CliRunner()
@@ -79,28 +79,7 @@ def ws(tmp_path_factory) -> Path:
     return d
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _listing(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
-
-
-def run_clean_failure(args: list, out_dir: Path, inputs: list[Path], expect: int = 3, match: str | None = None):
-    """Run the CLI; assert the exit code, one message with a hint, no traceback, nothing written, inputs intact."""
-    before, hashes = _listing(out_dir), {p: _sha(p) for p in inputs if Path(p).is_file()}
-    result = runner.invoke(app, [str(a) for a in args])
-    out = result.output
-    assert result.exit_code == expect, f"exit {result.exit_code} != {expect}:\n{out}"
-    assert "Traceback" not in out and "internal error" not in out, out
-    if expect == 3:
-        assert [line.startswith("error:") for line in out.splitlines()].count(True) == 1 and "hint:" in out, out
-    if match is not None:
-        assert match in out, out
-    assert _listing(out_dir) == before, f"the output folder changed: {before} -> {_listing(out_dir)}"
-    assert {p: _sha(p) for p in hashes} == hashes, "an input file was modified"
-    return out
+_sha, _listing = sha, listing
 
 
 # --- what each command is called with --------------------------------------------------------------------------

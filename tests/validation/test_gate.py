@@ -69,4 +69,5 @@ def test_unmeasured_criteria_fail_with_reason():
     assert not result.passed
     assert [c.value for c in result.criteria] == [None, None, None]
     assert "needs labels" in result.reasons[0] and "not profiled" in result.reasons[1]
-    assert evaluate_gate(GatePolicy(), Measured()).passed  # an empty policy passes
+    with pytest.raises(RecipeError, match="checks nothing"):  # an empty policy is a policy error, never a pass
+        GatePolicy()
