@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
 
+import numpy as np
+
 
 class UnionFind:
     def __init__(self):
@@ -42,3 +44,25 @@ class UnionFind:
         for key in sorted(self.parent):
             out.setdefault(self.find(key), []).append(key)
         return out
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected components of ``n`` elements joined by the edges ``a[i] -- b[i]``, vectorized (root hooking and
+    pointer jumping): every element's label is the smallest element of its component, the same deterministic
+    root :class:`UnionFind` picks."""
+    labels = np.arange(n, dtype=np.int64)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    while True:
+        ra, rb = labels[a], labels[b]
+        differ = ra != rb
+        if not differ.any():
+            return labels
+        ra, rb = ra[differ], rb[differ]
+        low = np.minimum(ra, rb)
+        np.minimum.at(labels, ra, low)  # hook each root onto the smaller root across the edge
+        np.minimum.at(labels, rb, low)
+        while True:  # pointer jumping until every element points at its root
+            jumped = labels[labels]
+            if np.array_equal(jumped, labels):
+                break
+            labels = jumped

@@ -24,6 +24,7 @@ from onnxcompress.cli.app import (
     detail,
     echo,
 )
+from onnxcompress.ir.io import file_size
 
 
 def trace_path_for(output: Path) -> Path:
@@ -173,7 +174,7 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
     for s in info["skipped"]:
         detail(f"kept float  {s['node']}: {s['reason']}", err=True)
     v = info.get("verification")
-    mb_in, mb_out = model.stat().st_size / 1e6, output.stat().st_size / 1e6
+    mb_in, mb_out = sum(file_size(model)) / 1e6, sum(file_size(output)) / 1e6  # external data included
     done = any(q["kind"] != "passthrough" for q in info["quantized"])
     line = f"{'QUANTIZED' if done else 'NOTHING QUANTIZED'} | {mb_in:.2f}->{mb_out:.2f} MB"
     line += f" | {len(info['quantized'])} nodes quantized, {len(info['skipped'])} kept float | "

@@ -18,6 +18,7 @@ import onnx
 
 from onnxcompress.data.limits import DataLimits, check_arrays, npz_headers
 from onnxcompress.errors import DataError
+from onnxcompress.ir.external import read_array
 from onnxcompress.ir.io import load_model
 from onnxcompress.ir.outputs import write_bytes
 from onnxcompress.passes.artifacts import KeptChannels
@@ -45,7 +46,7 @@ def trainable_initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto
 
 
 def export_weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return {name: onnx.numpy_helper.to_array(t) for name, t in trainable_initializers(model).items()}
+    return {name: read_array(t) for name, t in trainable_initializers(model).items()}
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -79,7 +80,7 @@ def read_weights(path: str | os.PathLike, limits: DataLimits | None = None) -> d
         if suffix == ".onnx":
 
             model = load_model(path, check=False)
-            return {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+            return {t.name: read_array(t) for t in model.graph.initializer}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"cannot read weights from {path}: {e}", hint="the file is corrupt or not of its type") from e
     raise DataError(f"unsupported weights file type '{suffix}' ({path})", hint="use .npz, .safetensors or .onnx")

@@ -10,6 +10,7 @@ from typing import Any
 
 import onnx
 
+from onnxcompress.ir.external import tensor_nbytes
 from onnxcompress.ir.shapes import infer_shapes, known_shapes, with_input_shapes
 
 Shapes = dict[str, tuple]
@@ -96,7 +97,7 @@ def count_parameters(model: onnx.ModelProto) -> dict[str, Any]:
     for t in tensors:
         name = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name if t.data_type else "undefined"
         count = _prod(t.dims)
-        nbytes = len(t.raw_data) if t.HasField("raw_data") else onnx.numpy_helper.to_array(t).nbytes
+        nbytes = tensor_nbytes(t)
         entry = by_dtype.setdefault(name, {"count": 0, "bytes": 0})
         entry["count"] += count
         entry["bytes"] += nbytes

@@ -12,9 +12,14 @@ import re
 import onnx
 import onnx_graphsurgeon as gs
 
+from onnxcompress.ir.external import adopt
+
 
 def to_graph(model: onnx.ModelProto) -> gs.Graph:
-    return gs.import_onnx(model)
+    """Import ``model``; tensors it left on disk are read from their files when first used (ir/external.py)."""
+    graph = gs.import_onnx(model)
+    adopt(graph)
+    return graph
 
 
 def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.ModelProto:

@@ -17,7 +17,6 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import version_converter
-from onnx.external_data_helper import load_external_data_for_model
 
 from onnxcompress.errors import (
     ExternalDataError,
@@ -26,6 +25,7 @@ from onnxcompress.errors import (
     UnsupportedModelError,
 )
 from onnxcompress.ir import outputs
+from onnxcompress.ir.external import anchor, checkable
 from onnxcompress.ir.outputs import PROTOBUF_LIMIT, external_locations, fits_protobuf, model_tensors, tensor_bytes
 
 log = logging.getLogger(__name__)
@@ -115,11 +115,13 @@ def _load_external(model: onnx.ModelProto, path: Path) -> None:
         return
     for loc in locations:
         _check_location(loc, path)
-    try:
-        load_external_data_for_model(model, str(path.parent))
-    except (OSError, ValueError, onnx.checker.ValidationError) as e:
+    try:  # the tensors stay on disk, re-anchored so that every copy of the proto finds them (ir/external.py)
+        nbytes = anchor(model, path.parent)
+    except (OSError, ValueError) as e:
         raise ExternalDataError(f"cannot read the external data of {path}: {e}",
                                 hint="re-export the model (the external data file does not match it)") from e
+    log.info("%s: %.1f MB of external data left on disk (each tensor is read when a pass needs it)", path,
+             nbytes / 1e6)
 
 
 def _check_location(loc: str, path: Path) -> None:
@@ -236,7 +238,7 @@ def _check(model: onnx.ModelProto, path: str | os.PathLike | None) -> None:
     _check_names(model.graph, where)
     try:
         if fits_protobuf(model):  # the checker serializes the model; past 2 GiB only the checks above run
-            onnx.checker.check_model(model, full_check=True)
+            onnx.checker.check_model(checkable(model), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, UnicodeDecodeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
         raise ModelFormatError(f"{where} is not a valid ONNX model: {first}",

@@ -42,6 +42,7 @@ from google.protobuf.message import DecodeError, EncodeError
 from onnx.external_data_helper import set_external_data, uses_external_data
 
 from onnxcompress.errors import Interrupted, OutputPathError
+from onnxcompress.ir.external import is_lazy, materialize, model_tensors, read_chunks, tensor_nbytes
 
 try:  # POSIX only: without it the publish step runs unlocked
     import fcntl
@@ -60,26 +61,6 @@ DATA_SUFFIX = ".data"
 
 
 # --- tensors and external data ----------------------------------------------------------------------------------
-def model_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    """Every TensorProto of the model: initializers and tensor attributes, in subgraphs too."""
-    yield from _graph_tensors(model.graph)
-
-
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                yield attr.t
-            elif attr.type == onnx.AttributeProto.TENSORS:
-                yield from attr.tensors
-            elif attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graph_tensors(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _graph_tensors(g)
-
-
 def external_locations(model: onnx.ModelProto) -> list[str]:
     """The external-data locations the model references (as written in the model, in first-use order)."""
     seen: dict[str, None] = {}
@@ -105,7 +86,7 @@ def referenced_data_files(path: str | os.PathLike) -> list[Path]:
 
 
 def tensor_bytes(model: onnx.ModelProto) -> int:
-    """Bytes of all tensors (raw data or typed fields)."""
+    """Bytes of all tensors held in the proto (raw data or typed fields; not those still on disk)."""
     total = 0
     for t in model_tensors(model):
         if t.HasField("raw_data"):
@@ -116,7 +97,9 @@ def tensor_bytes(model: onnx.ModelProto) -> int:
 
 
 def needs_external_data(model: onnx.ModelProto) -> bool:
-    return tensor_bytes(model) >= PROTOBUF_LIMIT - (1 << 24)
+    """Would the model, with the tensors still on disk read in, reach protobuf's 2 GiB?"""
+    on_disk = sum(tensor_nbytes(t) for t in model_tensors(model) if is_lazy(t))
+    return tensor_bytes(model) + on_disk >= PROTOBUF_LIMIT - (1 << 24)
 
 
 def model_bytes(model: onnx.ModelProto) -> int:
@@ -440,7 +423,8 @@ class OutputSet:
         return self.bytes(path, text.encode("utf-8"))
 
     def model(self, path: str | os.PathLike, model: onnx.ModelProto, *, external_data: bool | None = None) -> Written:
-        """Stage ``model`` (and ``<path>.data`` when it needs external data); ``model`` is not modified."""
+        """Stage ``model`` (and ``<path>.data`` when it needs external data); ``model`` keeps its values (tensors
+        still on disk are read into it when it is written inline)."""
         final = self._target(path)
         data_path = _data_path(final)
         previous_owned = data_path.exists() and data_path in referenced_data_files(final)
@@ -448,6 +432,9 @@ class OutputSet:
         if external_data is None:
             external_data = needs_external_data(model)
         if not external_data:
+            for t in model_tensors(model):  # an output never refers to an input's files: read what is still on disk
+                if is_lazy(t):
+                    materialize(t)
             blob = model.SerializeToString()
             self._write(final, [blob], 1)
             if data_path.exists() and previous_owned:
@@ -500,28 +487,43 @@ def _write_all(f, chunk: bytes | memoryview) -> None:
 
 def _externalized(model: onnx.ModelProto, location: str, threshold: int) -> tuple[onnx.ModelProto, Iterator[bytes]]:
     """A copy of ``model`` whose large tensors point into ``location`` (relative to the model's folder), and the
-    bytes of that data file, produced as the copy's tensors are emptied (peak memory: the copy)."""
+    bytes of that data file, produced as the copy's tensors are emptied; tensors still on disk (a model loaded
+    with external data, ir/external.py) are copied from their files chunk by chunk (peak memory: the copy)."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    tensors = [t for t in model_tensors(copy) if t.HasField("raw_data") and len(t.raw_data) >= max(threshold, 1)]
+    tensors = [(t, _source(t)) for t in model_tensors(copy)
+               if is_lazy(t) or (t.HasField("raw_data") and len(t.raw_data) >= max(threshold, 1))]
     offset = 0
-    for t in tensors:
+    for t, _ in tensors:
+        size = tensor_nbytes(t)
         offset += -offset % EXTERNAL_ALIGN
-        set_external_data(t, location, offset, len(t.raw_data))
-        offset += len(t.raw_data)
+        del t.external_data[:]
+        set_external_data(t, location, offset, size)
+        offset += size
 
     def chunks() -> Iterator[bytes]:
         written = 0
-        for t in tensors:
+        for t, source in tensors:
             pad = -written % EXTERNAL_ALIGN
             if pad:
                 yield b"\0" * pad
-            raw = t.raw_data
+            written += pad
+            parts = read_chunks(source) if source is not None else [t.raw_data]
+            for part in parts:
+                written += len(part)
+                yield part
             t.ClearField("raw_data")
-            yield raw
-            written += pad + len(raw)
 
     return copy, chunks()
+
+
+def _source(t: onnx.TensorProto) -> onnx.TensorProto | None:
+    """A copy of a tensor still on disk (where its bytes are), else None."""
+    if not is_lazy(t):
+        return None
+    source = onnx.TensorProto()
+    source.CopyFrom(t)
+    return source
 
 
 @contextlib.contextmanager

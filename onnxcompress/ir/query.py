@@ -6,17 +6,34 @@ import fnmatch
 import re
 
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.ir.tensor import LazyValues
 
 
 def constant_value(tensor: gs.Tensor):
     """The numpy value of a gs.Constant (or a Constant node's output); None for a variable."""
+    const = _constant(tensor)
+    return None if const is None else const.values
+
+
+def _constant(tensor: gs.Tensor) -> gs.Constant | None:
     if isinstance(tensor, gs.Constant):
-        return tensor.values
+        return tensor
     if len(tensor.inputs) == 1 and tensor.inputs[0].op == "Constant":
         attr = tensor.inputs[0].attrs.get("value")
         if isinstance(attr, gs.Constant):
-            return attr.values
+            return attr
     return None
+
+
+def is_constant(tensor: gs.Tensor) -> bool:
+    """Is the tensor a constant (an initializer or a Constant node's output)? Its values are not read."""
+    return _constant(tensor) is not None
+
+
+def constant_shape(tensor: gs.Tensor) -> tuple[int, ...] | None:
+    """The shape of a constant without reading its values (None for a variable)."""
+    const = _constant(tensor)
+    return None if const is None else tuple(int(d) for d in const.shape)
 
 
 def is_graph_output(graph: gs.Graph, tensor: gs.Tensor) -> bool:
@@ -66,9 +83,15 @@ def constant_bytes(graph: gs.Graph) -> int:
     total = 0
     for t in graph.tensors().values():
         if isinstance(t, gs.Constant):
-            total += int(t.values.nbytes)
+            total += nbytes(t)
     for node in graph.nodes:
         value = node.attrs.get("value") if node.op == "Constant" else None
         if isinstance(value, gs.Constant):
-            total += int(value.values.nbytes)
+            total += nbytes(value)
     return total
+
+
+def nbytes(const: gs.Constant) -> int:
+    """Bytes of a constant's values, without reading values that are still on disk."""
+    values = const._values
+    return int(values.nbytes) if isinstance(values, LazyValues) else int(const.values.nbytes)

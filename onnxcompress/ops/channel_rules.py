@@ -13,13 +13,13 @@ matching ``channel_fixups.FIXUPS`` rewrite the node attributes / shape constants
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from onnxcompress.ir.query import constant_value
+from onnxcompress.ir.query import constant_shape, constant_value, is_constant
 from onnxcompress.ops.registry import OpRegistry
 
 #: Roles of parameter slots (used by the importance criteria).
@@ -30,7 +30,7 @@ WEIGHT, BN_SCALE = "weight", "bn_scale"
 class Member:
     tensor: gs.Tensor
     axis: int
-    positions: list[np.ndarray]  # per unit
+    positions: Sequence[np.ndarray]  # per unit
     role: str | None = None
 
 
@@ -39,7 +39,7 @@ class Relation:
     n: int
     members: list[Member] = field(default_factory=list)
 
-    def add(self, tensor: gs.Tensor, axis: int, positions: list[np.ndarray], role: str | None = None) -> Relation:
+    def add(self, tensor: gs.Tensor, axis: int, positions: Sequence[np.ndarray], role: str | None = None) -> Relation:
         self.members.append(Member(tensor, axis, positions, role))
         return self
 
@@ -58,24 +58,41 @@ class Info:
         self.shapes = shapes
 
     def shape(self, t: gs.Tensor) -> tuple | None:
-        value = constant_value(t)
-        if value is not None:
-            return tuple(value.shape)
+        const = constant_shape(t)
+        if const is not None:
+            return const
         s = self.shapes.get(t.name)
         if s is None or not all(isinstance(d, int) and d > 0 for d in s):
             return None
         return tuple(s)
 
     def rank(self, t: gs.Tensor) -> int | None:
-        value = constant_value(t)
-        if value is not None:
-            return value.ndim
+        const = constant_shape(t)
+        if const is not None:
+            return len(const)
         s = self.shapes.get(t.name)
         return None if s is None else len(s)
 
 
-def ident(n: int) -> list[np.ndarray]:
-    return [np.array([i], dtype=np.int64) for i in range(n)]
+class Ident(Sequence):
+    """Unit u owns position u: the common case, kept symbolic so a wide layer relates in one numpy step."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [np.array([u], dtype=np.int64) for u in range(self.n)[i]]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return np.array([i % self.n], dtype=np.int64)
+
+
+def ident(n: int) -> Ident:
+    return Ident(n)
 
 
 def blocks(width: int, n: int, start: int = 0) -> list[np.ndarray]:
@@ -229,7 +246,7 @@ def conv(node: gs.Node, t: gs.Tensor, axis: int, info: Info) -> Result:
     b = node.inputs[2] if len(node.inputs) > 2 and _present(node.inputs[2]) else None
     transpose = node.op == "ConvTranspose"
     wshape = info.shape(w)
-    if wshape is None or constant_value(w) is None:
+    if wshape is None or not is_constant(w):
         return [Block(t, axis, f"{node.op} '{node.name}': weight is not a constant")]
     groups = int(node.attrs.get("group", 1))
     valid = {(id(x), 1), (id(y), 1), (id(w), 0), (id(b), 0)} | ({(id(w), 1)} if groups == 1 else set())
@@ -262,7 +279,7 @@ def gemm(node: gs.Node, t: gs.Tensor, axis: int, info: Info) -> Result:
     if ash is None or wsh is None or ysh is None:
         return [Block(t, axis, f"Gemm '{node.name}': unknown shape")]
     k, n = ash[0 if ta else 1], ysh[1]
-    role_a, role_w = (None, WEIGHT) if constant_value(w) is not None else (None, None)
+    role_a, role_w = (None, WEIGHT) if is_constant(w) else (None, None)
     rk = Relation(k).add(a, 0 if ta else 1, ident(k), role_a).add(w, 1 if tb else 0, ident(k), role_w)
     rn = Relation(n).add(y, 1, ident(n)).add(w, 0 if tb else 1, ident(n), role_w)
     if c is not None:
@@ -286,8 +303,8 @@ def matmul(node: gs.Node, t: gs.Tensor, axis: int, info: Info) -> Result:
     if len(ash) < 2 or len(bsh) < 2:
         return [Block(t, axis, f"MatMul '{node.name}' with a 1-D operand")]
     ra, rb, ry = len(ash), len(bsh), len(ysh)
-    role_a = WEIGHT if constant_value(a) is not None else None
-    role_b = WEIGHT if constant_value(b) is not None else None
+    role_a = WEIGHT if is_constant(a) else None
+    role_b = WEIGHT if is_constant(b) else None
     k = ash[-1]
     rels = [Relation(k).add(a, ra - 1, ident(k), role_a).add(b, rb - 2, ident(k), role_b),
             Relation(ysh[-2]).add(a, ra - 2, ident(ysh[-2]), role_a).add(y, ry - 2, ident(ysh[-2])),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import onnx_graphsurgeon as gs
 
-from onnxcompress.ir.query import constant_value
+from onnxcompress.ir.query import constant_shape, constant_value, is_constant
 from onnxcompress.ops.facts import WEIGHTED_OPS, trans_a, trans_b, weight_out_axis
 from onnxcompress.ops.registry import OpRegistry
 
@@ -60,8 +60,8 @@ __all__ = ["ROLES", "TensorQuantSpec", "OpRule", "RULES", "WEIGHTED_OPS", "rule_
 
 def weight_axis(node: gs.Node) -> int | None:
     """The per-channel axis of a compute node's weight: its output-channel axis (None: per-tensor only)."""
-    w = constant_value(node.inputs[1])
-    return weight_out_axis(node, w.ndim if w is not None else 0)
+    w = constant_shape(node.inputs[1])
+    return weight_out_axis(node, len(w) if w is not None else 0)
 
 
 def rule_for(node: gs.Node, opset: int | None = None) -> OpRule | None:
@@ -78,11 +78,11 @@ def why_not(node: gs.Node, rule: OpRule | None, target: str) -> str | None:
         return "activation input is not floating point"
     if rule.kind == "compute":
         return _why_not_compute(node)
-    if any(constant_value(t) is not None for t in _act_inputs(node, rule)):
+    if any(is_constant(t) for t in _act_inputs(node, rule)):
         return "an activation input is a constant (kept float)"
-    if rule.kind == "binary" and any(constant_value(t) is not None for t in node.inputs[:2]):
+    if rule.kind == "binary" and any(is_constant(t) for t in node.inputs[:2]):
         return "one operand is a constant (kept float)"
-    if node.op == "Gather" and constant_value(node.inputs[0]) is not None:
+    if node.op == "Gather" and is_constant(node.inputs[0]):
         return "gathers from a constant table (an embedding), not an activation"
     return None
 
@@ -91,7 +91,7 @@ def _why_not_compute(node: gs.Node) -> str | None:
     if node.op == "Gemm":
         if trans_a(node):
             return "Gemm with transA=1"
-        if constant_value(node.inputs[1]) is None:
+        if not is_constant(node.inputs[1]):
             return "Gemm weight B is not a constant"
         if len(node.inputs) > 2 and node.inputs[2].name:
             c = constant_value(node.inputs[2])
@@ -100,15 +100,15 @@ def _why_not_compute(node: gs.Node) -> str | None:
                 return "Gemm bias C is not a constant per-output vector with beta=1"
         return None
     if node.op == "MatMul":
-        a, b = (constant_value(t) for t in node.inputs[:2])
+        a, b = (constant_shape(t) for t in node.inputs[:2])
         if a is not None:
             return "MatMul with a constant first operand"
-        if b is not None and b.ndim != 2:
-            return f"MatMul weight has rank {b.ndim} (only 2-D weights are quantized)"
+        if b is not None and len(b) != 2:
+            return f"MatMul weight has rank {len(b)} (only 2-D weights are quantized)"
         return None
-    if constant_value(node.inputs[1]) is None:
+    if not is_constant(node.inputs[1]):
         return f"{node.op} weight is not a constant"
-    if len(node.inputs) > 2 and node.inputs[2].name and constant_value(node.inputs[2]) is None:
+    if len(node.inputs) > 2 and node.inputs[2].name and not is_constant(node.inputs[2]):
         return f"{node.op} bias is not a constant"
     return None
 
@@ -129,7 +129,7 @@ def specs_for(node: gs.Node, rule: OpRule, per_channel: bool) -> list[TensorQuan
         return [TensorQuantSpec(node.name, i, node.inputs[i].name, "activation") for i in rule.inputs]
     specs = [TensorQuantSpec(node.name, 0, node.inputs[0].name, "activation")]
     w = node.inputs[1]
-    if node.op == "MatMul" and constant_value(w) is None:  # activation x activation (attention)
+    if node.op == "MatMul" and not is_constant(w):  # activation x activation (attention)
         return specs + [TensorQuantSpec(node.name, 1, w.name, "activation")]
     axis = weight_axis(node) if per_channel else None
     specs.append(TensorQuantSpec(node.name, 1, w.name, "weight", axis))

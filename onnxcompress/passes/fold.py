@@ -23,7 +23,7 @@ import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.edit import detach, fresh_name, replace_all_uses
-from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.ir.query import constant_value, is_constant, is_graph_output
 from onnxcompress.ops.folders import FOLDERS, SHAPE_ONLY
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 
@@ -48,7 +48,7 @@ class FoldConstantsPass(Pass):
         for node in list(graph.nodes):
             if not node.outputs:
                 continue
-            if node.op == "Identity" and constant_value(node.inputs[0]) is None:
+            if node.op == "Identity" and not is_constant(node.inputs[0]):
                 key = "identity_removed" if self._bypass_identity(graph, node, ctx) else "skipped"
             elif node.op == "Div" and self.div_to_mul and _reciprocal_ok(node):
                 key = "div_to_mul"
@@ -129,7 +129,7 @@ def _subject(node: gs.Node) -> str:
 def _reciprocal_ok(node: gs.Node) -> bool:
     """Div(x, c): x computed at run time, c a finite non-zero float constant, and not the ``x / sqrt(2)`` of an
     Erf GELU (onnxruntime fuses ``Div -> Erf -> Add -> Mul -> Mul`` into Gelu/BiasGelu only with the Div)."""
-    if constant_value(node.inputs[0]) is not None:
+    if is_constant(node.inputs[0]):
         return False
     if any(c.op == "Erf" for c in node.outputs[0].outputs):
         return False
@@ -198,16 +198,16 @@ class FoldBiasAddPass(Pass):
 
 def _conv_and_constant(add: gs.Node) -> tuple[gs.Node | None, np.ndarray | None]:
     for i in (0, 1):
-        x, c = add.inputs[i], constant_value(add.inputs[1 - i])
-        if c is not None and len(x.inputs) == 1 and x.inputs[0].op == "Conv":
-            return x.inputs[0], c
+        x, other = add.inputs[i], add.inputs[1 - i]
+        if len(x.inputs) == 1 and x.inputs[0].op == "Conv" and is_constant(other):
+            return x.inputs[0], constant_value(other)
     return None, None
 
 
 def _why_not_bias(graph: gs.Graph, conv: gs.Node, add: gs.Node, c: np.ndarray) -> str | None:
     w = constant_value(conv.inputs[1])
     x = conv.outputs[0]
-    if w is None or (len(conv.inputs) > 2 and conv.inputs[2].name and constant_value(conv.inputs[2]) is None):
+    if w is None or (len(conv.inputs) > 2 and conv.inputs[2].name and not is_constant(conv.inputs[2])):
         return f"{conv.name}'s weight or bias is not a constant"
     if len(x.outputs) != 1 or is_graph_output(graph, x):
         return f"{conv.name}'s output has other consumers"

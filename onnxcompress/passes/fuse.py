@@ -6,7 +6,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from onnxcompress.ir.edit import fresh_name
-from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.ir.query import constant_value, is_constant, is_graph_output
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 
 #: op type -> how the per-output-channel BN scale reaches the weight (see _scaled_weight)
@@ -110,8 +110,8 @@ def _why_not_concat_foldable(graph: gs.Graph, bn: gs.Node) -> str | None:
         if len(t.outputs) != 1 or is_graph_output(graph, t):
             return f"branch {t.name} has other consumers"
         producer = t.inputs[0]
-        if constant_value(producer.inputs[1]) is None or (
-                len(producer.inputs) > 2 and producer.inputs[2].name and constant_value(producer.inputs[2]) is None):
+        if not is_constant(producer.inputs[1]) or (
+                len(producer.inputs) > 2 and producer.inputs[2].name and not is_constant(producer.inputs[2])):
             return f"branch {producer.name} has non-constant weights"
     total = sum(_out_channels(t.inputs[0]) for t in concat.inputs)
     if total != constant_value(bn.inputs[1]).shape[0]:
@@ -122,7 +122,7 @@ def _why_not_concat_foldable(graph: gs.Graph, bn: gs.Node) -> str | None:
 def _why_not_foldable(graph: gs.Graph, bn: gs.Node) -> str | None:
     if len(bn.outputs) != 1 or int(bn.attrs.get("training_mode", 0)):
         return "training-mode BatchNormalization"
-    if any(constant_value(t) is None for t in bn.inputs[1:5]):
+    if any(not is_constant(t) for t in bn.inputs[1:5]):
         return "scale/bias/mean/var are not constants"
     x = bn.inputs[0]
     if len(x.inputs) != 1 or x.inputs[0].op not in FOLDABLE_PRODUCERS:
@@ -133,9 +133,9 @@ def _why_not_foldable(graph: gs.Graph, bn: gs.Node) -> str | None:
         return f"{producer.name}'s output has other consumers"
     if is_graph_output(graph, x):
         return f"{producer.name}'s output is a graph output"
-    if constant_value(producer.inputs[1]) is None:
+    if not is_constant(producer.inputs[1]):
         return f"{producer.name}'s weight is not a constant"
-    if len(producer.inputs) > 2 and producer.inputs[2].name and constant_value(producer.inputs[2]) is None:
+    if len(producer.inputs) > 2 and producer.inputs[2].name and not is_constant(producer.inputs[2]):
         return f"{producer.name}'s bias is not a constant"
     if producer.op == "Gemm" and len(producer.inputs) > 2 and producer.inputs[2].name:
         c = constant_value(producer.inputs[2])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,10 +21,10 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.ir.graph import to_graph, to_model
-from onnxcompress.ir.query import constant_value, node_matches
+from onnxcompress.ir.query import is_constant, node_matches
 from onnxcompress.ir.shapes import known_shapes
-from onnxcompress.ops.channel_rules import RULES, WEIGHT, Block, Info, Relation
-from onnxcompress.unionfind import UnionFind
+from onnxcompress.ops.channel_rules import RULES, WEIGHT, Block, Ident, Info, Relation
+from onnxcompress.unionfind import components
 
 log = logging.getLogger(__name__)
 
@@ -90,24 +91,26 @@ class Analysis:
 
 @dataclass
 class _State:
-    """Union-find over slot positions plus the worklist of slots to visit."""
+    """Slot positions (elements), the relations between them (edges, joined into components at the end) and
+    the worklist of slots to visit."""
 
     base: dict[Slot, int] = field(default_factory=dict)
     tensors: dict[str, gs.Tensor] = field(default_factory=dict)
     elem_slot: list[int] = field(default_factory=list)
     elem_pos: list[int] = field(default_factory=list)
-    uf: UnionFind = field(default_factory=UnionFind)
+    size: int = 0
+    edges: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     reasons: dict[int, list[str]] = field(default_factory=dict)
     roles: dict[Slot, str] = field(default_factory=dict)
     slots: list[Slot] = field(default_factory=list)
     queue: deque = field(default_factory=deque)
     seen: set = field(default_factory=set)
 
-    def find(self, e: int) -> int:
-        return self.uf.find(e)
-
-    def union(self, a: int, b: int) -> None:
-        self.uf.union(a, b)
+    def roots(self) -> np.ndarray:
+        """The component root (smallest element) of every element."""
+        a = np.concatenate([e[0] for e in self.edges]) if self.edges else np.zeros(0, np.int64)
+        b = np.concatenate([e[1] for e in self.edges]) if self.edges else np.zeros(0, np.int64)
+        return components(self.size, a, b)
 
 
 def _shape_info(graph: gs.Graph, input_shapes: dict[str, list[int]] | None = None,
@@ -144,6 +147,38 @@ def _subgraph_names(graph: gs.Graph) -> set[str]:
     return names
 
 
+def _units(roots: np.ndarray, slot_of: np.ndarray, pos_of: np.ndarray) -> dict[int, dict[int, np.ndarray]]:
+    """root -> {slot index: sorted positions} for every component (one numpy sort, then one slice per unit)."""
+    if not len(roots):
+        return {}
+    order = np.lexsort((pos_of, slot_of, roots))
+    r, sl = roots[order], slot_of[order]
+    starts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
+    ends = np.r_[starts[1:], len(r)]
+    cuts = np.flatnonzero(np.r_[True, (r[1:] != r[:-1]) | (sl[1:] != sl[:-1])])
+    out: dict[int, dict[int, np.ndarray]] = {}
+    bounds = cuts.tolist() + [len(r)]
+    slot_list, root_list, sorted_pos = sl.tolist(), r.tolist(), pos_of[order]
+    k = 0
+    for b in ends.tolist():
+        unit: dict[int, np.ndarray] = {}
+        first = bounds[k]
+        while bounds[k] < b:
+            unit[slot_list[bounds[k]]] = sorted_pos[bounds[k]:bounds[k + 1]]
+            k += 1
+        out[root_list[first]] = unit
+    return out
+
+
+def _flat(positions: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All positions of a member, and how many each unit owns."""
+    if isinstance(positions, Ident):
+        return np.arange(positions.n, dtype=np.int64), np.ones(positions.n, dtype=np.int64)
+    if not positions:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(positions).astype(np.int64), np.array([len(p) for p in positions], dtype=np.int64)
+
+
 class _Analyzer:
     def __init__(self, graph: gs.Graph, info: Info, exclude: tuple[str, ...]):
         self.graph, self.info, self.exclude = graph, info, exclude
@@ -160,11 +195,11 @@ class _Analyzer:
         shape = self.info.shape(t)
         if shape is None or axis >= len(shape):
             return None
-        st, start = self.st, len(self.st.uf)
+        st, start = self.st, self.st.size
         st.base[slot], st.tensors[t.name] = start, t
         st.slots.append(slot)
         index = len(st.slots) - 1
-        st.uf.add_all(range(start, start + shape[axis]))
+        st.size += shape[axis]
         st.elem_slot.extend([index] * shape[axis])
         st.elem_pos.extend(range(shape[axis]))
         st.queue.append((t, axis))
@@ -182,30 +217,29 @@ class _Analyzer:
         for m in rel.members:
             start = self.register(m.tensor, m.axis)
             size = self.info.shape(m.tensor)[m.axis] if start is not None else 0
-            flat = np.concatenate(m.positions).astype(np.int64) if m.positions else np.zeros(0, np.int64)
+            flat, lengths = _flat(m.positions)
             if start is None or len(m.positions) != rel.n or (flat.size and (flat.max() >= size or flat.min() < 0)):
                 for other in rel.members:
                     self.block(other.tensor, other.axis, f"inconsistent extent of '{m.tensor.name}' axis {m.axis}")
                 return
             if m.role and (m.tensor.name, m.axis) not in self.st.roles:
                 self.st.roles[(m.tensor.name, m.axis)] = m.role
-            units.append(np.repeat(np.arange(rel.n), [len(p) for p in m.positions]))
+            units.append(np.repeat(np.arange(rel.n), lengths))
             ids.append(start + flat)
         units_all, ids_all = np.concatenate(units), np.concatenate(ids)
         first = np.full(rel.n, -1, dtype=np.int64)
         order = np.argsort(units_all, kind="stable")
         uniq, at = np.unique(units_all[order], return_index=True)
         first[uniq] = ids_all[order][at]
-        for u, e in zip(units_all.tolist(), ids_all.tolist()):
-            self.st.union(int(first[u]), e)
+        self.st.edges.append((first[units_all], ids_all))
 
     # --- the walk -----------------------------------------------------------------------------------------------
     def seed(self) -> None:
         for node in self.graph.nodes:
             if node.op in ("Conv", "ConvTranspose", "Gemm") and len(node.inputs) > 1 \
-                    and constant_value(node.inputs[1]) is not None:
+                    and is_constant(node.inputs[1]):
                 self.register(node.outputs[0], 1)
-            elif node.op == "MatMul" and constant_value(node.inputs[1]) is not None:
+            elif node.op == "MatMul" and is_constant(node.inputs[1]):
                 rank = self.info.rank(node.outputs[0])
                 if rank and rank >= 2:
                     self.register(node.outputs[0], rank - 1)
@@ -217,7 +251,7 @@ class _Analyzer:
             self.visit(t, axis)
 
     def visit(self, t: gs.Tensor, axis: int) -> None:
-        is_param = constant_value(t) is not None
+        is_param = is_constant(t)
         if not is_param:
             if t.name in self.inputs:
                 self.block(t, axis, f"'{t.name}' is a graph input")
@@ -261,18 +295,15 @@ class _Analyzer:
     # --- results ------------------------------------------------------------------------------------------------
     def collect(self) -> Analysis:
         st = self.st
-        roots = np.array([st.find(e) for e in range(len(st.uf))], dtype=np.int64)
+        roots = st.roots()
         bad: dict[int, list[str]] = {}
         for e, reasons in sorted(st.reasons.items()):
             acc = bad.setdefault(int(roots[e]), [])
             acc.extend(r for r in reasons if r not in acc)
-        members: dict[int, list[int]] = {}
-        for e, r in enumerate(roots.tolist()):
-            members.setdefault(r, []).append(e)
+        units = _units(roots, np.asarray(st.elem_slot, np.int64), np.asarray(st.elem_pos, np.int64))
         by_sig: dict[tuple, list[int]] = {}
-        for r in sorted(members):
-            sig = tuple(sorted({st.elem_slot[e] for e in members[r]}))
-            by_sig.setdefault((r in bad, sig), []).append(r)
+        for r in sorted(units):
+            by_sig.setdefault((r in bad, tuple(units[r])), []).append(r)
         groups, blocked = [], []
         for (is_bad, sig), rs in sorted(by_sig.items(), key=lambda kv: min(kv[1])):
             slots = tuple(st.slots[i] for i in sig)
@@ -282,19 +313,14 @@ class _Analyzer:
                     reasons.extend(x for x in bad[r] if x not in reasons)
                 blocked.append(BlockedGroup(len(blocked), slots, len(rs), tuple(reasons[:MAX_REASONS])))
             else:
-                groups.append(self._group(len(groups), slots, [members[r] for r in rs]))
+                groups.append(self._group(len(groups), slots, [units[r] for r in rs]))
         sizes = {slot: self.info.shape(st.tensors[slot[0]])[slot[1]] for slot in st.slots}
         return Analysis(groups, blocked, sizes, self.info)
 
-    def _group(self, gid: int, slots: tuple[Slot, ...], units: list[list[int]]) -> ChannelGroup:
+    def _group(self, gid: int, slots: tuple[Slot, ...], units: list[dict[int, np.ndarray]]) -> ChannelGroup:
         st = self.st
-        out = []
-        for elems in units:
-            unit: dict[Slot, list[int]] = {}
-            for e in elems:
-                unit.setdefault(st.slots[st.elem_slot[e]], []).append(st.elem_pos[e])
-            out.append({s: np.array(sorted(p), dtype=np.int64) for s, p in unit.items()})
-        params = frozenset(s[0] for s in slots if constant_value(st.tensors[s[0]]) is not None)
+        out = [{st.slots[i]: pos for i, pos in unit.items()} for unit in units]
+        params = frozenset(s[0] for s in slots if is_constant(st.tensors[s[0]]))
         nodes: set[str] = set()
         for name, axis in slots:
             t = st.tensors[name]

@@ -18,7 +18,7 @@ import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import UserError
 from onnxcompress.ir.edit import Names, name_nodes
-from onnxcompress.ir.query import constant_bytes, constant_value
+from onnxcompress.ir.query import constant_bytes, constant_value, is_constant
 from onnxcompress.ops.facts import quantized_ops, trans_a, trans_b
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization.config import QuantizeConfig, matches
@@ -42,7 +42,7 @@ def why_not_dynamic(node: gs.Node) -> str | None:
     if node.op not in DYNAMIC_OPS:
         return f"no dynamic quantization rule for {node.op}"
     x = node.inputs[0]
-    if constant_value(x) is not None or (x.dtype is not None and np.dtype(x.dtype) != np.float32):
+    if is_constant(x) or (x.dtype is not None and np.dtype(x.dtype) != np.float32):
         return "first operand is not a float32 activation"
     w = constant_value(node.inputs[1])
     if w is None or w.ndim != 2 or w.dtype != np.float32:

@@ -9,6 +9,7 @@ never captured.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, replace
@@ -21,6 +22,7 @@ import onnx_graphsurgeon as gs
 from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import DataError, EmptyDataError, InputMismatchError, NonFiniteDataError, UserError
 from onnxcompress.ir.edit import Names, expose_outputs, name_nodes
+from onnxcompress.ir.external import release
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes, constant_value
 from onnxcompress.ir.subgraphs import all_tensors, defining_graph, expose, nesting, nodes_with_graphs
@@ -31,7 +33,7 @@ from onnxcompress.quantization import params as P
 from onnxcompress.quantization.calibrate import Collector, compute_range, sanity_warnings
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.plan import Plan, plan_graph
-from onnxcompress.runtime.session import SessionOptions, batch_for_budget, make_session
+from onnxcompress.runtime.session import SessionOptions, batch_for_budget, make_session, release_memory
 
 log = logging.getLogger(__name__)
 MS_DOMAIN = "com.microsoft"
@@ -160,6 +162,8 @@ def calibrate(graph: gs.Graph, plan: Plan, config: QuantizeConfig, ctx: PassCont
     batches = -(-len(data) // data.batch_size) if data.batch_size else None
     with track(ctx.progress, f"calibrate ({config.calibrator}, {len(names)} tensors)", batches, "batches") as step:
         collected = collector.collect(_outputs(session, bound, exposed, step))  # one pass, every calibrator
+    del session, model
+    release_memory()  # a large model's calibration session goes back to the system before the weights are read
     if collected == 0:
         raise EmptyDataError(f"{data.source} contains no samples", hint="give at least one calibration sample")
     _check_sanity(collector, [n for n in names if n in inputs], config, ctx)
@@ -372,13 +376,16 @@ def _quantize_weight_and_bias(graph: gs.Graph, node: gs.Node, spec, x_scale: flo
         bp = P.bias_params(x_scale, wp)
         node.inputs[2] = _const_dq(graph, f"{node.name}_bias", P.quantize_bias(bias, bp), bp, consts, names)
     qw = P.quantize_array(w, wp, symmetric_weight=True)
-    node.inputs[1] = _const_dq(graph, node.inputs[1].name, qw, wp, consts, names)
+    old = node.inputs[1]
+    node.inputs[1] = _const_dq(graph, old.name, qw, wp, consts, names)
+    if isinstance(old, gs.Constant):
+        release(old)  # a weight read from disk is not kept in memory as float once quantized
     return grown
 
 
 def _const_dq(graph: gs.Graph, base: str, q: np.ndarray, qp: P.QParams, consts: dict, names: Names) -> gs.Variable:
     """DequantizeLinear of a constant integer tensor, shared between nodes with identical values and parameters."""
-    key = (base, q.tobytes(), qp.key())
+    key = (base, q.dtype.str, q.shape, hashlib.sha256(np.ascontiguousarray(q)).digest(), qp.key())
     if key in consts:
         return consts[key]
     suffix = f"_{len([k for k in consts if k[0] == base])}" if any(k[0] == base for k in consts) else ""

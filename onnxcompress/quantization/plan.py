@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import RecipeError
-from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.ir.query import is_constant, is_graph_output
 from onnxcompress.ir.subgraphs import nodes_with_graphs
 from onnxcompress.ops.quant_rules import WEIGHTED_OPS, TensorQuantSpec, absorbable, rule_for, specs_for, why_not
 from onnxcompress.quantization.config import QuantizeConfig, matches
@@ -86,7 +86,7 @@ def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
     opset = graph.opset
     for node, home in nodes_with_graphs(graph):
         rule = rule_for(node, opset)
-        if node.op in WEIGHTED_OPS and len(node.inputs) > 1 and constant_value(node.inputs[1]) is not None:
+        if node.op in WEIGHTED_OPS and len(node.inputs) > 1 and is_constant(node.inputs[1]):
             plan.weighted.add(node.name)
         reason = why_not(node, rule, config.resolved_target.provider)
         if reason is None and rule.kind in KERNEL_KINDS:

@@ -19,7 +19,7 @@ from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.errors import EmptyDataError, RecipeError
 from onnxcompress.ir.edit import Names, expose_outputs
 from onnxcompress.ir.graph import to_model
-from onnxcompress.ir.query import constant_value, is_graph_output
+from onnxcompress.ir.query import constant_value, is_constant, is_graph_output
 from onnxcompress.ops.facts import trans_a, trans_b
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.runtime.session import SessionOptions, make_session
@@ -45,8 +45,8 @@ def _consumer_weight(node: gs.Node, x: gs.Tensor) -> tuple[np.ndarray, int] | No
 def why_not_smooth(graph: gs.Graph, node: gs.Node) -> str | None:
     if node.op not in SMOOTH_PRODUCERS:
         return f"{node.op} is not a smoothable producer"
-    if constant_value(node.inputs[1]) is None or (len(node.inputs) > 2 and node.inputs[2].name
-                                                  and constant_value(node.inputs[2]) is None):
+    if not is_constant(node.inputs[1]) or (len(node.inputs) > 2 and node.inputs[2].name
+                                                  and not is_constant(node.inputs[2])):
         return "LayerNormalization scale/bias are not constants"
     if int(node.attrs.get("axis", -1)) not in (-1, len(node.inputs[0].shape or [0]) - 1):
         return "LayerNormalization does not normalize the last axis"

@@ -8,14 +8,17 @@ comma-separated in order of preference. Asking for a provider that this onnxrunt
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+from onnx.external_data_helper import uses_external_data
 
 from onnxcompress.errors import ModelFormatError, ModelRunError, ProviderError, RecipeError
 from onnxcompress.runtime.providers import GPU_INSTALL_HINT, PROVIDER_NAMES, check_provider_spec
@@ -23,6 +26,13 @@ from onnxcompress.runtime.providers import GPU_INSTALL_HINT, PROVIDER_NAMES, che
 log = logging.getLogger(__name__)
 
 OPT_LEVELS = ("disable", "basic", "extended", "all")
+#: Lazily loaded models (ir/external.py) locate their external tensors relative to the file system root.
+EXTERNAL_ROOT = Path(os.path.abspath(os.sep))
+#: The session option that tells onnxruntime where external data lives for a model given as bytes.
+EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
+#: Where an optimized model written by a session puts its initializers (>= the minimum size), beside the model.
+OPTIMIZED_DATA_KEY = "session.optimized_model_external_initializers_file_name"
+OPTIMIZED_DATA_MIN_KEY = "session.optimized_model_external_initializers_min_size_in_bytes"
 
 
 @dataclass(frozen=True)
@@ -94,7 +104,11 @@ def make_session(model: onnx.ModelProto | str | os.PathLike | bytes, options: Se
             so.profile_file_prefix = str(options.profile_prefix)
     if options.optimized_model_path:
         so.optimized_model_filepath = str(options.optimized_model_path)
+        so.add_session_config_entry(OPTIMIZED_DATA_KEY, Path(options.optimized_model_path).name + ".data")
+        so.add_session_config_entry(OPTIMIZED_DATA_MIN_KEY, "1024")
     providers = resolve_providers(options.providers)
+    if isinstance(model, onnx.ModelProto) and _has_external(model):
+        so.add_session_config_entry(EXTERNAL_FOLDER_KEY, str(EXTERNAL_ROOT))
     source = _session_source(model)
     try:
         return ort.InferenceSession(source, sess_options=so, providers=providers)
@@ -103,6 +117,20 @@ def make_session(model: onnx.ModelProto | str | os.PathLike | bytes, options: Se
             f"onnxruntime could not load the model: {str(e).strip().splitlines()[0]}",
             hint="check that the model is valid (onnxcompress inspect) and that onnxruntime supports its ops/opset",
         ) from e
+
+
+def _has_external(model: onnx.ModelProto) -> bool:
+    graphs = [model.graph]
+    while graphs:
+        g = graphs.pop()
+        if any(uses_external_data(t) for t in g.initializer):
+            return True
+        for node in g.node:
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.TENSOR and uses_external_data(a.t):
+                    return True
+                graphs += [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+    return False
 
 
 def _session_source(model: Any):
@@ -119,6 +147,20 @@ def batch_for_budget(session, feeds: dict[str, np.ndarray], outputs: list[str], 
     values = session.run(outputs, feeds)
     per_sample = sum(v.nbytes for v in values if v is not None) + sum(np.asarray(v).nbytes for v in feeds.values())
     return int(max(1, min(cap, budget_bytes // max(per_sample, 1))))
+
+
+def release_memory() -> None:
+    """Give memory freed by closed sessions back to the system (glibc keeps freed heap pages otherwise, so a
+    large model's calibration session would stay in the process's footprint for the rest of the run)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 def run(session, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -144,7 +186,9 @@ def versions() -> dict[str, str]:
 
 
 def optimized_model(model: onnx.ModelProto | str | os.PathLike, options: SessionOptions = SessionOptions()) -> onnx.ModelProto:
-    """The graph onnxruntime actually runs: a session at ``options.opt_level`` saves its optimized model, read back."""
+    """The graph onnxruntime actually runs, as structure: a session at ``options.opt_level`` saves its optimized
+    model with the weights in a side file, and only the graph is read back (tensor values are not loaded -- the
+    callers count ops and read initializer names -- so this costs no second copy of a large model's weights)."""
     import dataclasses
     import tempfile
 
