@@ -64,7 +64,11 @@ __all__ = ["optimize", "prune", "quantize", "distill", "attach", "validate", "pr
 
 # --- inputs -----------------------------------------------------------------------------------------------------
 def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
-    """The model and its identity (path, sha256, bytes); a ModelProto is hashed as serialized."""
+    """The model and its identity (path, sha256, bytes); a ModelProto is hashed as serialized.
+
+    A model with external data is loaded lazily: its tensors stay in their files (memory stays the graph's) and
+    are read by :func:`onnxcompress.ir.external.read_array`, or all at once by ``materialize``.
+    """
 
     if isinstance(model, onnx.ModelProto):
         check_model(model)

@@ -26,6 +26,7 @@ from onnxcompress.errors import ExternalDataError
 from onnxcompress.runtime.session import EXTERNAL_ROOT
 
 CHUNK = 1 << 24  # bytes per read when external tensors are copied into an output's data file
+SMALL = 1 << 16  # external tensors below this are read at load (shapes, scales: shape inference needs their values)
 
 
 def graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -72,7 +73,8 @@ def source_file(t: onnx.TensorProto) -> Path:
 
 def anchor(model: onnx.ModelProto, model_dir: Path) -> int:
     """Re-anchor every external tensor of ``model`` (loaded from ``model_dir`` without its data) to the root;
-    returns the external bytes. A missing or short data file is an :class:`ExternalDataError`."""
+    returns the external bytes. Tensors under :data:`SMALL` bytes are read at once (a Reshape's shape must be known
+    to shape inference). A missing or short data file is an :class:`ExternalDataError`."""
     total = 0
     sizes: dict[Path, int] = {}
     for t in model_tensors(model):
@@ -93,6 +95,8 @@ def anchor(model: onnx.ModelProto, model_dir: Path) -> int:
                 f"has {sizes[path]}", hint="the data file is truncated or belongs to another model; re-export it")
         _set(t, "location", str(path.relative_to(EXTERNAL_ROOT)))
         total += length
+        if length < SMALL:
+            materialize(t)
     return total
 
 
@@ -202,7 +206,7 @@ def _inline_placeholders(graph: onnx.GraphProto) -> None:
     for t in graph_tensors(graph):
         if is_lazy(t):
             del t.external_data[:]
-            t.data_location = onnx.TensorProto.DEFAULT
+            t.ClearField("data_location")
             t.raw_data = b"\0" * _nbytes(t)  # only for the checker's copy: same type and shape, zero values
 
 
@@ -210,5 +214,5 @@ def materialize(t: onnx.TensorProto) -> None:
     """Read a lazy tensor's bytes into the proto (small tensors only; large ones are streamed by writers)."""
     raw = b"".join(read_chunks(t))
     del t.external_data[:]
-    t.data_location = onnx.TensorProto.DEFAULT
+    t.ClearField("data_location")
     t.raw_data = raw

@@ -18,6 +18,7 @@ import onnx_graphsurgeon as gs
 
 from onnxcompress.errors import InternalError, RecipeError, UnsupportedModelError
 from onnxcompress.ir.cost import count_macs, count_parameters
+from onnxcompress.ir.external import checkable
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.outputs import model_bytes
 from onnxcompress.ir.query import constant_value, node_matches
@@ -235,7 +236,7 @@ class PruneChannelsPass(Pass):
 
     def ensures(self, graph: gs.Graph, ctx: PassContext) -> None:
         try:
-            onnx.checker.check_model(to_model(graph), full_check=True)
+            onnx.checker.check_model(checkable(to_model(graph)), full_check=True)
         except Exception as e:  # a checker failure here is a bug in a rule, not the user's fault
             raise InternalError(f"pruning produced an invalid model: {str(e).splitlines()[0]}") from e
 

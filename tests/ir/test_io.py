@@ -13,6 +13,7 @@ from onnxcompress.errors import (
     OutputPathError,
     UnsupportedModelError,
 )
+from onnxcompress.ir.external import read_array
 from onnxcompress.ir.io import convert_opset, load_model, require_opset, save_model
 from support import graphs
 
@@ -70,7 +71,7 @@ def test_external_data_roundtrip_and_missing(tmp_path):
     out = save_model(m, tmp_path / "ext.onnx", external_data=True)
     assert (tmp_path / "ext.onnx.data").exists()
     loaded = load_model(out)
-    w = {t.name: onnx.numpy_helper.to_array(t) for t in loaded.graph.initializer}
+    w = {t.name: read_array(t) for t in loaded.graph.initializer}
     ref = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
     for k in ref:
         np.testing.assert_array_equal(w[k], ref[k])
