@@ -36,6 +36,9 @@ def distill_reconstruct(
     calib: str | None = typer.Option(None, "--calib", help="Calibration data: " + D.DATA_HELP + "."),
     ridge: float = typer.Option(1e-3, "--ridge", help="Ridge strength, relative to the mean diagonal of X^T X."),
     samples: int = typer.Option(256, "--samples", help="Calibration samples to use."),
+    memory_mb: int = typer.Option(1024, "--memory-mb", help="Memory (each) for the teacher's target rows (layers "
+                                  "whose rows fit together share one teacher pass) and the student's stored "
+                                  "activations (later layers start from them)."),
     kept: Path | None = typer.Option(None, "--kept", help="Kept-channel record (the prune report JSON)."),
     json_out: bool = typer.Option(False, "--json", help="Print the reconstruction report as JSON."),
     image: str | None = D.IMAGE, dim: list[str] | None = D.DIM, loader: str | None = D.LOADER,
@@ -55,7 +58,7 @@ def distill_reconstruct(
         if calib_source is None:
             raise RecipeError("missing --calib (or --data-loader-script)", hint="give --calib " + D.DATA_HELP)
         _plan([calib_source, kept], [teacher, student], model=output)
-        config = DistillConfig(ridge=ridge, samples=samples)
+        config = DistillConfig(ridge=ridge, samples=samples, memory_mb=memory_mb)
         with logs.progress() as progress:
             _, result = api.distill(teacher, student, calib_source, config, kept=load_kept(kept), output=output,
                                     progress=progress, data_config=D.data_config(image=image, dims=dim, seed=seed),

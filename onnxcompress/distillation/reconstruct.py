@@ -22,9 +22,10 @@ from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import DistillResult, LayerFit
 from onnxcompress.errors import EmptyDataError, InputMismatchError, InternalError
-from onnxcompress.ir.edit import Names, expose_outputs
+from onnxcompress.ir.edit import Names, expose_outputs, extract
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_value, initializer_map
+from onnxcompress.ir.subgraphs import all_tensors, subgraphs_of
 from onnxcompress.ops.facts import trans_a, trans_b
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import Pass, PassContext, PassResult
@@ -158,19 +159,33 @@ class _Accumulator:
 
 
 # --- one layer --------------------------------------------------------------------------------------------------
-def _layer_rows(layer: Layer, x: np.ndarray, y: np.ndarray, cfg: DistillConfig, rng: np.random.Generator,
-                w_shape: tuple[int, ...]):
-    """(X rows, Y rows) for one batch; Conv rows are im2col patches at sampled output positions."""
+@dataclass
+class _Targets:
+    """The teacher's side of one layer's least-squares problem, per batch: the sampled Conv output positions (None
+    for Gemm/MatMul, whose rows are all positions) and the target rows at them (kept channels only)."""
+
+    positions: list[np.ndarray | None]
+    rows: list[np.ndarray]
+
+
+def _teacher_rows(layer: Layer, y: np.ndarray, cfg: DistillConfig, rng: np.random.Generator
+                  ) -> tuple[np.ndarray | None, np.ndarray]:
+    """(sampled positions, Y rows) of one batch of the teacher's output ``y``."""
     if layer.kept is not None:
         y = np.take(y, layer.kept, axis=layer.axis)
     if layer.node.op != "Conv":
-        return x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
-    out_shape = y.shape[2:]
-    pos = _conv_out_positions(x.shape[0], out_shape, cfg.positions, rng)
-    patches = _conv_patches(x, layer.node, pos, list(w_shape[2:]))  # (N*P, Cin, k...)
+        return None, y.reshape(-1, y.shape[-1])
+    pos = _conv_out_positions(y.shape[0], y.shape[2:], cfg.positions, rng)
     flat_y = y.reshape(y.shape[0], y.shape[1], -1)  # (N, Cout, HW)
     rows_y = np.take_along_axis(flat_y, pos[:, None, :], axis=2)  # (N, Cout, P)
-    return patches, rows_y.transpose(0, 2, 1).reshape(-1, y.shape[1])
+    return pos, rows_y.transpose(0, 2, 1).reshape(-1, y.shape[1])
+
+
+def _student_rows(layer: Layer, x: np.ndarray, pos: np.ndarray | None, w_shape: tuple[int, ...]) -> np.ndarray:
+    """X rows of one batch of the student's input ``x``: Conv rows are im2col patches at the teacher's positions."""
+    if pos is None:
+        return x.reshape(-1, x.shape[-1])
+    return _conv_patches(x, layer.node, pos, list(w_shape[2:]))  # (N*P, Cin, k...)
 
 
 def _accumulate(layer: Layer, acc: _Accumulator, x_rows: np.ndarray, y_rows: np.ndarray, w_shape) -> None:
@@ -223,23 +238,146 @@ def _write_back(layer: Layer, weight: np.ndarray, bias: np.ndarray | None, names
         node.inputs.append(const)
 
 
-# --- driver -----------------------------------------------------------------------------------------------------
-def _collect(teacher: onnx.ModelProto, student: onnx.ModelProto, layer: Layer, feeds_list, cfg: DistillConfig,
-             w_shape) -> _Accumulator:
+# --- the teacher: one pass per window of layers whose target rows fit in memory ---------------------------------
+_OPTS = SessionOptions(providers="cpu", opt_level="basic")
 
-    opts = SessionOptions(providers="cpu", opt_level="basic")
-    t_sess = make_session(expose_outputs(teacher, [layer.y_name], keep_existing=False), opts)
-    s_sess = make_session(expose_outputs(student, [layer.x_name], keep_existing=False), opts)
-    groups = int(_attr(layer.node, "group", 1)) if layer.node.op == "Conv" else 1
-    acc = _Accumulator(groups, bias=layer.node.op != "MatMul")
-    rng = np.random.default_rng(cfg.seed)
+
+def _windows(teacher: onnx.ModelProto, layers: list[Layer], feeds_list, cfg: DistillConfig,
+             shapes: dict[int, tuple[int, ...]]) -> list[list[Layer]]:
+    """Consecutive layers whose target rows over all batches fit in ``cfg.memory_mb`` together (at least one layer
+    each); sized on the first batch, so a model whose rows all fit takes one teacher pass."""
+    names = list(dict.fromkeys(layer.y_name for layer in layers))
+    first = run(make_session(expose_outputs(teacher, names, keep_existing=False), _OPTS), feeds_list[0], names)
+    budget, windows, used = cfg.memory_mb * 2**20, [[]], 0
+    for layer in layers:
+        _check_channels(layer, first[layer.y_name], shapes[id(layer)])
+        _, rows = _teacher_rows(layer, first[layer.y_name], cfg, np.random.default_rng(cfg.seed))
+        need = rows.nbytes * len(feeds_list)
+        if windows[-1] and used + need > budget:
+            windows.append([])
+            used = 0
+        windows[-1].append(layer)
+        used += need
+    return windows
+
+
+def _targets(teacher: onnx.ModelProto, window: list[Layer], feeds_list, cfg: DistillConfig,
+             shapes: dict[int, tuple[int, ...]]) -> dict[int, _Targets]:
+    """The target rows of every layer of ``window``, from one teacher pass over the data."""
+    names = list(dict.fromkeys(layer.y_name for layer in window))
+    sess = make_session(expose_outputs(teacher, names, keep_existing=False), _OPTS)
+    rngs = {id(layer): np.random.default_rng(cfg.seed) for layer in window}  # one position stream per layer
+    out = {id(layer): _Targets([], []) for layer in window}
     for feeds in feeds_list:
-        y = run(t_sess, feeds, [layer.y_name])[layer.y_name]
-        x = run(s_sess, feeds, [layer.x_name])[layer.x_name]
-        _check_channels(layer, y, w_shape)
-        x_rows, y_rows = _layer_rows(layer, x, y, cfg, rng, w_shape)
-        _accumulate(layer, acc, x_rows, y_rows, w_shape)
-    return acc
+        ys = run(sess, feeds, names)
+        for layer in window:
+            _check_channels(layer, ys[layer.y_name], shapes[id(layer)])
+            pos, rows = _teacher_rows(layer, ys[layer.y_name], cfg, rngs[id(layer)])
+            out[id(layer)].positions.append(pos)
+            out[id(layer)].rows.append(rows.astype(np.float32))
+    return out
+
+
+# --- the student: one pass per wave of layers whose inputs no earlier layer of the wave feeds -------------------
+def _upstream_layers(graph: gs.Graph, layers: list[Layer]) -> list[int]:
+    """For each layer, the bit set of the layers (by index) whose outputs its input depends on."""
+    bit = {id(layer.node): 1 << i for i, layer in enumerate(layers)}
+    produced = {t.name: node for node in graph.nodes for t in node.outputs}
+    deps: dict[str, int] = {}
+
+    def tensor_deps(name: str) -> int:
+        stack = [name]
+        while stack:
+            top = stack[-1]
+            node = produced.get(top)
+            if top in deps or node is None:
+                deps.setdefault(top, 0)
+                stack.pop()
+                continue
+            ins = _node_inputs(node, produced)
+            missing = [i for i in ins if i not in deps]
+            if missing:
+                stack.extend(missing)
+                continue
+            mask = bit.get(id(node), 0)
+            for i in ins:
+                mask |= deps[i]
+            deps[top] = mask
+            stack.pop()
+        return deps[name]
+
+    return [tensor_deps(layer.x_name) for layer in layers]
+
+
+def _node_inputs(node: gs.Node, produced: dict[str, gs.Node]) -> list[str]:
+    """A node's inputs, with the outer tensors its subgraphs read."""
+    names = [t.name for t in node.inputs if t.name]
+    for _, sub in subgraphs_of(node):
+        names += [n for n in all_tensors(sub) if n in produced]
+    return names
+
+
+def _waves(indices: list[int], upstream: list[int]) -> list[list[int]]:
+    """Consecutive layers none of whose inputs depend on an earlier layer of the same wave: one student pass gives
+    all their inputs, exactly as refitting them one by one would see them (Q/K/V projections, inception branches)."""
+    waves: list[list[int]] = []
+    wave_bits = 0
+    for i in indices:
+        if waves and not upstream[i] & wave_bits:
+            waves[-1].append(i)
+        else:
+            waves.append([i])
+            wave_bits = 0
+        wave_bits |= 1 << i
+    return waves
+
+
+class _Activations:
+    """Student activations that are final: a wave's inputs depend only on layers already refit, so later waves can
+    start from them instead of from the graph inputs (the stored values of all batches, within ``budget`` bytes;
+    the oldest are dropped first, and a wave whose start is gone recomputes from the graph inputs)."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.values: dict[str, list[np.ndarray]] = {}
+
+    def add(self, name: str, batches: list[np.ndarray]) -> None:
+        size = sum(a.nbytes for a in batches)
+        if name in self.values or size > self.budget:
+            return
+        while self.values and sum(a.nbytes for v in self.values.values() for a in v) + size > self.budget:
+            del self.values[next(iter(self.values))]
+        self.values[name] = batches
+
+    def segment(self, model: onnx.ModelProto, outputs: list[str]) -> onnx.ModelProto:
+        """The part of ``model`` that computes ``outputs`` from the stored activations (and the graph inputs)."""
+        return extract(model, {n: v[0].dtype for n, v in self.values.items() if n not in outputs}, outputs)
+
+    def feeds(self, names: list[str], feeds: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
+        return {n: self.values[n][b] if n in self.values else feeds[n] for n in names}
+
+
+def _fit_wave(wave: list[Layer], graph: gs.Graph, targets: dict[int, _Targets], feeds_list,
+              shapes: dict[int, tuple[int, ...]], cache: _Activations) -> dict[int, _Accumulator]:
+    """The normal equations of every layer of ``wave``, from one student pass over the data (from the stored
+    activations on); the wave's inputs are stored for the waves after it."""
+    names = list(dict.fromkeys(layer.x_name for layer in wave))
+    sess = make_session(cache.segment(to_model(graph), names), _OPTS)
+    inputs = [i.name for i in sess.get_inputs()]
+    accs = {id(layer): _Accumulator(int(_attr(layer.node, "group", 1)) if layer.node.op == "Conv" else 1,
+                                    bias=layer.node.op != "MatMul") for layer in wave}
+    seen: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for b, feeds in enumerate(feeds_list):
+        xs = run(sess, cache.feeds(inputs, feeds, b), names)
+        for layer in wave:
+            t = targets[id(layer)]
+            x_rows = _student_rows(layer, xs[layer.x_name], t.positions[b], shapes[id(layer)])
+            _accumulate(layer, accs[id(layer)], x_rows, t.rows[b], shapes[id(layer)])
+        for n in names:
+            seen[n].append(xs[n])
+    for n in names:
+        cache.add(n, seen[n])
+    return accs
 
 
 def _out_channels(layer: Layer, w_shape: tuple[int, ...]) -> int:
@@ -288,21 +426,38 @@ class ReconstructPass(Pass):
         assert ctx.calibration is not None
         data = ctx.calibration.batched(cfg.batch_size).limited(cfg.samples)
         feeds_list = list(data.bind(model_input_specs(teacher)).feeds())
-        names = Names(graph)
-        done = []
         layers = plan_layers(teacher, graph, ctx.get(KeptChannels) or KeptChannels(), ctx, self.name)
-        with track(ctx.progress, "reconstruct", len(layers), "layers") as step:
-            for layer in layers:
-                w = layer.node.inputs[1].values
-                acc = _collect(teacher, to_model(graph), layer, feeds_list, cfg, w.shape)
-                weight, bias = _solved_weights(layer, acc, w, cfg.ridge)
-                _write_back(layer, weight, bias, names)
-                done.append(_fit_record(layer, acc, ctx, self.name))
-                step.advance()
+        passes = {"teacher_passes": 0, "student_passes": 0}
+        done = self._refit(teacher, graph, layers, feeds_list, ctx, passes) if layers else []
         skipped = tuple((d.subject, d.reason) for d in ctx.decisions if d.pass_name == self.name
                         and d.action == "skipped")
         ctx.put(DistillResult(cfg, tuple(done), skipped, len(data)))
-        return PassResult(graph, bool(done), {"reconstructed": len(done), "skipped": len(skipped)})
+        return PassResult(graph, bool(done), {"reconstructed": len(done), "skipped": len(skipped), **passes})
+
+    def _refit(self, teacher: onnx.ModelProto, graph: gs.Graph, layers: list[Layer], feeds_list,
+               ctx: PassContext, passes: dict[str, int]) -> list[LayerFit]:
+        """Teacher targets one window at a time; student inputs one wave at a time; each layer solved in order
+        (``passes`` counts the passes over the data)."""
+        cfg, names, done = self.config, Names(graph), []
+        cache = _Activations(cfg.memory_mb * 2**20)
+        shapes = {id(layer): tuple(layer.node.inputs[1].values.shape) for layer in layers}
+        upstream, index = _upstream_layers(graph, layers), {id(layer): i for i, layer in enumerate(layers)}
+        with track(ctx.progress, "reconstruct", len(layers), "layers") as step:
+            for window in _windows(teacher, layers, feeds_list, cfg, shapes):
+                targets = _targets(teacher, window, feeds_list, cfg, shapes)
+                passes["teacher_passes"] += 1
+                for wave in _waves([index[id(layer)] for layer in window], upstream):
+                    members = [layers[i] for i in wave]
+                    accs = _fit_wave(members, graph, targets, feeds_list, shapes, cache)
+                    passes["student_passes"] += 1
+                    for layer in members:
+                        acc = accs[id(layer)]
+                        weight, bias = _solved_weights(layer, acc, layer.node.inputs[1].values, cfg.ridge)
+                        _write_back(layer, weight, bias, names)
+                        done.append(_fit_record(layer, acc, ctx, self.name))
+                        del targets[id(layer)]
+                        step.advance()
+        return done
 
     def ensures(self, graph: gs.Graph, ctx: PassContext) -> None:
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
@@ -97,6 +98,27 @@ def expose_outputs(model: onnx.ModelProto, names: Iterable[str], *, keep_existin
         graph.cleanup(remove_unused_graph_inputs=False)
         copy = to_model(graph, like=copy)
     return copy
+
+
+def extract(model: onnx.ModelProto, inputs: dict[str, np.dtype], outputs: Iterable[str]) -> onnx.ModelProto:
+    """The part of ``model`` that computes ``outputs`` from the intermediate tensors ``inputs`` (name -> dtype),
+    which become graph inputs, and from whichever original graph inputs it still needs (the others are dropped).
+    A producer of a new input keeps its other outputs (its own output slot gets a fresh, unused name)."""
+
+    graph = to_graph(model)
+    tensors = graph.tensors()
+    names = Names(graph)
+    cut = []
+    for name, dtype in inputs.items():
+        t = tensors[name]
+        for node in list(t.inputs):
+            node.outputs[node.outputs.index(t)] = gs.Variable(names.tensor(name + "_cut", sep=""))
+        t.dtype, t.shape = dtype, None
+        cut.append(t)
+    graph.inputs = cut + [t for t in graph.inputs if t.name not in inputs]
+    graph.outputs = [tensors[n] for n in dict.fromkeys(outputs)]
+    graph.cleanup(remove_unused_graph_inputs=True)
+    return to_model(graph, like=model)
 
 
 def name_nodes(graph: gs.Graph) -> int:
