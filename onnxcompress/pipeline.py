@@ -26,6 +26,7 @@ from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.passes.artifacts import Teacher
 from onnxcompress.passes.base import Pass, PassContext, PassResult, Sequential
 from onnxcompress.passes.preprocess import PreprocessConfig, preprocess_passes
+from onnxcompress.precision.stage import precision_passes
 from onnxcompress.pruning.prune_channels import PruneChannelsPass
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.stage import quantize_passes
@@ -35,7 +36,7 @@ from onnxcompress.tuning import TuneConfig, TuneQuantizationPass, goal_from_poli
 
 log = logging.getLogger(__name__)
 
-STAGES = ("preprocess", "prune", "distill", "quantize")
+STAGES = ("preprocess", "prune", "distill", "quantize", "precision")
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,18 @@ def resolve(recipe: Recipe, calib: InputData | None) -> Resolved:
 
 def _resolve_quantize(recipe: Recipe, calib: InputData | None, warnings: list[str]) -> QuantizeConfig | None:
     value = recipe.quantize
+    if value == AUTO and recipe.precision is not None:
+        warnings.append(f"quantization skipped: the recipe converts to {recipe.precision.to} ([precision]); "
+                        "give a [quantize] table to combine both")
+        return None
     if value == AUTO:
         if calib is None:
             warnings.append("quantization skipped: no calibration data (--calib)")
             return None
         return QuantizeConfig()
+    if isinstance(value, QuantizeConfig) and value.mode == "weight_only" and value.method == "gptq" and calib is None:
+        raise DataError("the recipe asks for GPTQ weight-only quantization but no calibration data was given",
+                        hint="pass --calib DATA, or set method = \"rtn\"")
     if isinstance(value, QuantizeConfig) and value.mode == "static" and calib is None:
         raise DataError("the recipe asks for static quantization but no calibration data was given",
                         hint="pass --calib DATA (a .npz with the model's inputs), or set quantize = false")
@@ -187,6 +195,8 @@ def build(recipe: Recipe, *, teacher_from_input: bool = True) -> Pipeline:
         stages.append(Stage("distill", Sequential(ReconstructPass(recipe.distill))))
     if isinstance(recipe.quantize, QuantizeConfig):
         stages.append(Stage("quantize", quantize_stage(recipe.quantize, recipe.tune)))
+    if recipe.precision is not None:
+        stages.append(Stage("precision", precision_passes(recipe.precision)))
     return Pipeline(tuple(stages))
 
 

@@ -104,3 +104,13 @@ def nbytes(const: gs.Constant) -> int:
     """Bytes of a constant's values, without reading values that are still on disk."""
     values = const._values
     return stored_bytes(values if isinstance(values, LazyValues) else const.values)
+
+
+def constant_bytes_by_dtype(graph: gs.Graph) -> dict[str, int]:
+    """Stored bytes of the constant tensors of ``graph`` per element type (float32, float16, int4, uint8, ...)."""
+    out: dict[str, int] = {}
+    for t in graph.tensors().values():
+        if isinstance(t, gs.Constant):
+            name = getattr(t._values.dtype, "name", str(t._values.dtype))
+            out[name] = out.get(name, 0) + nbytes(t)
+    return dict(sorted(out.items()))
