@@ -106,7 +106,7 @@ def resolve(recipe: Recipe, calib: InputData | None) -> Resolved:
         preprocess = _resolve_opset(quantize, preprocess, notes)
     distill = _resolve_distill(recipe, calib, notes)
     tune = recipe.tune
-    if tune is None and quantize is not None and quantize.mode == "static" and calib is not None:
+    if tune is None and quantize is not None and quantize.mode in ("static", "weight_only") and calib is not None:
         goal = goal_from_policy(recipe.gate, has_class_labels(calib, recipe.validate.labels))
         if goal is not None:  # the gate has an accuracy criterion: the search keeps fragile nodes in higher precision
             tune = TuneConfig(metric=goal[0], max_drop=min(goal[1], 0.999999), measure_latency=False)

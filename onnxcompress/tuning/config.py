@@ -8,8 +8,9 @@ from onnxcompress.errors import RecipeError
 
 #: goal metrics: the drop is a fraction (0.005 = half a point of top-1; for cosine, 1 - mean cosine to fp32)
 METRICS = ("top1", "agreement", "cosine")
-#: higher-precision choices for one node: int16 activations (weights stay int8) or the node kept float
-PRECISIONS = ("int16", "float")
+#: higher-precision choices for one node: int16 activations (weights stay int8; static mode), 8-bit weights instead
+#: of ``weight_bits`` (weight_only mode), or the node kept float (every mode)
+PRECISIONS = ("int16", "int8", "float")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class TuneConfig:
     metric: str = "top1"
     max_drop: float = 0.005
     time_budget: float | None = None
-    precisions: tuple[str, ...] = ("float", "int16")
+    precisions: tuple[str, ...] = ("float", "int16", "int8")
     top_k: int = 5
     max_candidates: int = 16
     eval_samples: int | None = 1000
@@ -62,5 +63,10 @@ class TuneConfig:
             raise RecipeError(f"eval_samples must be a positive integer, got {self.eval_samples!r}", hint="e.g. 1000")
 
     def usable_precisions(self, mode: str) -> tuple[str, ...]:
-        """Dynamic quantization can only keep a node float (no int16 activations)."""
-        return ("float",) if mode == "dynamic" else self.precisions
+        """The choices that exist in ``mode``: static int16/float (in the given order); weight_only int8 then float
+        (smaller first); dynamic and the other weight modes only float."""
+        if mode == "static":
+            return tuple(p for p in self.precisions if p != "int8") or ("float",)
+        if mode == "weight_only":
+            return tuple(p for p in ("int8", "float") if p in self.precisions) or ("float",)
+        return ("float",)
