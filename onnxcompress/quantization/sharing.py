@@ -235,7 +235,7 @@ def _unpack(nodes: list[gs.Node], packed: gs.Constant, width: int, groups: int, 
     if width == 8:
         return as_int
     per = 8 // width
-    c = lambda suffix, v: gs.Constant(names.tensor(f"{base}_{suffix}"), np.asarray(v))  # noqa: E731
+    c = lambda suffix, v: gs.Constant(names.tensor(f"{base}_{suffix}"), np.asarray(v))
     steps = [("Unsqueeze", [c("axis", np.array([-1], np.int64))], {}),
              ("Div", [c("shifts", (1 << (width * np.arange(per))).astype(np.int32))], {}),
              ("Mod", [c("levels", np.array(1 << width, np.int32))], {}),
