@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onnxcompress.quantization.gptq import inverse_cholesky_upper, prepare_hessian
+
 
 def _weighted_kmeans_row(values: np.ndarray, weights: np.ndarray, centroids: np.ndarray, iterations: int
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -135,3 +137,32 @@ def refit_scale(w: np.ndarray, signs: np.ndarray, gram: np.ndarray) -> np.ndarra
     num = (ht * w.astype(np.float64)).sum(axis=0)
     den = (ht * t).sum(axis=0)
     return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def nearest(values: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """Index of the nearest entry of ``book`` [N, V] for each value of ``values`` [N] (per column)."""
+    return np.abs(values[:, None] - book).argmin(axis=1)
+
+
+def error_feedback_assign(w: np.ndarray, book: np.ndarray, gram: np.ndarray, damp: float = 0.01, lazy: int = 128
+                          ) -> np.ndarray:
+    """Assignments (K, N) of a (K, N) weight to per-column codebooks ``book`` [N, V] chosen GPTQ-style: rows are
+    rounded to their nearest entries in order and each row's error is spread over the rows not yet rounded with
+    the upper Cholesky factor of (X^T X)^-1, so the layer's output error, not the weight error, is minimized."""
+    h, work = prepare_hessian(gram, w, damp)
+    u = inverse_cholesky_upper(h)
+    k = w.shape[0]
+    assign = np.empty(w.shape, np.int64)
+    book64 = book.astype(np.float64)
+    cols = np.arange(w.shape[1])
+    for start in range(0, k, lazy):
+        stop = min(start + lazy, k)
+        errors = np.empty((stop - start, w.shape[1]))
+        for i in range(start, stop):
+            assign[i] = nearest(work[i], book64)
+            err = (work[i] - book64[cols, assign[i]]) / u[i, i]
+            work[i + 1:stop] -= np.outer(u[i, i + 1:stop], err)
+            errors[i - start] = err
+        if stop < k:
+            work[stop:] -= u[start:stop, stop:].T @ errors
+    return assign

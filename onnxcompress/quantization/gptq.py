@@ -19,7 +19,7 @@ import numpy as np
 from onnxcompress.quantization.blockwise import BlockQuantized, block_params, quantize_rows
 
 
-def _inverse_cholesky_upper(h: np.ndarray) -> np.ndarray:
+def inverse_cholesky_upper(h: np.ndarray) -> np.ndarray:
     """Upper-triangular U with U^T U = H^-1 (H symmetric positive definite)."""
     lower = np.linalg.cholesky(h)
     eye = np.eye(h.shape[0])
@@ -49,10 +49,10 @@ def gptq(w: np.ndarray, h: np.ndarray, bits: int, block_size: int, symmetric: bo
         raise ValueError(f"Hessian of shape {h.shape} does not match a weight with K={k}")
     h, work = prepare_hessian(h, w, damp)
     try:
-        u = _inverse_cholesky_upper(h)
+        u = inverse_cholesky_upper(h)
     except np.linalg.LinAlgError:  # not positive definite even after damping: more damping
         h[np.diag_indices_from(h)] += 10 * damp * float(np.mean(np.diag(h)))
-        u = _inverse_cholesky_upper(h)
+        u = inverse_cholesky_upper(h)
     kb = -(-k // block_size)
     codes = np.empty((kb * block_size, n), np.uint8)
     scales = np.empty((kb, n), np.float32)

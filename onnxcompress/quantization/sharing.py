@@ -33,6 +33,7 @@ from onnxcompress.quantization.blockwise import weight_sqnr_db
 from onnxcompress.quantization.codebook import (
     binary,
     decode,
+    error_feedback_assign,
     kmeans_codebook,
     refit_least_squares,
     refit_scale,
@@ -131,8 +132,8 @@ class ShareWeightsPass(Pass):
         if moments is not None:
             method += " (input-energy weighted)"
         if gram is not None and config.refine:
-            book = _refit(config.mode, w, axis, indices, book, gram)
-            method += ", least-squares refit on X^T X"
+            indices, book = _refit(config.mode, w, axis, indices, book, gram)
+            method += ", GPTQ-style assignment + least-squares refit on X^T X"
         shared = decode(indices, book).reshape(rows.shape).reshape(moved.shape)
         approx = np.moveaxis(shared, 0, axis)
         stored = _decoder(graph, node, w, axis, indices, book, bits, names)
@@ -187,16 +188,25 @@ def _compress(config: QuantizeConfig, rows: np.ndarray, importance: np.ndarray, 
     return idx, book, bits, f"codebook {bits}-bit per channel"
 
 
-def _refit(mode: str, w: np.ndarray, axis: int, indices: np.ndarray, book: np.ndarray, gram: np.ndarray) -> np.ndarray:
-    """Refit the shared values of a Gemm/MatMul weight on its input Gram matrix (in the (K, N) view)."""
+def _refit(mode: str, w: np.ndarray, axis: int, indices: np.ndarray, book: np.ndarray, gram: np.ndarray,
+           rounds: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstruction-aware refinement of a Gemm/MatMul weight in its (K, N) view, ``rounds`` times: assign
+    every element by error feedback on X^T X (codebook.error_feedback_assign), then refit the shared values by
+    least squares against the layer's output (for ternary/binary: the per-channel scale). Returns the new
+    (indices in the layout of ``indices``, codebook)."""
     moved_shape = np.moveaxis(w, axis, 0).shape  # (N, K)
-    assign = indices.reshape(moved_shape).T  # (K, N)
     w_kn = np.moveaxis(w, axis, 0).T
-    if mode in ("ternary", "binary"):
-        signs = (assign - 1) if mode == "ternary" else (2 * assign - 1)
-        a = refit_scale(w_kn, signs, gram).astype(np.float32)
-        return (np.stack([-a, np.zeros_like(a), a], axis=1) if mode == "ternary" else np.stack([-a, a], axis=1))
-    return refit_least_squares(w_kn, assign, book, gram, per_column=book.shape[0] > 1)
+    n = w_kn.shape[1]
+    for _ in range(rounds):
+        per_column = np.broadcast_to(book, (n, book.shape[1])) if book.shape[0] == 1 else book
+        assign = error_feedback_assign(w_kn, per_column, gram)
+        if mode in ("ternary", "binary"):
+            signs = (assign - 1) if mode == "ternary" else (2 * assign - 1)
+            a = np.abs(refit_scale(w_kn, signs, gram)).astype(np.float32)
+            book = np.stack([-a, np.zeros_like(a), a], axis=1) if mode == "ternary" else np.stack([-a, a], axis=1)
+        else:
+            book = refit_least_squares(w_kn, assign, book, gram, per_column=book.shape[0] > 1)
+    return assign.T.reshape(indices.shape), book
 
 
 def _decoder(graph: gs.Graph, node: gs.Node, w: np.ndarray, axis: int, indices: np.ndarray, book: np.ndarray,
@@ -216,7 +226,8 @@ def _decoder(graph: gs.Graph, node: gs.Node, w: np.ndarray, axis: int, indices: 
     moved_shape = np.moveaxis(w, axis, 0).shape
     out = _reshape(nodes, values, moved_shape, names, base, final=axis == 0)
     if axis != 0:
-        perm = list(np.argsort(np.moveaxis(np.arange(w.ndim), axis, 0)))
+        order = [axis] + [i for i in range(w.ndim) if i != axis]  # the moved layout's axes
+        perm = list(np.argsort(order))
         decoded = gs.Variable(names.tensor(f"{base}_decoded"), dtype=np.float32, shape=list(w.shape))
         nodes.append(gs.Node("Transpose", names.node(f"{base}_Transpose"), attrs={"perm": [int(p) for p in perm]},
                              inputs=[out], outputs=[decoded]))

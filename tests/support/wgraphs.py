@@ -72,9 +72,11 @@ def linear_stack(k: int = 64, n: int = 48, seed: int = 11):
 
 
 def correlated_inputs(n: int, k: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs with a strongly anisotropic covariance (where second-order rounding pays off)."""
+    """Inputs with a strongly anisotropic covariance (where second-order rounding pays off); every seed draws
+    samples of the same distribution (the mixing matrix is fixed)."""
+    mixer = np.random.default_rng(1234)
+    mix = mixer.standard_normal((k, k)) * (mixer.random(k) ** 4)[None, :]
     rng = np.random.default_rng(seed)
-    mix = rng.standard_normal((k, k)) * (rng.random(k) ** 4)[None, :]
     return {"x": (rng.standard_normal((n, k)) @ mix + 0.1 * rng.standard_normal((n, k))).astype(np.float32)}
 
 
