@@ -23,7 +23,7 @@ import onnx
 
 from onnxcompress import pipeline
 from onnxcompress.data.config import DataConfig
-from onnxcompress.data.inputs import InputData, load_input_data, model_input_specs, random_data
+from onnxcompress.data.inputs import InputData, from_iterable, load_input_data, model_input_specs, random_data
 from onnxcompress.data.limits import DataLimits, check_batch_memory
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import AttachResult, DistillResult
@@ -233,10 +233,15 @@ def convert_precision(model: ModelLike, config: PrecisionConfig | None = None, c
 
 
 def _check_data_for(ctx: PassContext, model: onnx.ModelProto, seed: int) -> tuple[InputData, str]:
-    if ctx.evaluation is not None:
-        return ctx.evaluation, f"evaluation data ({ctx.evaluation.source})"
-    if ctx.calibration is not None:
-        return ctx.calibration, f"calibration data ({ctx.calibration.source}; no --eval given)"
+    """The data the fidelity floor is checked on, model inputs only (the check compares outputs; extra keys such
+    as labels of any kind are not needed)."""
+    names = {s.name for s in model_input_specs(model)}
+    for data, note in ((ctx.evaluation, "evaluation data"), (ctx.calibration, "calibration data")):
+        if data is not None:
+            only = from_iterable(lambda d=data: ({k: v for k, v in b.items() if k in names} for b in d),
+                                 source=data.source)
+            extra = "" if data is ctx.evaluation else "; no --eval given"
+            return only, f"{note} ({data.source}{extra})"
     return (random_data(model_input_specs(model), RANDOM_SAMPLES, seed=seed),
             f"{RANDOM_SAMPLES} seeded random samples (seed {seed}; no data given)")
 

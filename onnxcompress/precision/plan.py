@@ -8,8 +8,9 @@ share of its nonzero values); so does an initializer of that kind for its
 consumers. Reductions are checked for their size and their accumulator bound (elements x max|x|, x max|x|^2 for
 sums of squares, compared with the format's largest value: it is already a worst case, so no headroom), dot
 products for their length. Data-movement nodes take the precision of their float inputs, so they never add a
-Cast. Nodes next to Q/DQ or dynamic-quantization nodes stay float32 (onnxruntime fuses those patterns into int8
-kernels only with float32 around them).
+Cast (one that moves only constant float data, e.g. an embedding lookup, takes the low precision). Nodes next to
+Q/DQ or dynamic-quantization nodes stay float32 (onnxruntime fuses those patterns into int8 kernels only with
+float32 around them).
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ SINGULAR_AT_ZERO = {("Log", 0), ("Reciprocal", 0), ("Div", 1), ("Pow", 0)}
 
 
 def value_reason(absmax: float, flushed: float, nonfinite: int, fmt: FloatFormat, config: PrecisionConfig, *,
-                 what: str = "of its energy is in values that") -> str | None:
+                 what: str = "of its energy is in values that", headroom: float | None = None) -> str | None:
     """Why values with these statistics cannot be held in ``fmt`` (None if they can)."""
+    headroom = config.headroom if headroom is None else headroom
     if nonfinite:
         return f"{nonfinite} non-finite values already in float32"
-    if absmax * config.headroom > fmt.max:
-        return f"max |x| = {absmax:.4g} x headroom {config.headroom:g} > {fmt.name} max {fmt.max:.6g}"
+    if absmax * headroom > fmt.max:
+        extra = f" x headroom {headroom:g}" if headroom != 1 else ""
+        return f"max |x| = {absmax:.4g}{extra} > {fmt.name} max {fmt.max:.6g}"
     if flushed > config.max_underflow:
         return f"{100 * flushed:.2f}% {what} round to 0 in {fmt.name} (> max_underflow {100 * config.max_underflow:g}%)"
     return None
@@ -74,14 +77,16 @@ def _stat_reason(t: gs.Tensor | None, st: TensorStat, fmt: FloatFormat, config: 
 
 
 def constant_reason(values: np.ndarray, fmt: FloatFormat, config: PrecisionConfig) -> str | None:
-    """An initializer: its largest value, and the energy fraction of its values that round to zero."""
+    """An initializer: its largest value (no headroom: a constant never grows), and the energy fraction of its
+    values that round to zero."""
     a = np.abs(values.astype(np.float64))
     finite = np.isfinite(a)
     aa = np.where(finite, a, 0.0)
     energy = float((aa * aa).sum())
     tiny = (aa > 0) & (aa < fmt.flush)
     flushed = float((aa[tiny] ** 2).sum()) / energy if energy > 0 else 0.0
-    return value_reason(float(aa.max()) if aa.size else 0.0, flushed, int(a.size - finite.sum()), fmt, config)
+    return value_reason(float(aa.max()) if aa.size else 0.0, flushed, int(a.size - finite.sum()), fmt, config,
+                        headroom=1.0)
 
 
 def _float_tensors(node: gs.Node, stats: GraphStats) -> list[gs.Tensor]:
@@ -180,7 +185,7 @@ def plan_precision(graph: gs.Graph, stats: GraphStats, config: PrecisionConfig) 
         names = {t.name for t in floats}
         if reason is None and rule is not None and rule.kind == "follow":
             acts = [t for t in node.inputs if isinstance(t, gs.Variable) and t.name in names]
-            if not acts or any(t.name not in low_tensors for t in acts):
+            if any(t.name not in low_tensors for t in acts):  # only constant float data (an embedding table): low
                 reason = "data movement between float32 tensors (follows its input)"
         if reason is None and rule is not None and rule.kind == "cast" and node.attrs.get("to") != onnx.TensorProto.FLOAT:
             continue  # a Cast to another type reads either float type as it is

@@ -194,8 +194,7 @@ def _refit(mode: str, w: np.ndarray, axis: int, indices: np.ndarray, book: np.nd
     every element by error feedback on X^T X (codebook.error_feedback_assign), then refit the shared values by
     least squares against the layer's output (for ternary/binary: the per-channel scale). Returns the new
     (indices in the layout of ``indices``, codebook)."""
-    moved_shape = np.moveaxis(w, axis, 0).shape  # (N, K)
-    w_kn = np.moveaxis(w, axis, 0).T
+    w_kn = np.moveaxis(w, axis, 0).T  # (K, N)
     n = w_kn.shape[1]
     for _ in range(rounds):
         per_column = np.broadcast_to(book, (n, book.shape[1])) if book.shape[0] == 1 else book

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import onnx
 import pytest
@@ -39,7 +41,7 @@ def test_codebook_values_per_layer_and_error_decreases_with_bits():
             assert len(np.unique(w)) <= 2 ** bits, (layer, bits)
         assert {w.bits for w in result.weights.layers} == {bits}
         errors.append(_rel_error(model, q, CONV))
-    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert all(a > b for a, b in itertools.pairwise(errors)), errors
     assert errors[-1] < 0.05
 
 
