@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -238,12 +239,16 @@ def _check_data_for(ctx: PassContext, model: onnx.ModelProto, seed: int) -> tupl
     names = {s.name for s in model_input_specs(model)}
     for data, note in ((ctx.evaluation, "evaluation data"), (ctx.calibration, "calibration data")):
         if data is not None:
-            only = from_iterable(lambda d=data: ({k: v for k, v in b.items() if k in names} for b in d),
-                                 source=data.source)
+            only = from_iterable(partial(_select_inputs, data, frozenset(names)), source=data.source)
             extra = "" if data is ctx.evaluation else "; no --eval given"
             return only, f"{note} ({data.source}{extra})"
     return (random_data(model_input_specs(model), RANDOM_SAMPLES, seed=seed),
             f"{RANDOM_SAMPLES} seeded random samples (seed {seed}; no data given)")
+
+
+def _select_inputs(data: InputData, names: frozenset[str]) -> Iterator[dict[str, Any]]:
+    for batch in data:
+        yield {k: v for k, v in batch.items() if k in names}
 
 
 def _judged(candidate: onnx.ModelProto, ctx: PassContext, providers: str) -> tuple[onnx.ModelProto, bool]:
