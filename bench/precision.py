@@ -41,15 +41,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 import onnxcompress as oc  # noqa: E402
+from onnxcompress import pipeline  # noqa: E402
 from onnxcompress.data.inputs import load_input_data  # noqa: E402
 from onnxcompress.ir.graph import to_graph, to_model  # noqa: E402
 from onnxcompress.ir.io import convert_opset, file_size, load_model, save_model  # noqa: E402
 from onnxcompress.ops.formats import weight_formats  # noqa: E402
 from onnxcompress.ops.precision_rules import rule_for  # noqa: E402
-from onnxcompress.passes.base import PassContext, apply_to_model  # noqa: E402
+from onnxcompress.passes.base import PassContext  # noqa: E402
 from onnxcompress.precision.convert import emulate  # noqa: E402
 from onnxcompress.precision.plan import PrecisionPlan  # noqa: E402
-from onnxcompress.precision.stage import EmulatedModel, precision_passes  # noqa: E402
+from onnxcompress.precision.stage import EmulatedModel  # noqa: E402
 from onnxcompress.precision.stats import collect_stats  # noqa: E402
 from onnxcompress.runtime.session import SessionOptions, make_session  # noqa: E402
 from onnxcompress.validation.metrics import FidelityAccumulator  # noqa: E402
@@ -100,7 +101,9 @@ def feeds_of(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def batch_of(model: onnx.ModelProto) -> int:
-    static = {d.dim_value for i in model.graph.input for d in i.type.tensor_type.shape.dim[:1] if d.dim_value > 0}
+    inits = {t.name for t in model.graph.initializer}
+    static = {d.dim_value for i in model.graph.input if i.name not in inits
+              for d in i.type.tensor_type.shape.dim[:1] if d.dim_value > 0}
     return next(iter(static)) if len(static) == 1 else 16
 
 
@@ -205,9 +208,10 @@ class Case:
 
 # --- fp16 / bf16 ------------------------------------------------------------------------------------------------
 def convert(case: Case, to: str, calib: bool) -> tuple[Path, onnx.ModelProto, oc.PrecisionResult]:
+    """The pipeline's pre-processing and precision stage (what convert-precision runs), keeping the float32 twin."""
     config = oc.PrecisionConfig(to=to, verify=False, calibration_samples=64)
     ctx = PassContext(calibration=load_input_data(feeds_of(case.calib)) if calib else None)
-    out, _ = apply_to_model(case.model, precision_passes(config), ctx)
+    out = pipeline.build(oc.Recipe(quantize=None, distill=None, precision=config)).run(case.model, ctx)
     path = save_model(out, case.work / f"{case.name}.{to}{'' if calib else '.nocalib'}.onnx")
     return path, ctx.require(EmulatedModel, "bench").model, ctx.require(oc.PrecisionResult, "bench")
 

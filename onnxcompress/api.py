@@ -222,15 +222,26 @@ def convert_precision(model: ModelLike, config: PrecisionConfig | None = None, c
     if config.verify:
         ctx.progress.stage("validate")
         data, note = _check_data_for(ctx, proto, seed)
-        judged, emulated = _judged(out, ctx, "cpu")
-        vconfig = ValidateConfig(providers="cpu", max_samples=config.verify_samples, batch_size=_batch_of(proto))
-        validation = evaluate(proto, judged, data, vconfig, progress=ctx.progress)
-        runtime = evaluate(proto, out, data, vconfig) if emulated and config.to == "fp16" else None
-        result = replace(result, check=precision_check(validation, config, data=note, emulated=emulated,
-                                                       class_output=class_output(validation, _output_shapes(proto)),
-                                                       runtime=runtime))
+        result = _verify_precision(result, out, ctx, data, note, "cpu")
     _save(out, output, plan)
     return out, result
+
+
+def _verify_precision(result: PrecisionResult, converted: onnx.ModelProto, ctx: PassContext, data: InputData,
+                      note: str, providers: str) -> PrecisionResult:
+    """The fidelity floor of a conversion, against the float32 model it started from (the stage's input): on
+    CUDA the converted model itself, else its float32 twin, and for fp16 the written file as this machine's
+    onnxruntime runs it as well."""
+    config = result.config
+    twin = ctx.require(EmulatedModel, "the precision check")
+    judged, emulated = _judged(converted, ctx, providers)
+    vconfig = ValidateConfig(providers="cpu" if emulated else providers, max_samples=config.verify_samples,
+                             batch_size=_batch_of(twin.reference))
+    validation = evaluate(twin.reference, judged, data, vconfig)
+    runtime = evaluate(twin.reference, converted, data, vconfig) if emulated and config.to == "fp16" else None
+    check = precision_check(validation, config, data=note, emulated=emulated, runtime=runtime,
+                            class_output=class_output(validation, _output_shapes(twin.reference)))
+    return replace(result, check=check)
 
 
 def _check_data_for(ctx: PassContext, model: onnx.ModelProto, seed: int) -> tuple[InputData, str]:
@@ -530,10 +541,11 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
                                "(onnxruntime's CPU provider shows no fp16/bf16 numerics)"
                                + ("; latency not profiled (no bf16 kernels on CPU)" if to == "bf16"
                                   else "; latency of the written model"))
+    bf16 = emulated and resolved.recipe.precision is not None and resolved.recipe.precision.to == "bf16"
     with plan.stage() as staged:
         report.models["candidate"] = costed(_stage_model(staged, candidate, output), candidate, report.warnings)
-        policy = _check(original, judged, eval_data, resolved.recipe, report, progress, user_metrics,
-                        emulated=emulated, profiled=candidate)
+        policy = _check(original, candidate, eval_data, resolved.recipe, report, progress, user_metrics, ctx=ctx,
+                        judged=judged, profile=not bf16)
         report.recipe = replace(resolved.recipe, gate=policy)
         report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
         if report_dir is not None:
@@ -553,34 +565,39 @@ def _stage_model(staged: OutputSet, model: onnx.ModelProto, output: str | Path |
 
 
 def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: InputData, recipe: Recipe,
-           report: Report, progress: Progress, user_metrics: Mapping[str, Any] | None, *, emulated: bool = False,
-           profiled: onnx.ModelProto | None = None) -> GatePolicy:
-
+           report: Report, progress: Progress, user_metrics: Mapping[str, Any] | None, *,
+           ctx: PassContext | None = None, judged: onnx.ModelProto | None = None, profile: bool = True) -> GatePolicy:
+    """Validate ``judged`` (the candidate, or the float32 twin of an fp16/bf16 conversion on CPU), profile the
+    candidate (unless ``profile`` is False: bf16 cannot run on CPU), then the gate with the stages' own checks."""
     config = _with_policy_tolerances(recipe.validate, recipe.gate)
     progress.stage("validate")
-    report.validation = evaluate(original, candidate, eval_data, config, user_metrics, progress=progress)
+    report.validation = evaluate(original, judged if judged is not None else candidate, eval_data, config,
+                                 user_metrics, progress=progress)
     policy = recipe.gate if recipe.gate is not None else default_policy(report.validation)
-    bf16_on_cpu = emulated and report.stages.precision is not None and report.stages.precision.config.to == "bf16"
-    if not bf16_on_cpu and (config.profile.enabled or policy.needs_latency):
+    if profile and (config.profile.enabled or policy.needs_latency):
         progress.stage("profile")
-        timed = profiled if profiled is not None else candidate
-        report.profile = profile_models({"reference": original, "candidate": timed}, eval_data, config.profile,
+        report.profile = profile_models({"reference": original, "candidate": candidate}, eval_data, config.profile,
                                         config.providers, config.threads, recipe.seed, progress=progress)
         report.warnings += report.profile.warnings
     progress.stage("gate")
     quant = report.stages.quantize
     report.stages.coverage = quant.coverage if quant is not None else None
     report.gate = with_criteria(evaluate_gate(policy, _measured(report, report.stages.coverage)),
-                                _stage_criteria(original, report, emulated))
+                                _stage_criteria(candidate, eval_data, report, ctx, config.providers))
     return policy
 
 
-def _stage_criteria(original: onnx.ModelProto, report: Report, emulated: bool) -> list[Criterion]:
-    """Checks a stage asks the gate to add: the fp16/bf16 fidelity floor (no NaN/Inf, cosine, agreement)."""
+def _stage_criteria(candidate: onnx.ModelProto, eval_data: InputData, report: Report, ctx: PassContext | None,
+                    providers: str) -> list[Criterion]:
+    """Checks a stage asks the gate to add: the fp16/bf16 fidelity floor (no NaN/Inf, cosine, agreement) of the
+    conversion itself, against the stage's float32 input, on this run's evaluation data."""
     precision = report.stages.precision
-    if precision is None or not precision.config.verify or report.validation is None:
+    if precision is None or not precision.config.verify or ctx is None:
         return []
-    check = precision_check(report.validation, precision.config, data="evaluation data of this run",
-                            emulated=emulated, class_output=class_output(report.validation, _output_shapes(original)))
-    report.stages.precision = replace(precision, check=check)
-    return [floor_criterion(check, precision.config.to)]
+    names = frozenset(s.name for s in model_input_specs(candidate))
+    data = from_iterable(partial(_select_inputs, eval_data, names), source=eval_data.source)
+    checked = _verify_precision(precision, candidate, ctx, data, f"evaluation data of this run ({eval_data.source})",
+                                providers)
+    report.stages.precision = checked
+    assert checked.check is not None
+    return [floor_criterion(checked.check, precision.config.to)]

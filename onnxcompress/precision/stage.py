@@ -42,9 +42,12 @@ class EmulatedModel:
     """The float32 twin of a conversion: every tensor of the low-precision region rounded to fp16/bf16 at every
     op boundary (what GPU kernels store), float32 arithmetic inside each op. onnxruntime's CPU provider cannot
     show fp16/bf16 numerics itself: it has no bf16 kernels, and it runs fp16 models mostly in float32 (casts
-    inserted around ops without fp16 kernels, then merged), so an overflow in fp16 would go unseen there."""
+    inserted around ops without fp16 kernels, then merged), so an overflow in fp16 would go unseen there.
+    ``reference``: the float32 graph the conversion started from (the stage's input), what the fidelity floor
+    compares against, so an earlier stage's error (INT4 weights, pruning) is not charged to the conversion."""
 
     model: onnx.ModelProto
+    reference: onnx.ModelProto
 
 
 class PlanPrecisionPass(Pass):
@@ -81,7 +84,7 @@ class ConvertPrecisionPass(Pass):
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         planned = ctx.require(PlannedPrecision, self.name)
         plan, stats, cfg = planned.plan, planned.stats, self.config
-        ctx.put(EmulatedModel(to_model(emulate(graph.copy(), plan, stats), like=None)))
+        ctx.put(EmulatedModel(to_model(emulate(graph.copy(), plan, stats)), to_model(graph.copy())))
         conv = convert(graph, plan, stats, cfg.keep_io_types)
         ops = {n.name: n.op for n in graph.nodes}
         kept = tuple((n, ops.get(n, "?"), r) for n, r in plan.kept.items())

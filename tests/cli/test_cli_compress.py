@@ -118,3 +118,22 @@ def test_gate_max_size_counts_external_data(tmp_path):
     assert not crit.passed and abs(crit.value - (file_mb + data_mb)) < 1e-6
     assert oc.gate(path, path, data, oc.GatePolicy(max_size_mb=(file_mb + data_mb) * 1.01)).passed
     np.testing.assert_allclose(ort_outputs(str(path), data)["y"], ort_outputs(model, data)["y"], rtol=1e-6)
+
+
+def test_weight_only_int4_then_fp16_in_one_recipe(tmp_path):
+    recipe = Recipe.from_dict({"quantize": {"mode": "weight_only", "block_size": 16, "min_weight_elements": 0},
+                               "precision": {"to": "fp16", "calibration_samples": 32},
+                               "validate": {"profile": {"enabled": False}, "max_samples": 64},
+                               "gate": {"min_cosine": 0.99}})
+    model, report = oc.optimize(str(bundled_model("vit_mnist")), recipe=recipe,
+                                calib=str(bundled_data("vit_mnist", "calib")))
+    nbits = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert nbits and report.passed, report.gate.reasons
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    assert all(types[n.input[2]] == onnx.TensorProto.FLOAT16 for n in nbits), "scales follow the fp16 activations"
+    formats = report.to_dict()["models"]["candidate"]["weights_by_format"]
+    assert {"int4-packed", "scales", "fp16"} <= set(formats) and "fp32" not in formats
+    x = np.load(bundled_data("vit_mnist", "eval"))["input"][:8]
+    got = ort_outputs(model, {"input": x})["logits"]
+    ref = ort_outputs(str(bundled_model("vit_mnist")), {"input": x})["logits"]
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.75
