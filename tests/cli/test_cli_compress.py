@@ -80,7 +80,7 @@ def test_quantize_weight_only_cli(tmp_path):
 
 
 def test_optimize_with_a_precision_section(tmp_path):
-    recipe = Recipe.from_dict({"precision": {"to": "fp16", "calibration_samples": 64},
+    recipe = Recipe.from_dict({"precision": {"to": "fp16", "calibration_samples": 48, "verify_samples": 128},
                                "validate": {"profile": {"enabled": False}, "max_samples": 128}})
     _, report = oc.optimize(str(bundled_model("vit_mnist")), recipe=recipe,
                             calib=str(bundled_data("vit_mnist", "calib")), eval=str(bundled_data("vit_mnist", "eval")),
@@ -98,7 +98,7 @@ def test_optimize_with_a_precision_section(tmp_path):
 
 
 def test_optimize_bf16_is_validated_on_the_twin_and_not_profiled(tmp_path):
-    recipe = Recipe.from_dict({"precision": {"to": "bf16", "calibration_samples": 32},
+    recipe = Recipe.from_dict({"precision": {"to": "bf16", "calibration_samples": 32, "verify_samples": 64},
                                "validate": {"max_samples": 64}})
     model, report = oc.optimize(str(bundled_model("resnet_mnist")), recipe=recipe,
                                 calib=str(bundled_data("resnet_mnist", "calib")))
@@ -122,7 +122,7 @@ def test_gate_max_size_counts_external_data(tmp_path):
 
 def test_weight_only_int4_then_fp16_in_one_recipe(tmp_path):
     recipe = Recipe.from_dict({"quantize": {"mode": "weight_only", "block_size": 16, "min_weight_elements": 0},
-                               "precision": {"to": "fp16", "calibration_samples": 32},
+                               "precision": {"to": "fp16", "calibration_samples": 32, "verify_samples": 64},
                                "validate": {"profile": {"enabled": False}, "max_samples": 64},
                                "gate": {"min_cosine": 0.99}})
     model, report = oc.optimize(str(bundled_model("vit_mnist")), recipe=recipe,

@@ -3,6 +3,8 @@ it fp16 really produces inf), casts only at region borders, numerics against onn
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -12,6 +14,9 @@ from onnxcompress.errors import UserError
 from onnxcompress.ir.edit import expose_outputs
 from support import wgraphs
 from support.common import bundled_data, bundled_model, ort_outputs
+
+
+FAST = oc.PrecisionConfig(calibration_samples=48, verify_samples=128)  # bundled models: enough samples, fast
 
 
 def _ops(model: onnx.ModelProto, op: str) -> list[onnx.NodeProto]:
@@ -84,7 +89,7 @@ def test_deep_reduction_stays_fp32():
 def test_bundled_fp16_casts_only_at_the_borders(name):
     model = onnx.load(str(bundled_model(name)))
     calib, evaluation = bundled_data(name, "calib"), bundled_data(name, "eval")
-    out, result = oc.convert_precision(model, oc.PrecisionConfig(), calib, eval=evaluation)
+    out, result = oc.convert_precision(model, FAST, calib, eval=evaluation)
     casts = _ops(out, "Cast")
     assert len(casts) == result.casts_inserted == 2, "one Cast in at the input, one out at the output"
     producers = {o: n for n in out.graph.node for o in n.output}
@@ -103,7 +108,7 @@ def test_bundled_fp16_casts_only_at_the_borders(name):
 
 def test_bf16_is_written_as_bf16_and_checked_by_emulation():
     model = onnx.load(str(bundled_model("vit_mnist")))
-    out, result = oc.convert_precision(model, oc.PrecisionConfig(to="bf16"), bundled_data("vit_mnist", "calib"),
+    out, result = oc.convert_precision(model, replace(FAST, to="bf16"), bundled_data("vit_mnist", "calib"),
                                        eval=bundled_data("vit_mnist", "eval"))
     types = {t.data_type for t in out.graph.initializer}
     assert onnx.TensorProto.BFLOAT16 in types and onnx.TensorProto.FLOAT not in types
@@ -126,7 +131,7 @@ def test_keep_io_types_off_converts_the_signature():
 def test_keep_fp32_selector_and_deterministic_bytes():
     model = onnx.load(str(bundled_model("vit_mnist")))
     calib = bundled_data("vit_mnist", "calib")
-    config = oc.PrecisionConfig(keep_fp32=("Softmax",), verify=False)
+    config = replace(FAST, keep_fp32=("Softmax",), verify=False)
     a, result = oc.convert_precision(model, config, calib)
     b, _ = oc.convert_precision(model, config, calib)
     assert a.SerializeToString() == b.SerializeToString()
