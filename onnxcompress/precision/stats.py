@@ -37,19 +37,24 @@ class TensorStat:
     shape: tuple[int, ...] | None = None
 
     def update(self, x: np.ndarray, flush: float) -> None:
+        x = np.asarray(x)
         finite = np.isfinite(x)
-        self.nonfinite += int(x.size - finite.sum())
-        a = np.abs(np.where(finite, x, 0.0))
-        if a.size:
-            self.absmax = max(self.absmax, float(a.max()))
-        nz = a > 0
-        tiny = nz & (a < flush)
-        self.nonzero += int(nz.sum())
-        self.flushed += int(tiny.sum())
-        a64 = a.astype(np.float64)
-        self.energy += float((a64 * a64).sum())
-        self.flushed_energy += float((a64[tiny] ** 2).sum())
+        if finite.all():
+            a = np.abs(x).reshape(-1)
+        else:
+            self.nonfinite += int(x.size - finite.sum())
+            a = np.abs(np.where(finite, x, 0)).reshape(-1)
         self.shape = tuple(int(d) for d in x.shape)
+        if not a.size:
+            return
+        self.absmax = max(self.absmax, float(a.max()))
+        self.nonzero += int(np.count_nonzero(a))
+        energy = float(np.dot(a, a))  # float32 is exact enough for a share; float64 where it would overflow
+        self.energy += energy if np.isfinite(energy) else float(np.dot(a.astype(np.float64), a.astype(np.float64)))
+        if float(a.min()) < flush:
+            tiny = a[(a > 0) & (a < flush)].astype(np.float64)
+            self.flushed += int(tiny.size)
+            self.flushed_energy += float(np.dot(tiny, tiny))
 
     @property
     def flushed_fraction(self) -> float:
