@@ -1,7 +1,8 @@
 """Weight sharing (k-means codebooks) and ternary/binary weights: size optimizations stored as packed indices +
 a small codebook, decoded in the graph.
 
-Each compressed weight W of a Conv/Gemm/MatMul becomes
+Each compressed weight W of a Conv/Gemm/MatMul (and each Gather embedding table, shared per embedding dimension)
+becomes
 ``packed uint8 [G, m] -> Cast(int32) [-> Unsqueeze -> Div(2^(b*j)) -> Mod(2^b) -> Reshape [-> Slice]]
 -> GatherElements(codebook [G, V], axis=1) -> Reshape [-> Transpose] -> W``: G = 1 for a per-layer codebook, the
 output channels otherwise (ternary and binary are always per channel: codebooks [-a, 0, +a] and [-a, +a]);
@@ -48,13 +49,41 @@ from onnxcompress.quantization.weight_only import QUANTIZED_OPS
 
 log = logging.getLogger(__name__)
 
-SHARED_OPS = ("Conv", "Gemm", "MatMul")
+SHARED_OPS = ("Conv", "Gemm", "MatMul", "Gather")
+
+
+def _float_constant(t: gs.Tensor) -> bool:
+    value = constant_value(t)
+    return value is not None and value.dtype == np.float32
+
+
+def weight_index(node: gs.Node) -> int:
+    """The input holding the weight: a layer's (ops.facts), an embedding lookup's table (Gather input 0)."""
+    if node.op == "Gather":
+        return 0
+    facts = LAYERS.lookup(node.op, node.domain)
+    assert facts is not None
+    return facts.weight
+
+
+def _embedding(node: gs.Node, config: QuantizeConfig) -> tuple[np.ndarray, int] | str:
+    """A Gather embedding lookup: its (V, D) table, shared per embedding dimension (axis 1) like a (K, N) weight."""
+    table = constant_value(node.inputs[0])
+    if table is None or table.dtype != np.float32 or table.ndim != 2 or int(node.attrs.get("axis", 0)) != 0:
+        return "not an embedding lookup (a constant 2-D float32 table gathered along axis 0)"
+    if constant_value(node.inputs[1]) is not None:
+        return "constant indices (folded, not an embedding lookup)"
+    if table.size < config.min_weight_elements:
+        return f"weight has {table.size} elements < min_weight_elements {config.min_weight_elements}"
+    return table, 1
 
 
 def _layer(node: gs.Node, config: QuantizeConfig) -> tuple[np.ndarray, int] | str:
     """(weight, output-channel axis) of a layer whose weight can be shared, or why not."""
     if node.op not in SHARED_OPS:
         return f"no weight-sharing rule for {node.op}"
+    if node.op == "Gather":
+        return _embedding(node, config)
     facts = LAYERS.lookup(node.op, node.domain)
     if facts is None:
         return f"no weight-sharing rule for {node.op}"
@@ -101,8 +130,8 @@ class ShareWeightsPass(Pass):
         first_last = ({weighted[0]}, {weighted[-1]}) if weighted else (set(), set())
         targets, skipped = [], []
         for node in graph.nodes:
-            if node.op not in SHARED_OPS:
-                continue
+            if node.op not in SHARED_OPS or (node.op == "Gather" and not _float_constant(node.inputs[0])):
+                continue  # a Gather of shapes or of activations is no embedding: nothing to record
             found = _layer(node, self.config)
             reason = found if isinstance(found, str) else selected(node, self.config, first_last)
             if reason is not None:
@@ -116,7 +145,7 @@ class ShareWeightsPass(Pass):
         if ctx.calibration is None or not targets:
             return None
         cache = ctx.get(MomentsCache) or ctx.put(MomentsCache())
-        gram = [n.inputs[0].name for n, _, _ in targets if n.op != "Conv"]
+        gram = [n.inputs[0].name for n, _, _ in targets if n.op in ("Gemm", "MatMul")]
         channel = [n.inputs[0].name for n, _, _ in targets if n.op == "Conv"]
         return collect_moments(graph, ctx.calibration, gram, channel, samples=self.config.calibration_samples,
                                batch_size=self.config.batch_size, into=cache.moments)
@@ -151,7 +180,7 @@ def _importance(node: gs.Node, w: np.ndarray, axis: int, moments: Moments | None
     """(importance of every weight element in moved-row layout [C, n], the input Gram (K, K) or None)."""
     moved_shape = np.moveaxis(w, axis, 0).shape
     ones = np.ones((moved_shape[0], int(np.prod(moved_shape[1:]))))
-    if moments is None:
+    if moments is None or node.op == "Gather":  # an embedding table has no input activations to weigh it by
         return ones, None
     x = node.inputs[0].name
     if node.op == "Conv":
@@ -211,8 +240,8 @@ def _refit(mode: str, w: np.ndarray, axis: int, indices: np.ndarray, book: np.nd
 def _decoder(graph: gs.Graph, node: gs.Node, w: np.ndarray, axis: int, indices: np.ndarray, book: np.ndarray,
              bits: int, names: Names) -> str:
     """Replace the node's weight by the decoder of ``indices``/``book``; returns the packed tensor's name."""
-    facts = LAYERS.lookup(node.op, node.domain)
-    base = node.inputs[facts.weight].name
+    index = weight_index(node)
+    base = node.inputs[index].name
     width = storage_bits(bits)
     groups, n = indices.shape
     packed = gs.Constant(names.tensor(f"{base}_indices_u{width}"), pack_bits(indices, width))
@@ -232,7 +261,7 @@ def _decoder(graph: gs.Graph, node: gs.Node, w: np.ndarray, axis: int, indices: 
                              inputs=[out], outputs=[decoded]))
         out = decoded
     graph.nodes.extend(nodes)
-    node.inputs[facts.weight] = out
+    node.inputs[index] = out
     return packed.name
 
 

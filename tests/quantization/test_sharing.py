@@ -119,3 +119,17 @@ def test_sizes_are_reported_and_onnxruntime_folds_the_decoder():
     small, r2 = oc.quantize(model, CONV, oc.QuantizeConfig(mode="codebook"))  # default: >= 1024 elements only
     assert [x.node for x in r2.weights.layers] == ["Conv_2"]
     assert any("min_weight_elements" in reason for _, reason in r2.skipped)
+
+
+def test_embedding_tables_are_shared_too():
+    model = wgraphs.embedding_matmul(vocab=200, dim=64)
+    data = {"ids": np.random.default_rng(0).integers(0, 200, (16, 5)).astype(np.int64)}
+    q, result = oc.quantize(model, data, oc.QuantizeConfig(mode="codebook", weight_bits=4, min_weight_elements=0))
+    layers = {w.node: w for w in result.weights.layers}
+    assert layers["Gather_0"].op == "Gather" and layers["Gather_0"].bytes_after < layers["Gather_0"].bytes_before / 7
+    gather = next(n for n in q.graph.node if n.op_type == "Gather")
+    table = ort_outputs(expose_outputs(q, [gather.input[0]]), data)[gather.input[0]]
+    assert len(np.unique(table)) <= 16 and table.shape == (200, 64)
+    e = ort_outputs(expose_outputs(q, ["e"]), data)["e"]
+    np.testing.assert_array_equal(e, table[data["ids"]])
+    assert result.kernel_ops == {"Gather": 1, "MatMul": 1}
