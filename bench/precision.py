@@ -120,11 +120,27 @@ def run_all(model, data: dict[str, np.ndarray], batch: int, threads: int) -> dic
 
 
 # --- measures ---------------------------------------------------------------------------------------------------
-def loo_1nn(emb: np.ndarray, labels: np.ndarray) -> float:
+def loo_neighbours(emb: np.ndarray) -> np.ndarray:
+    """Index of each sample's nearest other sample (cosine)."""
     e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     sim = e @ e.T
     np.fill_diagonal(sim, -np.inf)
-    return float((labels[sim.argmax(1)] == labels).mean())
+    return sim.argmax(1)
+
+
+def loo_1nn(emb: np.ndarray, labels: np.ndarray) -> float:
+    return float((labels[loo_neighbours(emb)] == labels).mean())
+
+
+def task_agreement(name: str, ref: dict[str, np.ndarray], outs: dict[str, np.ndarray],
+                   labels: np.ndarray | None) -> float | None:
+    """Task-aware fidelity: the share of samples whose task prediction equals the float32 model's (top-1 class;
+    minilm: the label of the leave-one-out nearest neighbour)."""
+    if name == "minilm" and labels is not None:
+        a = labels[loo_neighbours(ref["sentence_embedding"].astype(np.float64))]
+        b = labels[loo_neighbours(outs["sentence_embedding"].astype(np.float64))]
+        return float((a == b).mean())
+    return None
 
 
 def task_metric(name: str, outs: dict[str, np.ndarray], labels: np.ndarray | None) -> float | None:
@@ -198,6 +214,10 @@ class Case:
         outs = run_all(judged if judged is not None else path, self.eval, self.batch, self.args.threads)
         row = {"model": self.name, "variant": variant, **sizes(path), **fidelity(self.ref, outs),
                "task": task_metric(self.name, outs, self.eval.get("labels")), "task_fp32": self.task_ref, **extra}
+        row["cosines"] = {k: fidelity({k: v}, {k: outs[k]})["cosine"] for k, v in self.ref.items()}
+        row["task_agreement"] = task_agreement(self.name, self.ref, outs, self.eval.get("labels"))
+        if row["agreement"] is None and row["task_agreement"] is not None:
+            row["agreement"] = row["task_agreement"]
         row["weights_ratio"] = row["const_mb"] / self.size["const_mb"]
         if timed:
             row["latency"] = latency(self.path, path, self.eval, self.args.threads, self.args.iterations)
@@ -331,7 +351,7 @@ def _f(v, fmt: str = "{:.4f}") -> str:
 
 
 def table(rows: list[dict], section: str) -> str:
-    head = ["model", "variant", "file MB", "weights MB (x fp32)", "min cosine", "agreement", "NaN/Inf", "task fp32",
+    head = ["model", "variant", "file MB", "weights MB (x fp32)", "min cosine", "agreement*", "NaN/Inf", "task fp32",
             "task", "p50 fp32 ms", "p50 ms", "x fp32"]
     if section == "fp16":
         head += ["kept fp32 / low", "casts", "CPU-run cosine / NaN"]

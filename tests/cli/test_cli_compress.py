@@ -137,3 +137,17 @@ def test_weight_only_int4_then_fp16_in_one_recipe(tmp_path):
     got = ort_outputs(model, {"input": x})["logits"]
     ref = ort_outputs(str(bundled_model("vit_mnist")), {"input": x})["logits"]
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.75
+
+
+def test_optimize_cli_with_a_precision_recipe(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[precision]\nto = "fp16"\ncalibration_samples = 32\nverify_samples = 64\n'
+                      '[validate]\nmax_samples = 64\n[validate.profile]\nenabled = false\n')
+    out, dumped = tmp_path / "o.onnx", tmp_path / "eff.toml"
+    r = runner.invoke(app, ["optimize", str(bundled_model("resnet_mnist")), "-o", str(out), "--recipe", str(recipe),
+                            "--calib", str(bundled_data("resnet_mnist", "calib")), "--dump-recipe", str(dumped)])
+    assert r.exit_code == 0, r.output
+    assert "precision_floor" in r.output and r.output.strip().splitlines()[-1].startswith("PASSED")
+    assert Recipe.from_file(dumped).precision == oc.PrecisionConfig(calibration_samples=32, verify_samples=64)
+    report = json.loads((tmp_path / "o-report" / "report.json").read_text())
+    assert report["stages"]["precision"]["check"]["passed"]
