@@ -56,7 +56,10 @@ def collect_moments(graph: gs.Graph, data: InputData, gram: list[str], channel: 
         return out
     model = expose_outputs(to_model(graph), names, keep_existing=False)
     session = make_session(model, SessionOptions(providers="cpu", opt_level="basic"))
-    bound = data.limited(samples).batched(batch_size).bind(model_input_specs(model))
+    specs = model_input_specs(model)
+    static = {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
+    batch = next(iter(static)) if len(static) == 1 else batch_size  # a static batch dim wins
+    bound = data.limited(samples).batched(batch).bind(specs)
     seen = 0
     for feeds in bound.feeds():
         values = _run(session, names, feeds)

@@ -133,3 +133,12 @@ def test_embedding_tables_are_shared_too():
     e = ort_outputs(expose_outputs(q, ["e"]), data)["e"]
     np.testing.assert_array_equal(e, table[data["ids"]])
     assert result.kernel_ops == {"Gather": 1, "MatMul": 1}
+
+
+def test_static_batch_models_are_measured_one_sample_at_a_time():
+    model = wgraphs.conv_stack()
+    model.graph.input[0].type.tensor_type.shape.dim[0].Clear()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # a fixed batch of 1
+    data = {"x": CONV["x"][:8]}
+    _, result = oc.quantize(model, data, oc.QuantizeConfig(mode="codebook", min_weight_elements=0))
+    assert result.weights.data is not None and len(result.weights.layers) == 3
