@@ -25,7 +25,8 @@ class TuneConfig:
     ``metric`` ``auto`` means top1 when the evaluation data has labels, else agreement (resolved and
     recorded before the search). ``measure_latency``: time every trial against fp32 (interleaved) and prefer the
     faster of equally good
-    choices; off, the choice follows ``precisions`` order and the result is deterministic.
+    choices; off, the choice follows ``precisions`` order and the result is deterministic. ``output``: the model
+    output the goal metric is measured on (default: the first; e.g. the pooled sentence embedding of an encoder).
     """
 
     metric: str = "top1"
@@ -41,6 +42,7 @@ class TuneConfig:
     latency_iterations: int = 10
     threads: int = 0
     labels: str = "labels"
+    output: str | None = None  # the output the goal is measured on (default: the model's first output)
 
     def __post_init__(self):
         if self.metric not in (*METRICS, "auto"):
@@ -59,6 +61,8 @@ class TuneConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "top_k" else 1):
                 raise RecipeError(f"{name} must be a positive integer, got {v!r}", hint=f"e.g. {name} = 8")
+        if self.output is not None and (not isinstance(self.output, str) or not self.output):
+            raise RecipeError(f"output must be an output name, got {self.output!r}", hint="e.g. output = \"logits\"")
         if self.eval_samples is not None and (not isinstance(self.eval_samples, int) or self.eval_samples <= 0):
             raise RecipeError(f"eval_samples must be a positive integer, got {self.eval_samples!r}", hint="e.g. 1000")
 

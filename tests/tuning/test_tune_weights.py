@@ -3,6 +3,9 @@ until the goal holds, each listed in the report; the trials reuse one set of cal
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import onnxcompress as oc
 from support import wgraphs
 from support.stages import tune_quantization
@@ -40,3 +43,13 @@ def test_float_only_choice_and_a_met_goal_stop_early():
     assert floats.usable_precisions("weight_only") == ("float",)
     _, report = tune_quantization(model, calib, QUANT, floats)
     assert set(report["tune"]["higher_precision"].values()) <= {"float"}
+
+
+def test_the_goal_can_be_measured_on_another_output():
+    model = wgraphs.embedding_matmul()
+    data = {"ids": np.random.default_rng(0).integers(0, 50, (32, 5)).astype(np.int64)}
+    tune = oc.TuneConfig(metric="cosine", max_drop=0.5, measure_latency=False, output="y")
+    _, report = tune_quantization(model, data, QUANT, tune)
+    assert report["tune"]["goal_met"]
+    with pytest.raises(oc.DataError, match="not an output"):
+        tune_quantization(model, data, QUANT, oc.TuneConfig(metric="cosine", measure_latency=False, output="nope"))
