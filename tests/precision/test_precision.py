@@ -15,7 +15,6 @@ from onnxcompress.ir.edit import expose_outputs
 from support import wgraphs
 from support.common import bundled_data, bundled_model, ort_outputs
 
-
 FAST = oc.PrecisionConfig(calibration_samples=48, verify_samples=128)  # bundled models: enough samples, fast
 
 
