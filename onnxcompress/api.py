@@ -81,7 +81,7 @@ def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
         return model, replace(_identity(model), weights=weight_formats(model))
     path = Path(model)
     proto = load_model(path)
-    return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)), weight_formats(proto))
+    return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)), weights=weight_formats(proto))
 
 
 def costed(info: ModelInfo, model: onnx.ModelProto, warnings: list[str]) -> ModelInfo:
