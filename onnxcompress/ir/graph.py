@@ -15,10 +15,10 @@ import onnx
 import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
+from onnxcompress.ir.external import adopt
+
 #: sub-byte element types: onnx packs two per byte, onnx-graphsurgeon would write one byte per element
 SUB_BYTE_DTYPES = frozenset({np.dtype(ml_dtypes.int4), np.dtype(ml_dtypes.uint4)})
-
-from onnxcompress.ir.external import adopt
 
 
 def to_graph(model: onnx.ModelProto) -> gs.Graph:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
+from onnxcompress.ir.external import tensor_nbytes
 from onnxcompress.ops.registry import OpRegistry
 
 Classifier = Callable[[onnx.NodeProto, int, int], str | None]  # (consumer, input index, element type) -> format
@@ -71,14 +72,6 @@ CONSUMERS.register("GatherElements", _codebook)
 CONSUMERS.register("Cast", _unpack)
 
 
-def _tensor_bytes(t: onnx.TensorProto) -> int:
-    if t.HasField("raw_data"):
-        return len(t.raw_data)
-    if t.data_location == onnx.TensorProto.EXTERNAL:
-        return next((int(e.value) for e in t.external_data if e.key == "length"), 0)
-    return onnx.numpy_helper.to_array(t).nbytes if t.data_type else 0
-
-
 def _fallback(t: onnx.TensorProto) -> str:
     if t.data_type in FLOAT_NAMES:
         return FLOAT_NAMES[t.data_type]
@@ -106,5 +99,5 @@ def weight_formats(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
         entry = out.setdefault(fmt or _fallback(t), {"tensors": 0, "elements": 0, "bytes": 0})
         entry["tensors"] += 1
         entry["elements"] += int(np.prod(t.dims)) if len(t.dims) else 1
-        entry["bytes"] += _tensor_bytes(t)
+        entry["bytes"] += tensor_nbytes(t)
     return dict(sorted(out.items()))
