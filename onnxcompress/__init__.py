@@ -5,7 +5,19 @@ its typed results, and the error tree. Nothing here imports onnxruntime (session
 """
 
 from onnxcompress._version import __version__
-from onnxcompress.api import attach, distill, gate, inspect, optimize, profile, prune, quantize, sensitivity, validate
+from onnxcompress.api import (
+    attach,
+    convert_precision,
+    distill,
+    gate,
+    inspect,
+    optimize,
+    profile,
+    prune,
+    quantize,
+    sensitivity,
+    validate,
+)
 from onnxcompress.distillation import AttachResult, DistillConfig, DistillResult
 from onnxcompress.errors import (
     DataError,
@@ -17,6 +29,7 @@ from onnxcompress.errors import (
     UserError,
 )
 from onnxcompress.passes import KeptChannels, PreprocessConfig
+from onnxcompress.precision import PrecisionConfig, PrecisionResult
 from onnxcompress.pruning import PruneConfig, PruneResult
 from onnxcompress.quantization import QuantizeConfig, QuantizeResult, TensorOverride
 from onnxcompress.recipe import Recipe
@@ -27,12 +40,14 @@ from onnxcompress.validation import GatePolicy, GateResult, ProfileConfig, Toler
 __all__ = [
     "__version__",
     # verbs
-    "optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect", "sensitivity",
+    "optimize", "prune", "quantize", "convert_precision", "distill", "attach", "validate", "profile", "gate",
+    "inspect", "sensitivity",
     # recipe and configs
-    "Recipe", "PreprocessConfig", "PruneConfig", "DistillConfig", "QuantizeConfig", "TensorOverride", "TuneConfig",
-    "ValidateConfig", "ProfileConfig", "Tolerance", "GatePolicy",
+    "Recipe", "PreprocessConfig", "PruneConfig", "DistillConfig", "QuantizeConfig", "TensorOverride", "PrecisionConfig",
+    "TuneConfig", "ValidateConfig", "ProfileConfig", "Tolerance", "GatePolicy",
     # results
-    "Report", "PruneResult", "DistillResult", "AttachResult", "QuantizeResult", "GateResult", "KeptChannels",
+    "Report", "PruneResult", "DistillResult", "AttachResult", "QuantizeResult", "PrecisionResult", "GateResult",
+    "KeptChannels",
     # errors
     "OnnxCompressError", "UserError", "ModelError", "DataError", "InputMismatchError", "ProviderError",
     "RecipeError",

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import onnx
 
 from onnxcompress import pipeline
 from onnxcompress.data.config import DataConfig
-from onnxcompress.data.inputs import InputData, load_input_data, model_input_specs, random_data
+from onnxcompress.data.inputs import InputData, from_iterable, load_input_data, model_input_specs, random_data
 from onnxcompress.data.limits import DataLimits, check_batch_memory
 from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import AttachResult, DistillResult
@@ -33,10 +34,14 @@ from onnxcompress.inspection import inspect_model
 from onnxcompress.ir.cost import count_macs, count_parameters
 from onnxcompress.ir.io import check_model, file_size, load_model, sha256_file
 from onnxcompress.ir.outputs import OutputPlan, OutputSet, fits_protobuf, model_tensors, tensor_bytes
+from onnxcompress.ops.formats import weight_formats
 from onnxcompress.passes.artifacts import KeptChannels, Teacher
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.preprocess import PreprocessConfig
 from onnxcompress.passes.progress import NO_PROGRESS, Progress
+from onnxcompress.precision.config import PrecisionConfig
+from onnxcompress.precision.result import PrecisionResult
+from onnxcompress.precision.stage import EmulatedModel
 from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.pruning.result import PruneResult
 from onnxcompress.quantization.config import QuantizeConfig
@@ -50,7 +55,8 @@ from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.stage import SearchFiles
 from onnxcompress.validation.config import ProfileConfig, ValidateConfig
 from onnxcompress.validation.evaluate import check_inputs, evaluate
-from onnxcompress.validation.gate import GatePolicy, Measured, default_policy, evaluate_gate
+from onnxcompress.validation.gate import Criterion, GatePolicy, Measured, default_policy, evaluate_gate, with_criteria
+from onnxcompress.validation.precision_check import class_output, floor_criterion, precision_check
 from onnxcompress.validation.profile import profile_models
 
 log = logging.getLogger(__name__)
@@ -58,8 +64,8 @@ log = logging.getLogger(__name__)
 ModelLike = str | Path | onnx.ModelProto
 RANDOM_SAMPLES = 64
 
-__all__ = ["optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect",
-           "sensitivity", "load"]
+__all__ = ["optimize", "prune", "quantize", "convert_precision", "distill", "attach", "validate", "profile", "gate",
+           "inspect", "sensitivity", "load"]
 
 
 # --- inputs -----------------------------------------------------------------------------------------------------
@@ -72,10 +78,10 @@ def load(model: ModelLike) -> tuple[onnx.ModelProto, ModelInfo]:
 
     if isinstance(model, onnx.ModelProto):
         check_model(model)
-        return model, _identity(model)
+        return model, replace(_identity(model), weights=weight_formats(model))
     path = Path(model)
     proto = load_model(path)
-    return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)))
+    return proto, ModelInfo(str(path), sha256_file(path), sum(file_size(path)), weights=weight_formats(proto))
 
 
 def costed(info: ModelInfo, model: onnx.ModelProto, warnings: list[str]) -> ModelInfo:
@@ -195,6 +201,89 @@ def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None 
     result = ctx.require(QuantizeResult, "quantize")
     notes = random_data_notes({"calibration": ctx.calibration, "evaluation": ctx.evaluation})
     return out, replace(result, warnings=result.warnings + tuple(notes)) if notes else result
+
+
+def convert_precision(model: ModelLike, config: PrecisionConfig | None = None, calib: Any = None, *,
+                      eval: Any = None, output: str | Path | None = None, preprocess: PreprocessConfig | None = None,
+                      seed: int = 0, progress: Progress | None = None, data_config: DataConfig | None = None,
+                      limits: DataLimits | None = None) -> tuple[onnx.ModelProto, PrecisionResult]:
+    """fp16/bf16 conversion that keeps float32 where the calibration data (``calib``) says values or reductions
+    would not survive; with ``config.verify`` the result is checked against the float32 model on ``eval`` (else
+    ``calib``, else seeded random inputs): ``result.passed`` is False on NaN/Inf or below the fidelity floor (the
+    model is written all the same; the CLI then exits 1)."""
+
+    plan = _plan(output, (model,), (calib, eval))
+    config = config or PrecisionConfig()
+    proto, _ = load(model)
+    ctx = PassContext(seed=seed, calibration=_data(calib, proto, data_config, limits),
+                      evaluation=_data(eval, proto, data_config, limits), progress=progress or NO_PROGRESS)
+    out = _run(proto, _stage_recipe(seed, preprocess, precision=config), ctx)
+    result = ctx.require(PrecisionResult, "convert_precision")
+    if config.verify:
+        ctx.progress.stage("validate")
+        data, note = _check_data_for(ctx, proto, seed)
+        result = _verify_precision(result, out, ctx, data, note, "cpu")
+    _save(out, output, plan)
+    return out, result
+
+
+def _verify_precision(result: PrecisionResult, converted: onnx.ModelProto, ctx: PassContext, data: InputData,
+                      note: str, providers: str) -> PrecisionResult:
+    """The fidelity floor of a conversion, against the float32 model it started from (the stage's input): on
+    CUDA the converted model itself, else its float32 twin, and for fp16 the written file as this machine's
+    onnxruntime runs it as well."""
+    config = result.config
+    twin = ctx.require(EmulatedModel, "the precision check")
+    judged, emulated = _judged(converted, ctx, providers)
+    vconfig = ValidateConfig(providers="cpu" if emulated else providers, max_samples=config.verify_samples,
+                             batch_size=_batch_of(twin.reference))
+    validation = evaluate(twin.reference, judged, data, vconfig)
+    runtime = evaluate(twin.reference, converted, data, vconfig) if emulated and config.to == "fp16" else None
+    check = precision_check(validation, config, data=note, emulated=emulated, runtime=runtime,
+                            class_output=class_output(validation, _output_shapes(twin.reference)))
+    return replace(result, check=check)
+
+
+def _check_data_for(ctx: PassContext, model: onnx.ModelProto, seed: int) -> tuple[InputData, str]:
+    """The data the fidelity floor is checked on, model inputs only (the check compares outputs; extra keys such
+    as labels of any kind are not needed)."""
+    names = {s.name for s in model_input_specs(model)}
+    for data, note in ((ctx.evaluation, "evaluation data"), (ctx.calibration, "calibration data")):
+        if data is not None:
+            only = from_iterable(partial(_select_inputs, data, frozenset(names)), source=data.source)
+            extra = "" if data is ctx.evaluation else "; no --eval given"
+            return only, f"{note} ({data.source}{extra})"
+    return (random_data(model_input_specs(model), RANDOM_SAMPLES, seed=seed),
+            f"{RANDOM_SAMPLES} seeded random samples (seed {seed}; no data given)")
+
+
+def _select_inputs(data: InputData, names: frozenset[str]) -> Iterator[dict[str, Any]]:
+    for batch in data:
+        yield {k: v for k, v in batch.items() if k in names}
+
+
+def _judged(candidate: onnx.ModelProto, ctx: PassContext, providers: str) -> tuple[onnx.ModelProto, bool]:
+    """The model fidelity is measured on: the candidate on CUDA, else the float32 twin of the conversion
+    (precision.stage.EmulatedModel: onnxruntime's CPU provider has no bf16 kernels and runs fp16 mostly in
+    float32, so only the twin shows fp16/bf16 numerics there)."""
+    twin = ctx.get(EmulatedModel)
+    if twin is None or "CUDAExecutionProvider" in resolve_providers(providers):
+        return candidate, False
+    return twin.model, True
+
+
+def _batch_of(model: onnx.ModelProto, default: int = 32) -> int:
+    static = {s.shape[0] for s in model_input_specs(model) if s.shape and isinstance(s.shape[0], int)}
+    return next(iter(static)) if len(static) == 1 else default
+
+
+def _output_shapes(model: onnx.ModelProto) -> dict[str, list | None]:
+    out: dict[str, list | None] = {}
+    for o in model.graph.output:
+        tt = o.type.tensor_type
+        out[o.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim] \
+            if tt.HasField("shape") else None
+    return out
 
 
 def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillConfig | None = None, *,
@@ -397,7 +486,8 @@ def _check_data(data: InputData, model: onnx.ModelProto, config: ValidateConfig)
 
 
 def _stages(ctx: PassContext) -> Stages:
-    return Stages(prune=ctx.get(PruneResult), distill=ctx.get(DistillResult), quantize=ctx.get(QuantizeResult))
+    return Stages(prune=ctx.get(PruneResult), distill=ctx.get(DistillResult), quantize=ctx.get(QuantizeResult),
+                  precision=ctx.get(PrecisionResult))
 
 
 def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = None, eval: Any = None,
@@ -444,9 +534,18 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
         report.data["calibration"] = data_info(calib, calib_data)
     same = calib_data is not None and eval_data is calib_data
     report.data["evaluation"] = data_info(calib if same else eval, eval_data, is_calibration=same)
+    judged, emulated = _judged(candidate, ctx, resolved.recipe.validate.providers)
+    if emulated and resolved.recipe.precision is not None:
+        to = resolved.recipe.precision.to
+        report.warnings.append(f"{to}: validated on the float32 twin that rounds every low-precision tensor "
+                               "(onnxruntime's CPU provider shows no fp16/bf16 numerics)"
+                               + ("; latency not profiled (no bf16 kernels on CPU)" if to == "bf16"
+                                  else "; latency of the written model"))
+    bf16 = emulated and resolved.recipe.precision is not None and resolved.recipe.precision.to == "bf16"
     with plan.stage() as staged:
         report.models["candidate"] = costed(_stage_model(staged, candidate, output), candidate, report.warnings)
-        policy = _check(original, candidate, eval_data, resolved.recipe, report, progress, user_metrics)
+        policy = _check(original, candidate, eval_data, resolved.recipe, report, progress, user_metrics, ctx=ctx,
+                        judged=judged, profile=not bf16)
         report.recipe = replace(resolved.recipe, gate=policy)
         report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
         if report_dir is not None:
@@ -460,19 +559,22 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
 def _stage_model(staged: OutputSet, model: onnx.ModelProto, output: str | Path | None) -> ModelInfo:
     """Stage ``model`` at ``output``; its identity is that of the exact bytes staged (else of its serialization)."""
     if output is None:
-        return _identity(model)
+        return replace(_identity(model), weights=weight_formats(model))
     written = staged.model(output, model)
-    return ModelInfo(str(output), written.sha256, written.bytes)
+    return ModelInfo(str(output), written.sha256, written.bytes, weights=weight_formats(model))
 
 
 def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: InputData, recipe: Recipe,
-           report: Report, progress: Progress, user_metrics: Mapping[str, Any] | None) -> GatePolicy:
-
+           report: Report, progress: Progress, user_metrics: Mapping[str, Any] | None, *,
+           ctx: PassContext | None = None, judged: onnx.ModelProto | None = None, profile: bool = True) -> GatePolicy:
+    """Validate ``judged`` (the candidate, or the float32 twin of an fp16/bf16 conversion on CPU), profile the
+    candidate (unless ``profile`` is False: bf16 cannot run on CPU), then the gate with the stages' own checks."""
     config = _with_policy_tolerances(recipe.validate, recipe.gate)
     progress.stage("validate")
-    report.validation = evaluate(original, candidate, eval_data, config, user_metrics, progress=progress)
+    report.validation = evaluate(original, judged if judged is not None else candidate, eval_data, config,
+                                 user_metrics, progress=progress)
     policy = recipe.gate if recipe.gate is not None else default_policy(report.validation)
-    if config.profile.enabled or policy.needs_latency:
+    if profile and (config.profile.enabled or policy.needs_latency):
         progress.stage("profile")
         report.profile = profile_models({"reference": original, "candidate": candidate}, eval_data, config.profile,
                                         config.providers, config.threads, recipe.seed, progress=progress)
@@ -480,5 +582,22 @@ def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: Inp
     progress.stage("gate")
     quant = report.stages.quantize
     report.stages.coverage = quant.coverage if quant is not None else None
-    report.gate = evaluate_gate(policy, _measured(report, report.stages.coverage))
+    report.gate = with_criteria(evaluate_gate(policy, _measured(report, report.stages.coverage)),
+                                _stage_criteria(candidate, eval_data, report, ctx, config.providers))
     return policy
+
+
+def _stage_criteria(candidate: onnx.ModelProto, eval_data: InputData, report: Report, ctx: PassContext | None,
+                    providers: str) -> list[Criterion]:
+    """Checks a stage asks the gate to add: the fp16/bf16 fidelity floor (no NaN/Inf, cosine, agreement) of the
+    conversion itself, against the stage's float32 input, on this run's evaluation data."""
+    precision = report.stages.precision
+    if precision is None or not precision.config.verify or ctx is None:
+        return []
+    names = frozenset(s.name for s in model_input_specs(candidate))
+    data = from_iterable(partial(_select_inputs, eval_data, names), source=eval_data.source)
+    checked = _verify_precision(precision, candidate, ctx, data, f"evaluation data of this run ({eval_data.source})",
+                                providers)
+    report.stages.precision = checked
+    assert checked.check is not None
+    return [floor_criterion(checked.check, precision.config.to)]

@@ -19,6 +19,7 @@ from onnxcompress.ir.cost import count_macs, count_parameters
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.io import file_size, load_model, opset_of
 from onnxcompress.ir.outputs import model_bytes
+from onnxcompress.ops.formats import weight_formats
 from onnxcompress.passes.base import PassContext
 from onnxcompress.passes.preprocess import preprocess_passes
 from onnxcompress.pruning import analyze_groups
@@ -59,6 +60,7 @@ def inspect_model(model: str | os.PathLike | onnx.ModelProto,
         "nodes": len(model.graph.node),
         "op_histogram": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
         "parameters": count_parameters(model),
+        "weights_by_format": weight_formats(model),
         "macs": count_macs(model, input_shapes),
     }
     prepared = preprocess_passes()(to_graph(model), PassContext()).graph

@@ -25,16 +25,18 @@ from onnxcompress.errors import DataError
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.passes.artifacts import Teacher
 from onnxcompress.passes.base import Pass, PassContext, PassResult, Sequential
-from onnxcompress.passes.preprocess import preprocess_passes
+from onnxcompress.passes.preprocess import PreprocessConfig, preprocess_passes
+from onnxcompress.precision.stage import precision_passes
 from onnxcompress.pruning.prune_channels import PruneChannelsPass
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.stage import quantize_passes
+from onnxcompress.quantization.weight_only import QDQ_MIN_OPSET
 from onnxcompress.recipe import AUTO, Recipe
 from onnxcompress.tuning import TuneConfig, TuneQuantizationPass, goal_from_policy
 
 log = logging.getLogger(__name__)
 
-STAGES = ("preprocess", "prune", "distill", "quantize")
+STAGES = ("preprocess", "prune", "distill", "quantize", "precision")
 
 
 @dataclass(frozen=True)
@@ -98,28 +100,37 @@ def resolve(recipe: Recipe, calib: InputData | None) -> Resolved:
     notes: list[str] = []
     warnings: list[str] = []
     quantize = _resolve_quantize(recipe, calib, warnings)
+    preprocess = recipe.preprocess
     if quantize is not None:
         quantize = _resolve_target(quantize, notes)
+        preprocess = _resolve_opset(quantize, preprocess, notes)
     distill = _resolve_distill(recipe, calib, notes)
     tune = recipe.tune
-    if tune is None and quantize is not None and quantize.mode == "static" and calib is not None:
+    if tune is None and quantize is not None and quantize.mode in ("static", "weight_only") and calib is not None:
         goal = goal_from_policy(recipe.gate, has_class_labels(calib, recipe.validate.labels))
         if goal is not None:  # the gate has an accuracy criterion: the search keeps fragile nodes in higher precision
             tune = TuneConfig(metric=goal[0], max_drop=min(goal[1], 0.999999), measure_latency=False)
             notes.append(f"quantize: mixed-precision search for the gate's {goal[0]} goal (drop <= {goal[1]:g})")
     elif tune is not None and tune.metric == "auto" and calib is not None:
         tune = replace(tune, metric="top1" if has_class_labels(calib, tune.labels) else "agreement")
-    return Resolved(replace(recipe, quantize=quantize, distill=distill, tune=tune if quantize else None),
-                    tuple(notes), tuple(warnings))
+    return Resolved(replace(recipe, preprocess=preprocess, quantize=quantize, distill=distill,
+                            tune=tune if quantize else None), tuple(notes), tuple(warnings))
 
 
 def _resolve_quantize(recipe: Recipe, calib: InputData | None, warnings: list[str]) -> QuantizeConfig | None:
     value = recipe.quantize
+    if value == AUTO and recipe.precision is not None:
+        warnings.append(f"quantization skipped: the recipe converts to {recipe.precision.to} ([precision]); "
+                        "give a [quantize] table to combine both")
+        return None
     if value == AUTO:
         if calib is None:
             warnings.append("quantization skipped: no calibration data (--calib)")
             return None
         return QuantizeConfig()
+    if isinstance(value, QuantizeConfig) and value.mode == "weight_only" and value.method == "gptq" and calib is None:
+        raise DataError("the recipe asks for GPTQ weight-only quantization but no calibration data was given",
+                        hint="pass --calib DATA, or set method = \"rtn\"")
     if isinstance(value, QuantizeConfig) and value.mode == "static" and calib is None:
         raise DataError("the recipe asks for static quantization but no calibration data was given",
                         hint="pass --calib DATA (a .npz with the model's inputs), or set quantize = false")
@@ -134,6 +145,15 @@ def _resolve_target(config: QuantizeConfig, notes: list[str]) -> QuantizeConfig:
         notes.append(f"quantize: target auto resolved to {target.name} ({target.reason})")
     reduce = config.resolved_reduce_range()[0]
     return replace(config, target=target.name, reduce_range=reduce)
+
+
+def _resolve_opset(config: QuantizeConfig, preprocess: PreprocessConfig, notes: list[str]) -> PreprocessConfig:
+    """Weight-only QDQ needs DequantizeLinear with block_size (opset 21): the pre-processing upgrades to it."""
+    if config.mode == "weight_only" and config.resolved_weight_format() == "qdq" and preprocess.min_opset < QDQ_MIN_OPSET:
+        notes.append(f"preprocess: min_opset {preprocess.min_opset} -> {QDQ_MIN_OPSET} "
+                     "(weight_format qdq: DequantizeLinear with block_size)")
+        return replace(preprocess, min_opset=QDQ_MIN_OPSET)
+    return preprocess
 
 
 def _resolve_distill(recipe: Recipe, calib: InputData | None, notes: list[str]) -> DistillConfig | None:
@@ -175,6 +195,8 @@ def build(recipe: Recipe, *, teacher_from_input: bool = True) -> Pipeline:
         stages.append(Stage("distill", Sequential(ReconstructPass(recipe.distill))))
     if isinstance(recipe.quantize, QuantizeConfig):
         stages.append(Stage("quantize", quantize_stage(recipe.quantize, recipe.tune)))
+    if recipe.precision is not None:
+        stages.append(Stage("precision", precision_passes(recipe.precision)))
     return Pipeline(tuple(stages))
 
 

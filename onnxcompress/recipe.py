@@ -1,13 +1,15 @@
 """The Recipe: everything a run needs to be reproduced, as frozen, validated dataclasses.
 
 A recipe file (TOML or JSON) has a top-level ``seed`` and the sections ``preprocess``, ``prune``, ``distill``,
-``quantize``, ``tune``, ``validate`` and ``gate``. A stage section is a table (that stage with those settings),
-``true`` (defaults) or ``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for the CPU target when
-calibration data is given; ``distill`` absent means ``"auto"``: layer-wise reconstruction after pruning when
-calibration data is given; ``tune`` absent means no accuracy goal of its own (``optimize`` derives one from the
-gate's accuracy criterion). ``gate`` absent means a default policy chosen from what the evaluation data allows
-(see validation.gate.default_policy). Unknown keys are errors that list the valid keys. The effective recipe
-(every ``auto`` resolved) is written into every report, so ``--dump-recipe`` reproduces a run.
+``quantize``, ``precision``, ``tune``, ``validate`` and ``gate``. A stage section is a table (that stage with those
+settings), ``true`` (defaults) or ``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for the CPU target
+when calibration data is given; ``distill`` absent means ``"auto"``: layer-wise reconstruction after pruning when
+calibration data is given; ``precision`` absent means off (a table converts to fp16/bf16 after quantize; with
+``quantize`` absent the auto INT8 stage is then skipped); ``tune`` absent means no accuracy goal of its own
+(``optimize`` derives one from the gate's accuracy criterion). ``gate`` absent means a default policy chosen from
+what the evaluation data allows (see validation.gate.default_policy). Unknown keys are errors that list the valid
+keys. The effective recipe (every ``auto`` resolved) is written into every report, so ``--dump-recipe``
+reproduces a run.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.errors import RecipeError
 from onnxcompress.ir.outputs import write_text
 from onnxcompress.passes.preprocess import PreprocessConfig
+from onnxcompress.precision.config import PrecisionConfig
 from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.tuning.config import TuneConfig
@@ -35,7 +38,8 @@ from onnxcompress.validation.gate import GatePolicy
 
 Auto = Literal["auto"]
 AUTO: Final = "auto"
-TOP_LEVEL = ("seed", "data", "preprocess", "prune", "distill", "quantize", "tune", "validate", "gate", "limits")
+TOP_LEVEL = ("seed", "data", "preprocess", "prune", "distill", "quantize", "precision", "tune", "validate", "gate",
+             "limits")
 
 
 def _stage(name: str, cls: type, value: Any, *, auto: bool) -> Any:
@@ -62,6 +66,7 @@ class Recipe:
     prune: PruneConfig | None = None
     distill: DistillConfig | Auto | None = AUTO
     quantize: QuantizeConfig | Auto | None = AUTO
+    precision: PrecisionConfig | None = None
     tune: TuneConfig | None = None
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     gate: GatePolicy | None = None  # None: a default policy chosen from the evaluation data
@@ -76,6 +81,7 @@ class Recipe:
         object.__setattr__(self, "prune", _stage("prune", PruneConfig, self.prune, auto=False))
         object.__setattr__(self, "distill", _stage("distill", DistillConfig, self.distill, auto=True))
         object.__setattr__(self, "quantize", _stage("quantize", QuantizeConfig, self.quantize, auto=True))
+        object.__setattr__(self, "precision", _stage("precision", PrecisionConfig, self.precision, auto=False))
         object.__setattr__(self, "tune", _stage("tune", TuneConfig, self.tune, auto=False))
         validate = _stage("validate", ValidateConfig, self.validate, auto=False)
         object.__setattr__(self, "validate", validate or ValidateConfig())
@@ -113,7 +119,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"seed": self.seed, "data": config_to_dict(self.data),
                                "preprocess": config_to_dict(self.preprocess)}
-        for stage in ("prune", "distill", "quantize", "tune"):
+        for stage in ("prune", "distill", "quantize", "precision", "tune"):
             value = getattr(self, stage)
             out[stage] = AUTO if value == AUTO else (False if value is None else config_to_dict(value))
         out["validate"] = config_to_dict(self.validate)

@@ -23,6 +23,7 @@ from onnxcompress._version import __version__
 from onnxcompress.distillation.result import AttachResult, DistillResult
 from onnxcompress.ir.outputs import OutputPlan, OutputSet
 from onnxcompress.passes.base import Decision, PassRecord
+from onnxcompress.precision.result import PrecisionResult
 from onnxcompress.pruning.result import PruneResult
 from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.recipe import Recipe
@@ -34,25 +35,29 @@ from onnxcompress.validation.gate import GateResult
 from onnxcompress.validation.profile import ProfileResult
 
 SCHEMA_VERSION = "onnxcompress.report/1"
-KINDS = ("validate", "profile", "gate", "optimize", "prune", "quantize", "distill", "attach")
+KINDS = ("validate", "profile", "gate", "optimize", "prune", "quantize", "distill", "attach", "precision")
 REPORT_FILES = {"json": "report.json", "markdown": "report.md", "html": "report.html", "junit": "junit.xml"}
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model's identity: path (None for an in-memory model), sha256 of its bytes, size in bytes; MACs (at the
-    model's input shapes, dynamic dims 1) and parameter count where measured."""
+    """A model's identity: path (None for an in-memory model), sha256 of its bytes, size in bytes (the file and
+    its external data); MACs (at the model's input shapes, dynamic dims 1) and parameter count where measured; the
+    bytes of its constants per storage format (ops.formats: fp32, fp16, int8, int4-packed, codebook-indices, ...)."""
 
     path: str | None
     sha256: str
     bytes: int
     macs: int | None = None
     params: int | None = None
+    weights: dict[str, dict[str, int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"path": self.path, "sha256": self.sha256, "bytes": self.bytes}
         if self.macs is not None:
             out.update(macs=self.macs, params=self.params)
+        if self.weights is not None:
+            out["weights_by_format"] = {k: dict(v) for k, v in self.weights.items()}
         return out
 
 
@@ -79,12 +84,13 @@ class Stages:
     prune: PruneResult | None = None
     distill: DistillResult | None = None
     quantize: QuantizeResult | None = None
+    precision: PrecisionResult | None = None
     attach: AttachResult | None = None
     coverage: float | None = None  # int8 kernel coverage the gate judged (layers with constant weights)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name in ("prune", "distill", "quantize", "attach"):
+        for name in ("prune", "distill", "quantize", "precision", "attach"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value.to_dict()

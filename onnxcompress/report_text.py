@@ -163,6 +163,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["## Gate", ""] + table(["criterion", "result", "value", "threshold", "detail"], [
             [c["name"], "PASS" if c["passed"] else "**FAIL**", c["value"], c["threshold"], c["message"]]
             for c in report["gate"]["criteria"]])
+    lines += _weights(report["models"])
     lines += _validation(report["validation"])
     lines += _quantize(report["stages"].get("quantize"))
     lines += _profile(report["profile"])
@@ -186,6 +187,21 @@ def _models(models: dict[str, Any]) -> list[str]:
     rows = [[k, m.get("path") or "(in memory)", mb(m.get("bytes")), count(m.get("macs")), count(m.get("params")),
              (m.get("sha256") or "")[:16]] for k, m in models.items()]
     return ["## Models", ""] + table(["role", "path", "size", "MACs", "params", "sha256"], rows)
+
+
+def _weights(models: dict[str, Any]) -> list[str]:
+    """Bytes of the constants per storage format, one column per model (before / after)."""
+    have = {k: m["weights_by_format"] for k, m in models.items() if m.get("weights_by_format")}
+    if not have:
+        return []
+    formats = sorted({f for w in have.values() for f in w})
+    rows = [[f] + [_bytes(w.get(f, {}).get("bytes", 0)) for w in have.values()] for f in formats]
+    rows.append(["total"] + [_bytes(sum(v["bytes"] for v in w.values())) for w in have.values()])
+    return ["## Weights by storage format", ""] + table(["format", *have], rows)
+
+
+def _bytes(n: int) -> str:
+    return mb(n) if n >= 1e6 else f"{n:,} B"
 
 
 def _validation(v: dict[str, Any] | None) -> list[str]:

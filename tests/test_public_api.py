@@ -12,13 +12,16 @@ from support.common import bundled_data, bundled_model, ort_outputs
 
 PUBLIC = [
     "__version__",
-    "optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect", "sensitivity",
-    "Recipe", "PreprocessConfig", "PruneConfig", "DistillConfig", "QuantizeConfig", "TensorOverride", "TuneConfig",
-    "ValidateConfig", "ProfileConfig", "Tolerance", "GatePolicy",
-    "Report", "PruneResult", "DistillResult", "AttachResult", "QuantizeResult", "GateResult", "KeptChannels",
+    "optimize", "prune", "quantize", "convert_precision", "distill", "attach", "validate", "profile", "gate",
+    "inspect", "sensitivity",
+    "Recipe", "PreprocessConfig", "PruneConfig", "DistillConfig", "QuantizeConfig", "TensorOverride", "PrecisionConfig",
+    "TuneConfig", "ValidateConfig", "ProfileConfig", "Tolerance", "GatePolicy",
+    "Report", "PruneResult", "DistillResult", "AttachResult", "QuantizeResult", "PrecisionResult", "GateResult",
+    "KeptChannels",
     "OnnxCompressError", "UserError", "ModelError", "DataError", "InputMismatchError", "ProviderError", "RecipeError",
 ]
-VERBS = ("optimize", "prune", "quantize", "distill", "attach", "validate", "profile", "gate", "inspect", "sensitivity")
+VERBS = ("optimize", "prune", "quantize", "convert_precision", "distill", "attach", "validate", "profile", "gate",
+         "inspect", "sensitivity")
 
 
 def test_all_is_pinned_and_resolves():

@@ -45,6 +45,9 @@ def _render_inspect(info: dict[str, Any]) -> None:
     p = info["parameters"]
     per = ", ".join(f"{k} {_fmt_count(v['count'])} ({v['bytes'] / 1e6:.2f} MB)" for k, v in p["by_dtype"].items())
     echo(f"params    {_fmt_count(p['total'])} ({p['bytes'] / 1e6:.2f} MB): {per}")
+    formats = info.get("weights_by_format") or {}
+    per = ", ".join(f"{k} {v['bytes'] / 1e6:.3f} MB ({v['tensors']} tensors)" for k, v in formats.items())
+    echo(f"weights   by storage format: {per}")
     macs = info["macs"]
     per = ", ".join(f"{k} {_fmt_count(v)}" for k, v in macs["by_op_type"].items())
     echo(f"MACs      {_fmt_count(macs['total'])} at {macs['input_shapes']}: {per}")

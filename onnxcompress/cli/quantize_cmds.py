@@ -74,7 +74,31 @@ def quantize(
                                                    help="Correct each quantized layer's bias so its mean output "
                                                    "matches the float model's."),
     mode: str | None = typer.Option(None, "--mode", help="static (QDQ, calibrated) | dynamic (MatMul/Gemm, "
-                                       "activations quantized at run time)."),
+                                       "activations quantized at run time) | weight_only (INT4/INT8 MatMulNBits) | "
+                                       "codebook (k-means weight sharing) | ternary | binary."),
+    weight_bits: int | None = typer.Option(None, "--weight-bits", help="weight_only: 4 or 8; codebook: index bits "
+                                              "(2**bits shared values)."),
+    block_size: int | None = typer.Option(None, "--block-size", help="weight_only: rows per scale along K "
+                                             "(power of two >= 16)."),
+    method: str | None = typer.Option(None, "--method", help="weight_only rounding: rtn | gptq (needs --calib)."),
+    weight_format: str | None = typer.Option(None, "--weight-format", help="weight_only: auto | matmulnbits | qdq "
+                                                "(DequantizeLinear with block_size, opset 21)."),
+    weight_symmetric: bool | None = typer.Option(None, "--weight-symmetric/--weight-asymmetric",
+                                                    help="weight_only: symmetric codes (no zero points)."),
+    accuracy_level: int | None = typer.Option(None, "--accuracy-level", help="MatMulNBits accuracy_level 0-4 "
+                                                 "(4: activations quantized to int8 inside the kernel)."),
+    embeddings: bool | None = typer.Option(None, "--embeddings/--no-embeddings",
+                                              help="weight_only: also quantize Gather embedding tables."),
+    node_bits: list[str] | None = typer.Option(None, "--node-bits", help="weight_only: SEL=BITS, bits 4 or 8 for "
+                                                  "the matching nodes (repeatable)."),
+    codebook_scope: str | None = typer.Option(None, "--codebook-scope", help="codebook: layer | channel."),
+    codebook_init: str | None = typer.Option(None, "--codebook-init", help="codebook: linear | kmeans++ (seeded)."),
+    refine: bool | None = typer.Option(None, "--refine/--no-refine", help="codebook/ternary/binary: refit the "
+                                          "shared values on the calibration data."),
+    ternary_threshold: float | None = typer.Option(None, "--ternary-threshold", help="ternary: |w| > T * mean|w| "
+                                                      "is nonzero [default: 0.7]."),
+    min_weight_elements: int | None = typer.Option(None, "--min-weight-elements", help="Weight modes: smaller "
+                                                      "weights stay float."),
     max_drop: float | None = typer.Option(None, "--max-drop", help="Accuracy goal: search a mixed-precision "
                                              "plan whose --metric drop is <= this fraction (0.005 = half a point)."),
     metric: str | None = typer.Option(None, "--metric", help="Goal metric for --max-drop: top1 | agreement | "
@@ -112,8 +136,12 @@ def quantize(
                      per_channel=None if per_tensor is None else not per_tensor,
                      include=None if not include else tuple(include), exclude=None if not exclude else tuple(exclude),
                      layer_policy=layer_policy, calibration_samples=samples, batch_size=batch_size,
-                     bias_correction=bias_correction, smooth_quant=smooth_quant, strict=strict,
-                     verify=False if no_verify else None)
+                     bias_correction=bias_correction, smooth_quant=smooth_quant, weight_bits=weight_bits,
+                     block_size=block_size, method=method, weight_format=weight_format,
+                     weight_symmetric=weight_symmetric, accuracy_level=accuracy_level, embeddings=embeddings,
+                     node_bits=_node_bits(node_bits), codebook_scope=codebook_scope, codebook_init=codebook_init,
+                     refine=refine, ternary_threshold=ternary_threshold, min_weight_elements=min_weight_elements,
+                     strict=strict, verify=False if no_verify else None)
         tune_flags = dict(max_drop=max_drop, metric=metric, time_budget=time_budget)
         rec = _quantize_recipe(recipe, flags, tune_flags)
         rec = replace(rec, data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed),
@@ -155,6 +183,21 @@ def quantize(
     _guarded(work, json_out)
 
 
+def _node_bits(items: list[str] | None) -> dict[str, int] | None:
+    """--node-bits SEL=BITS entries as {selector: bits}."""
+    from onnxcompress.errors import RecipeError
+
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        sel, sep, bits = item.rpartition("=")
+        if not sep or not sel or not bits.strip().isdigit():
+            raise RecipeError(f"bad --node-bits '{item}'", hint="give SEL=BITS, e.g. --node-bits 're:attn'=8")
+        out[sel] = int(bits)
+    return out
+
+
 def _effective(recipe, result):
     """The recipe as it ran: the resolved quantize config (target, weight range) and the search's goal metric."""
 
@@ -164,6 +207,22 @@ def _effective(recipe, result):
     return replace(recipe, quantize=result.config, tune=tune)
 
 
+def _render_weights(info: dict[str, Any], model: Path, output: Path) -> None:
+    w = info["weights"]
+    for layer in w["layers"]:
+        out_sqnr = "" if layer["output_sqnr_db"] is None else f", output SQNR {layer['output_sqnr_db']} dB"
+        detail(f"{layer['node']:<40} {layer['format']}: {layer['bytes_before']} -> {layer['bytes_after']} B, "
+               f"weight SQNR {layer['weight_sqnr_db']} dB{out_sqnr} ({layer['method']})")
+    for s in info["skipped"]:
+        detail(f"kept float  {s['node']}: {s['reason']}", err=True)
+    before, after = w["constant_bytes"]["before"], w["constant_bytes"]["after"]
+    kernels = ", ".join(f"{k} {c}" for k, c in (info.get("kernel_ops") or {}).items())
+    detail(f"onnxruntime runs the weights as: {kernels or 'not verified'}")
+    echo(f"COMPRESSED | {info['mode']} | file {model.stat().st_size / 1e6:.2f}->{output.stat().st_size / 1e6:.2f} MB"
+         f" | constants {before / 1e6:.2f}->{after / 1e6:.2f} MB ({after / max(before, 1):.3f}x) | "
+         f"{len(w['layers'])} layers compressed, {len(info['skipped'])} kept float")
+
+
 def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
     from onnxcompress.report_text import quantize_line
 
@@ -171,6 +230,9 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
         detail(f"warning: {w}", err=True)
     if info.get("tune"):
         _render_tune(info["tune"])
+    if info.get("weights") is not None:
+        _render_weights(info, model, output)
+        return
     for s in info["skipped"]:
         detail(f"kept float  {s['node']}: {s['reason']}", err=True)
     v = info.get("verification")

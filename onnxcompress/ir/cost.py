@@ -64,6 +64,7 @@ MAC_RULES: dict[str, Callable[[onnx.NodeProto, Shapes], int | None]] = {
     "MatMul": _matmul_macs,
     "MatMulInteger": _matmul_macs,
     "QLinearMatMul": _matmul_macs,
+    "MatMulNBits": _matmul_macs,
 }
 
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 import logging
 import re
 
+import ml_dtypes
+import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
+from onnx_graphsurgeon.ir.tensor import LazyValues
 
 from onnxcompress.ir.external import adopt
+
+#: sub-byte element types: onnx packs two per byte, onnx-graphsurgeon would write one byte per element
+SUB_BYTE_DTYPES = frozenset({np.dtype(ml_dtypes.int4), np.dtype(ml_dtypes.uint4)})
 
 
 def to_graph(model: onnx.ModelProto) -> gs.Graph:
@@ -22,8 +28,20 @@ def to_graph(model: onnx.ModelProto) -> gs.Graph:
     return graph
 
 
+def pack_sub_byte_constants(graph: gs.Graph) -> int:
+    """Constants holding int4/uint4 numpy arrays are handed to the exporter as onnx tensors (packed two per byte,
+    as onnx.numpy_helper writes them); onnx-graphsurgeon's own export would write one byte per element."""
+    count = 0
+    for t in graph.tensors().values():
+        if isinstance(t, gs.Constant) and isinstance(t._values, np.ndarray) and t._values.dtype in SUB_BYTE_DTYPES:
+            t.values = LazyValues(onnx.numpy_helper.from_array(np.asarray(t._values), t.name))
+            count += 1
+    return count
+
+
 def to_model(graph: gs.Graph, like: onnx.ModelProto | None = None) -> onnx.ModelProto:
     """Export ``graph``; copy IR version, producer, metadata and opset imports from ``like``."""
+    pack_sub_byte_constants(graph)
     model = gs.export_onnx(graph, do_type_check=False)
     _hoist_shared_initializers(model)
     if like is None:

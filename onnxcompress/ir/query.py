@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 
+import numpy as np
 import onnx_graphsurgeon as gs
 from onnx_graphsurgeon.ir.tensor import LazyValues
 
@@ -78,8 +79,16 @@ def selector_error(pattern: object) -> str | None:
     return None
 
 
+def stored_bytes(values) -> int:
+    """Bytes a constant takes in an ONNX file: 4-bit element types are packed two per byte."""
+    dtype = getattr(values, "dtype", None)
+    if dtype is not None and getattr(dtype, "name", "") in ("int4", "uint4"):
+        return (int(np.prod(values.shape)) + 1) // 2
+    return int(values.nbytes)
+
+
 def constant_bytes(graph: gs.Graph) -> int:
-    """Bytes of every constant tensor (initializers and Constant-node values) of ``graph``."""
+    """Bytes of every constant tensor (initializers and Constant-node values) of ``graph``, as stored."""
     total = 0
     for t in graph.tensors().values():
         if isinstance(t, gs.Constant):
@@ -94,4 +103,14 @@ def constant_bytes(graph: gs.Graph) -> int:
 def nbytes(const: gs.Constant) -> int:
     """Bytes of a constant's values, without reading values that are still on disk."""
     values = const._values
-    return int(values.nbytes) if isinstance(values, LazyValues) else int(const.values.nbytes)
+    return stored_bytes(values if isinstance(values, LazyValues) else const.values)
+
+
+def constant_bytes_by_dtype(graph: gs.Graph) -> dict[str, int]:
+    """Stored bytes of the constant tensors of ``graph`` per element type (float32, float16, int4, uint8, ...)."""
+    out: dict[str, int] = {}
+    for t in graph.tensors().values():
+        if isinstance(t, gs.Constant):
+            name = getattr(t._values.dtype, "name", str(t._values.dtype))
+            out[name] = out.get(name, 0) + nbytes(t)
+    return dict(sorted(out.items()))

@@ -15,7 +15,13 @@ CALIBRATORS = ("minmax", "percentile", "entropy", "mse")
 ACTIVATION_DTYPES = ("auto", "uint8", "int8", "int16", "uint16")
 OVERRIDE_DTYPES = ("uint8", "int8", "int16", "uint16")
 LAYER_POLICIES = ("quantize", "skip_first", "skip_last", "skip_first_last")
-MODES = ("static", "dynamic")
+MODES = ("static", "dynamic", "weight_only", "codebook", "ternary", "binary")
+#: modes that compress weights only (activations stay float): weight-only INT4/INT8, weight sharing, ternary/binary
+WEIGHT_MODES = ("weight_only", "codebook", "ternary", "binary")
+WEIGHT_FORMATS = ("auto", "matmulnbits", "qdq")
+WEIGHT_METHODS = ("rtn", "gptq")
+CODEBOOK_SCOPES = ("layer", "channel")
+CODEBOOK_INITS = ("linear", "kmeans++")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,20 @@ class QuantizeConfig:
     smooth_quant: SmoothQuant migration strength alpha in (0, 1) for
     LayerNorm -> MatMul/Gemm (None = off). rewrites: hard-swish -> x * HardSigmoid(x) and Conv + Add -> bias
     before quantizing (fewer float islands between int8 kernels).
+
+    Weight compression modes (activations stay float; see quantization.weight_only and quantization.sharing):
+    ``weight_only``: MatMul/Gemm weights (and Gather embedding tables when ``embeddings``) block-wise in
+    ``weight_bits`` (4 or 8) bits along K with ``block_size`` rows per scale (a power of two >= 16), rounded by
+    ``method`` ``rtn`` (round to nearest) or ``gptq`` (second-order error feedback with the calibration data's
+    X^T X, damping ``gptq_damp``); stored as ``weight_format`` ``matmulnbits`` (com.microsoft MatMulNBits /
+    GatherBlockQuantized, ``accuracy_level`` its attribute) or ``qdq`` (DequantizeLinear with block_size, opset
+    >= 21), ``auto`` = matmulnbits unless the target is tensorrt. ``node_bits``: selector -> bits per node (e.g.
+    keep the attention output projection in 8 bits). ``codebook``: weight sharing, a k-means codebook of
+    2**weight_bits centroids per layer or per output channel (``codebook_scope``), seeded deterministically
+    (``codebook_init`` linear, or kmeans++ with the recipe seed), ``kmeans_iterations`` Lloyd steps, then (with
+    ``refine`` and calibration data) the centroids refit by least squares against the layer's output.
+    ``ternary``/``binary``: per-output-channel {-a, 0, +a} (TWN threshold ``ternary_threshold`` * mean|W|) or
+    {-a, +a}. Weights with fewer than ``min_weight_elements`` elements stay float in every weight mode.
     """
 
     mode: str = "static"
@@ -73,11 +93,27 @@ class QuantizeConfig:
     rewrites: bool = True
     verify: bool = True
     strict: bool = False  # calibration-data warnings (constant inputs, extreme outliers) become errors
+    weight_bits: int = 4
+    block_size: int = 32
+    method: str = "rtn"
+    weight_format: str = "auto"
+    weight_symmetric: bool = False
+    accuracy_level: int = 0
+    embeddings: bool = True
+    gptq_damp: float = 0.01
+    node_bits: dict[str, int] = field(default_factory=dict)
+    codebook_scope: str = "layer"
+    codebook_init: str = "linear"
+    kmeans_iterations: int = 25
+    refine: bool = True
+    ternary_threshold: float = 0.7
+    min_weight_elements: int = 1024
 
     def __post_init__(self):
         _one_of("mode", self.mode, MODES)
         if self.target not in TARGETS and isinstance(self.target, str) and provider_key(self.target) not in (None, "auto"):
             object.__setattr__(self, "target", provider_key(self.target))  # CUDAExecutionProvider -> cuda
+        self._check_weight_settings()
         _one_of("target", self.target, TARGETS)
         _one_of("calibrator", self.calibrator, CALIBRATORS)
         _one_of("activation_dtype", self.activation_dtype, ACTIVATION_DTYPES)
@@ -118,6 +154,53 @@ class QuantizeConfig:
             overrides[name] = ov
         object.__setattr__(self, "overrides", overrides)
 
+    def _check_weight_settings(self) -> None:
+        _one_of("method", self.method, WEIGHT_METHODS)
+        _one_of("weight_format", self.weight_format, WEIGHT_FORMATS)
+        _one_of("codebook_scope", self.codebook_scope, CODEBOOK_SCOPES)
+        _one_of("codebook_init", self.codebook_init, CODEBOOK_INITS)
+        for key in ("weight_symmetric", "embeddings", "refine"):
+            if not isinstance(getattr(self, key), bool):
+                raise RecipeError(f"{key} must be true or false, got {getattr(self, key)!r}", hint=f"{key} = true")
+        _int_in("weight_bits", self.weight_bits, 1, 8)
+        if self.mode == "weight_only" and self.weight_bits not in (4, 8):
+            raise RecipeError(f"weight_only quantization takes weight_bits 4 or 8, got {self.weight_bits}",
+                              hint="weight_bits = 4 (MatMulNBits int4) or 8")
+        _int_in("block_size", self.block_size, 16, 4096)
+        if self.block_size & (self.block_size - 1):
+            raise RecipeError(f"block_size must be a power of two, got {self.block_size}", hint="e.g. 32 or 128")
+        _int_in("accuracy_level", self.accuracy_level, 0, 4)
+        _int_in("kmeans_iterations", self.kmeans_iterations, 1, 1000)
+        _int_in("min_weight_elements", self.min_weight_elements, 0, 2**62)
+        for key, lo, hi in (("gptq_damp", 0.0, 1.0), ("ternary_threshold", 0.0, 2.0)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo < v <= hi:
+                raise RecipeError(f"{key} must be in ({lo:g}, {hi:g}], got {v!r}", hint=f"e.g. {key} = "
+                                  + ("0.01" if key == "gptq_damp" else "0.7"))
+        bits = {}
+        for pattern, value in dict(self.node_bits).items():
+            _check_pattern("node_bits", pattern)
+            if isinstance(value, bool) or value not in (4, 8):
+                raise RecipeError(f"node_bits['{pattern}'] must be 4 or 8, got {value!r}",
+                                  hint="e.g. [quantize.node_bits] \"re:attention\" = 8")
+            bits[pattern] = int(value)
+        object.__setattr__(self, "node_bits", bits)
+
+    @property
+    def compresses_weights_only(self) -> bool:
+        return self.mode in WEIGHT_MODES
+
+    def resolved_weight_format(self) -> str:
+        """matmulnbits (com.microsoft kernels of onnxruntime) unless asked for, or the target is tensorrt."""
+        if self.weight_format != "auto":
+            return self.weight_format
+        return "qdq" if self.target == "tensorrt" else "matmulnbits"
+
+    def bits_for(self, name: str, op_type: str) -> int:
+        """Weight bits of one node: the first ``node_bits`` selector that matches it, else ``weight_bits``."""
+        hit = next((b for p, b in self.node_bits.items() if matches(p, name, op_type)), None)
+        return self.weight_bits if hit is None else hit
+
     @property
     def resolved_target(self) -> Target:
         return resolve_target(self.target)
@@ -144,6 +227,11 @@ class QuantizeConfig:
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise RecipeError(f"unknown {key} '{value}'", hint=f"use one of {', '.join(allowed)}")
+
+
+def _int_in(key: str, value: object, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise RecipeError(f"{key} must be an integer in [{lo}, {hi}], got {value!r}", hint=f"e.g. {key} = {lo}")
 
 
 def _check_pattern(key: str, pattern: object) -> None:

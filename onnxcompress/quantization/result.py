@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from onnxcompress.config import config_to_dict
+from onnxcompress.quantization.compressed import WeightCompression
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.correct_bias import BiasCorrection
 from onnxcompress.quantization.verify import KernelReport
@@ -92,10 +93,18 @@ class QuantizeResult:
     smooth_quant: SmoothQuantResult | None = None
     search: SearchSummary | None = None
     warnings: tuple[str, ...] = ()
+    weights: WeightCompression | None = None  # weight-compression modes: every layer's format, bytes and error
 
     @property
     def calibrator(self) -> str | None:
         return self.config.calibrator if self.mode == "static" else None
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of the (int8) weights, or the weight-compression width (weight_only/codebook; 2 ternary, 1 binary)."""
+        if self.mode in ("weight_only", "codebook"):
+            return self.config.weight_bits
+        return {"ternary": 2, "binary": 1}.get(self.mode, 7 if self.reduce_range[0] else 8)
 
     @property
     def coverage(self) -> float | None:
@@ -134,6 +143,8 @@ class QuantizeResult:
             out["smooth_quant"] = self.smooth_quant.to_dict()
         if self.search is not None:
             out["tune"] = self.search.to_dict()
+        if self.weights is not None:
+            out["weights"] = self.weights.to_dict()
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out

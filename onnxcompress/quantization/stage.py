@@ -17,15 +17,18 @@ from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes
 from onnxcompress.passes.base import Pass, PassContext, PassResult, Sequential
 from onnxcompress.passes.fold import FoldBiasAddPass, RewriteHardSwishPass
+from onnxcompress.quantization.compressed import WeightCompression
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.correct_bias import BiasCorrection, CorrectBiasPass
 from onnxcompress.quantization.dynamic import DynamicQuantization, QuantizeDynamicPass
 from onnxcompress.quantization.insert_qdq import CalibrationWarnings, QuantizationPlan, QuantizeQDQPass
 from onnxcompress.quantization.plan import plan_graph
 from onnxcompress.quantization.result import QuantizedNode, QuantizeResult, SmoothQuantResult, TensorParams, as_float
+from onnxcompress.quantization.sharing import ShareWeightsPass
 from onnxcompress.quantization.smooth import SmoothedLayers, SmoothQuantPass
 from onnxcompress.quantization.upcast import UpcastHalfPass
-from onnxcompress.quantization.verify import int8_kernel_ops, verify_kernels
+from onnxcompress.quantization.verify import int8_kernel_ops, verify_kernels, weight_kernel_ops
+from onnxcompress.quantization.weight_only import QuantizeWeightOnlyPass
 from onnxcompress.runtime.providers import PROVIDER_NAMES
 from onnxcompress.runtime.session import available_providers
 
@@ -34,11 +37,18 @@ log = logging.getLogger(__name__)
 
 def rewrite_passes(config: QuantizeConfig) -> list[Pass]:
     """Quantization-friendly rewrites (fewer float islands between int8 kernels; each cleans up after itself)."""
-    return [RewriteHardSwishPass(), FoldBiasAddPass()] if config.rewrites else []
+    return [RewriteHardSwishPass(), FoldBiasAddPass()] if config.rewrites and not config.compresses_weights_only else []
+
+
+def weight_passes(config: QuantizeConfig) -> list[Pass]:
+    """The pass of a weight-compression mode (weight_only, codebook, ternary, binary)."""
+    return [QuantizeWeightOnlyPass(config) if config.mode == "weight_only" else ShareWeightsPass(config)]
 
 
 def quantize_passes(config: QuantizeConfig) -> Sequential:
     """Every pass of the quantization stage, in order, for ``config``."""
+    if config.compresses_weights_only:  # a half-precision model is compressed in float32 (signature kept)
+        return Sequential(UpcastHalfPass(), *weight_passes(config), VerifyQuantizationPass(config))
     passes: list[Pass] = [UpcastHalfPass()]  # a half-precision model is quantized in float32 (signature kept)
     if config.smooth_quant is not None:
         passes.append(SmoothQuantPass(config.smooth_quant))
@@ -62,6 +72,8 @@ class VerifyQuantizationPass(Pass):
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
 
+        if self.config.compresses_weights_only:
+            return self._weights(graph, ctx)
         plan, dynamic = ctx.get(QuantizationPlan), ctx.get(DynamicQuantization)
         result = _result(self.config, plan, dynamic, ctx, constant_bytes(graph))
         if self.config.verify:
@@ -82,6 +94,29 @@ class VerifyQuantizationPass(Pass):
         return PassResult(graph, False, {"coverage": result.coverage})
 
 
+    def _weights(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        """Weight-compression modes: the result from the pass's WeightCompression; with ``verify`` the op types
+        onnxruntime's optimized graph runs the weights with."""
+        wc = ctx.require(WeightCompression, self.name)
+        stage_seconds = sum(r.seconds for r in ctx.records if r.stage == ctx.stage) if ctx.stage else 0.0
+        provider = self.config.resolved_target.provider
+        kernels = None
+        if self.config.verify:
+            _check_verifiable(self.config.resolved_target.name, provider)
+            kernels = weight_kernel_ops(to_model(graph), provider)
+        else:
+            ctx.decide(self.name, "verification", "deferred",
+                       f"verification deferred (verify = false / --no-verify): the model was not opened in "
+                       f"onnxruntime's {PROVIDER_NAMES[provider]}; its weight kernels are unchecked")
+        result = QuantizeResult(self.config.mode, self.config, self.config.resolved_reduce_range(), None,
+                                tuple(QuantizedNode(w.node, w.op, self.config.mode) for w in wc.layers),
+                                wc.skipped, weight_bytes=(wc.bytes_before, wc.bytes_after), seconds=stage_seconds,
+                                kernel_ops=kernels, weights=wc)
+        ctx.put(result)
+        ctx.metadata["onnxcompress.quantization"] = _metadata(self.config, result)
+        return PassResult(graph, False, {"compressed": len(wc.layers)})
+
+
 def _check_verifiable(target: str, provider: str) -> None:
     """Verification opens the model in the target's provider: say how to go on when this onnxruntime lacks it."""
     full = PROVIDER_NAMES[provider]
@@ -98,8 +133,11 @@ def _metadata(config: QuantizeConfig, result: QuantizeResult) -> str:
     """What the model was built for, so a deployment can check it (JSON in metadata_props)."""
 
     target = config.resolved_target
-    return json.dumps({"mode": result.mode, "target": target.name, "weight_bits": 7 if result.reduce_range[0] else 8,
-                       "activation_dtype": result.activation_dtype, "provider": target.provider}, sort_keys=True)
+    info = {"mode": result.mode, "target": target.name, "weight_bits": result.weight_bits,
+            "activation_dtype": result.activation_dtype, "provider": target.provider}
+    if config.mode == "weight_only":
+        info.update(block_size=config.block_size, method=config.method, weight_format=config.resolved_weight_format())
+    return json.dumps(info, sort_keys=True)
 
 
 def _replace(result: QuantizeResult, **changes: Any) -> QuantizeResult:

@@ -106,6 +106,18 @@ def int8_kernel_ops(model: onnx.ModelProto, target: str = "cpu") -> dict[str, in
     return dict(sorted(Counter(n.op_type for n in _all_nodes(graph) if n.op_type in INT8_KERNELS).items()))
 
 
+#: op types that consume weights in onnxruntime's optimized graph (what weight-compressed models run as)
+WEIGHT_CONSUMERS = frozenset({"MatMulNBits", "GatherBlockQuantized", "DequantizeLinear", "MatMul", "FusedMatMul",
+                              "Gemm", "Conv", "FusedConv", "NhwcFusedConv", "Gather", "GatherElements"})
+
+
+def weight_kernel_ops(model: onnx.ModelProto, target: str = "cpu") -> dict[str, int]:
+    """Op types of onnxruntime's optimized graph that consume weights (MatMulNBits, a DequantizeLinear ORT did
+    not fuse, a float MatMul/Conv whose compressed weight it decoded and folded at load time, ...)."""
+    graph = optimized(model, target).graph
+    return dict(sorted(Counter(n.op_type for n in _all_nodes(graph) if n.op_type in WEIGHT_CONSUMERS).items()))
+
+
 def weighted_coverage(reference: onnx.ModelProto, candidate: onnx.ModelProto, target: str = "cpu") -> float | None:
     """Int8 kernel coverage without a plan: the fraction of the reference's layers with a constant weight
     (Conv/ConvTranspose/Gemm/MatMul) that run as an int8 kernel with a constant weight in onnxruntime's optimized

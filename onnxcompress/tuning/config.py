@@ -8,8 +8,9 @@ from onnxcompress.errors import RecipeError
 
 #: goal metrics: the drop is a fraction (0.005 = half a point of top-1; for cosine, 1 - mean cosine to fp32)
 METRICS = ("top1", "agreement", "cosine")
-#: higher-precision choices for one node: int16 activations (weights stay int8) or the node kept float
-PRECISIONS = ("int16", "float")
+#: higher-precision choices for one node: int16 activations (weights stay int8; static mode), 8-bit weights instead
+#: of ``weight_bits`` (weight_only mode), or the node kept float (every mode)
+PRECISIONS = ("int16", "int8", "float")
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,14 @@ class TuneConfig:
     ``metric`` ``auto`` means top1 when the evaluation data has labels, else agreement (resolved and
     recorded before the search). ``measure_latency``: time every trial against fp32 (interleaved) and prefer the
     faster of equally good
-    choices; off, the choice follows ``precisions`` order and the result is deterministic.
+    choices; off, the choice follows ``precisions`` order and the result is deterministic. ``output``: the model
+    output the goal metric is measured on (default: the first; e.g. the pooled sentence embedding of an encoder).
     """
 
     metric: str = "top1"
     max_drop: float = 0.005
     time_budget: float | None = None
-    precisions: tuple[str, ...] = ("float", "int16")
+    precisions: tuple[str, ...] = ("float", "int16", "int8")
     top_k: int = 5
     max_candidates: int = 16
     eval_samples: int | None = 1000
@@ -40,6 +42,7 @@ class TuneConfig:
     latency_iterations: int = 10
     threads: int = 0
     labels: str = "labels"
+    output: str | None = None  # the output the goal is measured on (default: the model's first output)
 
     def __post_init__(self):
         if self.metric not in (*METRICS, "auto"):
@@ -58,9 +61,16 @@ class TuneConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "top_k" else 1):
                 raise RecipeError(f"{name} must be a positive integer, got {v!r}", hint=f"e.g. {name} = 8")
+        if self.output is not None and (not isinstance(self.output, str) or not self.output):
+            raise RecipeError(f"output must be an output name, got {self.output!r}", hint="e.g. output = \"logits\"")
         if self.eval_samples is not None and (not isinstance(self.eval_samples, int) or self.eval_samples <= 0):
             raise RecipeError(f"eval_samples must be a positive integer, got {self.eval_samples!r}", hint="e.g. 1000")
 
     def usable_precisions(self, mode: str) -> tuple[str, ...]:
-        """Dynamic quantization can only keep a node float (no int16 activations)."""
-        return ("float",) if mode == "dynamic" else self.precisions
+        """The choices that exist in ``mode``: static int16/float (in the given order); weight_only int8 then float
+        (smaller first); dynamic and the other weight modes only float."""
+        if mode == "static":
+            return tuple(p for p in self.precisions if p != "int8") or ("float",)
+        if mode == "weight_only":
+            return tuple(p for p in ("int8", "float") if p in self.precisions) or ("float",)
+        return ("float",)

@@ -65,7 +65,11 @@ class Evaluator:
             raise DataError(f"--metric top1 needs class labels: {data.source} has no integer '{config.labels}' key",
                             hint="pass --eval data with labels, or use --metric agreement (or cosine)")
         session = self._session(reference)
-        self.output = session.get_outputs()[0].name
+        names = [o.name for o in session.get_outputs()]
+        if config.output is not None and config.output not in names:
+            raise DataError(f"the goal's output '{config.output}' is not an output of the model (outputs: {names})",
+                            hint="set [tune] output to one of the model's outputs")
+        self.output = config.output or names[0]
         self.reference = [self._run(session, feeds) for feeds, _ in self.batches]
         self.ref_task = self._task(self.reference) if self.has_labels else None
 

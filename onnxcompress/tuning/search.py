@@ -97,7 +97,8 @@ class MixedPrecisionSearch:
     def _key(self, t: Trial) -> tuple:
         if t.met:
             speed = round(t.latency["speedup"], 2) if t.latency else 0.0
-            return (1, speed, -len(t.choice), -t.score.drop)
+            smaller = -sum(p == "float" for p in t.choice.values()) if t.mode == "weight_only" else 0
+            return (1, speed, -len(t.choice), smaller, -t.score.drop)  # weight_only: 8-bit weights before float
         return (0, -t.score.drop, -len(t.choice))
 
     # --- one trial --------------------------------------------------------------------------------------------

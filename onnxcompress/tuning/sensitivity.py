@@ -28,6 +28,7 @@ from onnxcompress.ir.query import constant_value
 from onnxcompress.passes.base import PassContext, apply_to_model
 from onnxcompress.passes.progress import Progress, track
 from onnxcompress.pruning import PruneChannelsPass, PruneConfig, PruneResult, analyze_groups
+from onnxcompress.quantization.config import WEIGHT_MODES
 from onnxcompress.quantization.dynamic import weight_scales
 from onnxcompress.runtime.session import SessionOptions, make_session
 from onnxcompress.tuning.trials import TrialBuilder, exact
@@ -171,12 +172,16 @@ def analyze(builder: TrialBuilder, evaluator, tune, *, budget=None, score_choice
     stops the full-model measurements early."""
     score_choice = score_choice or (lambda choice: evaluator.score(builder.build(choice)[0]))
     units = builder.units()
-    full = None if builder.mode == "dynamic" else builder.build({})[0]
-    sqnr, no_proxy = proxy_sqnr(builder, units, full, builder.calib, batch_size=tune.batch_size)
+    if builder.mode in WEIGHT_MODES:
+        sqnr, no_proxy = weight_proxy(builder), {}
+        proxy = "only this layer compressed: its output SQNR on the calibration inputs (X^T X), else its weight SQNR"
+    else:
+        full = None if builder.mode == "dynamic" else builder.build({})[0]
+        sqnr, no_proxy = proxy_sqnr(builder, units, full, builder.calib, batch_size=tune.batch_size)
+        proxy = "only this node quantized, output SQNR vs float (calibration data)"
     order = sorted(units, key=lambda n: (sqnr.get(n, math.inf), list(units).index(n)))
     base = score_choice({})
-    records = {n: {"node": n, "op": units[n], "proxy_sqnr_db": _num(sqnr.get(n)),
-                   "proxy": "only this node quantized, output SQNR vs float (calibration data)"} for n in units}
+    records = {n: {"node": n, "op": units[n], "proxy_sqnr_db": _num(sqnr.get(n)), "proxy": proxy} for n in units}
     for n, why in no_proxy.items():
         records[n]["note"] = why
     measured = []
@@ -200,11 +205,17 @@ def analyze(builder: TrialBuilder, evaluator, tune, *, budget=None, score_choice
             "nodes": [records[n] for n in ranking], "top_k_measured": measured}
 
 
+def weight_proxy(builder: TrialBuilder) -> dict[str, float]:
+    """Weight modes: each layer's SQNR from the full compression's records (the layer is independent of the others:
+    its output SQNR on the float model's calibration inputs, or its weight SQNR without calibration data)."""
+    return {layer.node: (layer.output_sqnr_db if layer.output_sqnr_db is not None else layer.weight_sqnr_db)
+            for layer in builder.weight_baseline().layers}
+
+
 def build_only(builder: TrialBuilder, node: str) -> onnx.ModelProto:
     """The model with only ``node`` quantized."""
 
-    base = builder.dynamic_config({}) if builder.mode == "dynamic" else builder.static_config({})
-    return builder.build_config(replace(base, include=(exact(node),)))[0]
+    return builder.build_config(replace(builder.config_for({}), include=(exact(node),)))[0]
 
 
 def _num(v: float | None) -> float | None:

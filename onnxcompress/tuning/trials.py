@@ -1,6 +1,11 @@
 """Building the quantized model of one trial: a *choice* maps node names to a higher precision ("int16": the
-node's activation inputs and output in 16 bits, weights int8; "float": the node is excluded), every other
-quantizable node stays INT8.
+node's activation inputs and output in 16 bits, weights int8; "int8": weight_only mode, the node's weight in 8
+instead of ``weight_bits`` bits; "float": the node is excluded), every other quantizable node stays at the
+mode's base precision (INT8; weight_only: ``weight_bits``).
+
+Weight modes share one :class:`MomentsCache` across trials: the calibration moments (X^T X of every layer input)
+are measured once, and a layer compressed with the same settings is reused, so a trial only re-assembles the
+graph.
 
 Calibration runs once per tensor: ranges are cached, and a trial's config fixes every range through
 ``TensorOverride(range=...)``, so the quantizer materializes without re-running the calibration data (a trial that
@@ -20,13 +25,16 @@ from onnxcompress.data.inputs import load_input_data
 from onnxcompress.ir.edit import name_nodes
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.passes.base import PassContext, Sequential, apply_to_model
-from onnxcompress.quantization.config import QuantizeConfig, TensorOverride
+from onnxcompress.quantization.compressed import WeightCompression
+from onnxcompress.quantization.config import WEIGHT_MODES, QuantizeConfig, TensorOverride
 from onnxcompress.quantization.dynamic import why_not_dynamic
+from onnxcompress.quantization.hessian import MomentsCache, collect_moments
 from onnxcompress.quantization.insert_qdq import CalibrationWarnings, calibrate
 from onnxcompress.quantization.plan import Plan, plan_graph
 from onnxcompress.quantization.result import QuantizeResult
 from onnxcompress.quantization.smooth import SmoothQuantPass
 from onnxcompress.quantization.stage import quantize_passes, rewrite_passes
+from onnxcompress.quantization.weight_only import Linear, linear_of
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,8 @@ class TrialBuilder:
         self.config = replace(config, verify=False, rewrites=False, smooth_quant=None)
         self.ranges: dict[str, tuple[float, float]] = {}
         self.warnings: tuple[str, ...] = ()  # calibration-data warnings, carried into every build's result
+        self.cache = MomentsCache()  # weight modes: moments and compressed layers shared by every trial
+        self._baseline: WeightCompression | None = None
 
     # --- planning ---------------------------------------------------------------------------------------------
     def _graph(self):
@@ -72,6 +82,8 @@ class TrialBuilder:
 
     def units(self, mode: str | None = None) -> dict[str, str]:
         """Quantizable nodes of the full INT8 plan (name -> op type), in graph order: the search's units."""
+        if (mode or self.mode) in WEIGHT_MODES:
+            return {layer.node: layer.op for layer in self.weight_baseline().layers}
         if (mode or self.mode) == "dynamic":
 
             return {n.name: n.op for n in self._graph().nodes if n.op in ("MatMul", "Gemm") and why_not_dynamic(n) is None}
@@ -98,6 +110,29 @@ class TrialBuilder:
         for tensor in int16 - set(plan.calibrated):  # pass-through members share their group's range
             overrides[tensor] = replace(overrides.get(tensor, TensorOverride()), dtype="int16")
         return replace(cfg, overrides=overrides)
+
+    def weight_config(self, choice: Choice) -> QuantizeConfig:
+        """Weight modes: "float" nodes excluded, "int8" nodes with 8-bit weights (weight_only)."""
+        floats = tuple(exact(n) for n, p in sorted(choice.items()) if p == "float")
+        int8 = {exact(n): 8 for n, p in sorted(choice.items()) if p == "int8"}
+        return replace(self.config, exclude=self.config.exclude + floats, node_bits={**int8, **self.config.node_bits})
+
+    def weight_baseline(self) -> WeightCompression:
+        """What the full weight compression does (built once): every layer's record, its SQNR the search's proxy."""
+        if self._baseline is None:
+            ctx = PassContext()
+            self.build_config(self.weight_config({}), ctx)
+            self._baseline = ctx.require(WeightCompression, "TrialBuilder")
+        return self._baseline
+
+    def _ensure_moments(self) -> None:
+        """weight_only: the Gram matrices of every layer input (GPTQ and the per-layer output SQNR need them)."""
+        if self.mode != "weight_only" or self.calib is None or self.cache.moments.gram:
+            return
+        graph = self._graph()
+        gram = [n.inputs[0].name for n in graph.nodes if isinstance(linear_of(n), Linear)]
+        collect_moments(graph, self.calib, gram, [], samples=self.config.calibration_samples,
+                        batch_size=self.config.batch_size, into=self.cache.moments)
 
     def dynamic_config(self, choice: Choice) -> QuantizeConfig:
         return replace(self.config, mode="dynamic", exclude=self.config.exclude + tuple(exact(n) for n in sorted(choice)))
@@ -138,10 +173,18 @@ class TrialBuilder:
         ctx.calibration = self.calib
         if self.warnings:
             ctx.put(CalibrationWarnings(self.warnings))
+        if config.compresses_weights_only:
+            self._ensure_moments()
+            ctx.put(self.cache)
         model, _ = apply_to_model(self.model, quantize_passes(config), ctx)
         return model, ctx.require(QuantizeResult, "TrialBuilder")
 
+    def config_for(self, choice: Choice, mode: str | None = None) -> QuantizeConfig:
+        mode = mode or self.mode
+        if mode in WEIGHT_MODES:
+            return self.weight_config(choice)
+        return self.dynamic_config(choice) if mode == "dynamic" else self.static_config(choice)
+
     def build(self, choice: Choice, *, verify: bool = False, ctx: PassContext | None = None,
               mode: str | None = None) -> tuple[onnx.ModelProto, QuantizeResult]:
-        cfg = self.dynamic_config(choice) if (mode or self.mode) == "dynamic" else self.static_config(choice)
-        return self.build_config(replace(cfg, verify=verify), ctx)
+        return self.build_config(replace(self.config_for(choice, mode), verify=verify), ctx)

@@ -194,6 +194,14 @@ def evaluate_gate(policy: GatePolicy, measured: Measured) -> GateResult:
     return GateResult(all(c.passed for c in crits), tuple(crits))
 
 
+def with_criteria(result: GateResult, extra: list[Criterion]) -> GateResult:
+    """``result`` with stage checks added (e.g. the precision floor): the gate passes only if they pass too."""
+    if not extra:
+        return result
+    criteria = tuple(result.criteria) + tuple(extra)
+    return GateResult(all(c.passed for c in criteria), criteria)
+
+
 def _accuracy_criteria(policy: GatePolicy, validation: ValidationResult | None) -> list[Criterion]:
     if policy.max_accuracy_drop is None and policy.max_relative_accuracy_drop is None:
         return []

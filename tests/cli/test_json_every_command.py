@@ -40,6 +40,7 @@ def commands(d):
         "convert": ["convert", m, "-o", str(d / "conv.onnx")],
         "prune": ["prune", m, "-o", str(d / "p.onnx"), "--ratio", "0.25"],
         "quantize": ["quantize", m, "-o", str(d / "q.onnx"), "--calib", c],
+        "convert-precision": ["convert-precision", m, "-o", str(d / "h.onnx"), "--calib", c],
         "sensitivity": ["sensitivity", m, "--calib", c, "--top-k", "1"],
         "distill": ["distill", str(d / "t.onnx"), str(d / "s.onnx"), "-o", str(d / "d.onnx"), "--calib",
                     str(d / "ts.npz"), "--kept", str(d / "kept.json")],
@@ -51,7 +52,7 @@ def commands(d):
     }
 
 
-@pytest.mark.parametrize("name", ["inspect", "convert", "prune", "quantize", "sensitivity", "distill",
+@pytest.mark.parametrize("name", ["inspect", "convert", "prune", "quantize", "convert-precision", "sensitivity", "distill",
                                   "export-weights", "attach", "validate", "profile", "gate", "optimize"])
 def test_json_output_parses(case, name):
     if name == "attach":  # needs the weights export-weights wrote

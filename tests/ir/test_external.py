@@ -11,6 +11,7 @@ import pytest
 from onnxcompress import api
 from onnxcompress.ir.external import is_lazy, model_tensors, read_array
 from onnxcompress.ir.io import load_model, save_model
+from onnxcompress.precision import PrecisionConfig
 from onnxcompress.pruning import PruneConfig
 from onnxcompress.quantization import QuantizeConfig
 from support import graphs
@@ -53,7 +54,7 @@ def test_load_keeps_weights_in_their_file(pair):
         np.testing.assert_array_equal(read_array(a), read_array(b))
 
 
-@pytest.mark.parametrize("stage", ["quantize", "prune"])
+@pytest.mark.parametrize("stage", ["quantize", "prune", "weight_only", "codebook", "fp16"])
 def test_a_lazy_model_gives_the_inline_models_result(pair, tmp_path, stage):
     inline, ext = pair
     calib = _calib(inline)
@@ -62,10 +63,16 @@ def test_a_lazy_model_gives_the_inline_models_result(pair, tmp_path, stage):
         path = tmp_path / f"{stage}-{name}.onnx"
         if stage == "quantize":
             api.quantize(src, calib, QuantizeConfig(), output=path)
+        elif stage in ("weight_only", "codebook"):  # the 256x128 weight is lazy and compressed; the others stay float
+            api.quantize(src, calib, QuantizeConfig(mode=stage, method="gptq" if stage == "weight_only" else "rtn"),
+                         output=path)
+        elif stage == "fp16":
+            api.convert_precision(src, PrecisionConfig(verify_samples=16), calib, output=path)
         else:
             api.prune(src, PruneConfig(ratio=0.5, round_to=1), calib, output=path)
         out[name] = path.read_bytes()
     assert out["ext"] == out["inline"]  # byte-identical: laziness changes memory, never the result
+    assert len(out["inline"]) < 0.6 * inline.stat().st_size  # and the lazy weight was really compressed
 
 
 def test_outputs_never_refer_to_the_inputs_data_file(pair, tmp_path):
