@@ -102,13 +102,26 @@ def run_cmd(cmd: list[str], timeout: float, cwd: Path | None = None) -> dict:
             "peak_rss_mb": None if rss is None else round(rss, 1), "error": error}
 
 
-def ours(entry, tmp: Path, skip_optimize: bool, timeout: float) -> dict:
+#: --placement-variants: extra `quantize` runs, timed and scored like the default one
+PLACEMENT_VARIANTS = {"ours_fixed": ["--placement", "fixed"], "ours_measure": ["--placement", "measure"]}
+
+
+def ours(entry, tmp: Path, skip_optimize: bool, timeout: float, placement_variants: bool = False) -> dict:
     d = tmp / entry.name
     d.mkdir(parents=True, exist_ok=True)
     res = {"quantize": run_cmd([str(CLI), "quantize", str(entry.model), "-o", str(d / "ours_q.onnx"), "--calib",
                                 str(entry.calib), "--report", str(d / "q.json")], timeout),
            "prune": run_cmd([str(CLI), "prune", str(entry.model), "-o", str(d / "ours_p.onnx"), "--ratio", "0.3",
                              "--calib", str(entry.calib)], timeout)}
+    for name, flags in (PLACEMENT_VARIANTS.items() if placement_variants else ()):
+        res[name] = run_cmd([str(CLI), "quantize", str(entry.model), "-o", str(d / f"{name}.onnx"), "--calib",
+                             str(entry.calib), "--report", str(d / f"{name}.json"), *flags], timeout)
+        report = d / f"{name}.json"
+        if report.exists():
+            res[name]["placement"] = json.loads(report.read_text()).get("placement")
+    q = d / "q.json"
+    if q.exists():
+        res["quantize"]["placement"] = json.loads(q.read_text()).get("placement")
     if not skip_optimize:
         res["optimize"] = run_cmd([str(CLI), "optimize", str(entry.model), "-o", str(d / "ours_o.onnx"), "--calib",
                                    str(entry.calib), "--eval", str(entry.eval), "--report-dir", str(d / "opt")],
@@ -268,12 +281,13 @@ def limit(entry, arrays: dict, n: int) -> dict:
 def bench_model(entry, tmp: Path, args) -> dict:
     t0 = time.perf_counter()
     row = {"model": entry.name, "family": entry.info.get("family"), "fixed_batch": entry.fixed_batch}
-    row["ours"] = ours(entry, tmp, args.skip_optimize, args.timeout)
+    row["ours"] = ours(entry, tmp, args.skip_optimize, args.timeout, args.placement_variants)
     row["ort"] = {act: ort_quant(entry, tmp, act, args.timeout) for act in ("u8", "s8")}
     arrays = limit(entry, zoo_index.load(entry.eval), args.max_eval)
     extras = zoo_index.extras(entry, arrays)
     d = tmp / entry.name
-    variants = {"fp32": entry.model, "ours_q": d / "ours_q.onnx", "ours_p": d / "ours_p.onnx",
+    variants = {"fp32": entry.model, "ours_q": d / "ours_q.onnx", **{k: d / f"{k}.onnx" for k in PLACEMENT_VARIANTS},
+                "ours_p": d / "ours_p.onnx",
                 "ours_o": d / "ours_o.onnx", "ort_u8": d / "ort_u8.onnx", "ort_s8": d / "ort_s8.onnx"}
     variants = {k: p for k, p in variants.items() if p.exists()}
     ref = evaluate(entry, entry.model, arrays, args.threads)
@@ -363,6 +377,29 @@ HEADER = ("| model | quantize rc | prune rc | optimize rc | ORT u8/s8 rc | task 
           + "---|" * 18)
 
 
+def placement_table(rows: list[dict]) -> str:
+    """Default quantize (cost-model placement) vs --placement fixed (full INT8) vs --placement measure."""
+    out = ["| model | variant | rc | int8-capable kept float | est. speed-up | measured speed-up | fidelity |",
+           "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if "results" not in row:
+            continue
+        sp = row.get("latency", {}).get("speedup", {})
+        for key, cmd in (("ours_q", "quantize"), ("ours_fixed", "ours_fixed"), ("ours_measure", "ours_measure")):
+            r = row["ours"].get(cmd)
+            if r is None:
+                continue
+            p = r.get("placement") or {}
+            kept = f"{len(p.get('float_nodes', []))}/{len(p.get('nodes', []))}" if p else "-"
+            est = f"{p['estimated_speedup']:.2f}x" if p else "-"
+            if p.get("measured"):
+                est += f" (chose {p['measured']['chosen']})"
+            fid = _fid(row["results"].get(key, {}).get("primary_fidelity"))
+            label = {"ours_q": "default", "ours_fixed": "fixed", "ours_measure": "measure"}[key]
+            out.append(f"| {row['model']} | {label} | {r['rc']} | {kept} | {est} | {_f(sp.get(key), '{:.2f}x')} | {fid} |")
+    return "\n".join(out)
+
+
 def cpu_info() -> dict:
     info = {"machine": platform.machine(), "cores": os.cpu_count()}
     try:
@@ -395,6 +432,9 @@ def main() -> int:
                     if "fidelity" in r and isinstance(r.get("primary_fidelity"), float):
                         r["primary_fidelity"] = ["agree", r["primary_fidelity"]]
             print(table_row(row))
+        rows = json.loads(Path(sys.argv[2]).read_text())["models"]
+        if any("ours_fixed" in r.get("ours", {}) for r in rows):
+            print(placement_table(rows))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=None, help="comma-separated names (default: every fetched + bundled model)")
@@ -403,6 +443,8 @@ def main() -> int:
     ap.add_argument("--max-eval", type=int, default=200, help="eval samples used for fidelity and task metrics")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per subprocess")
     ap.add_argument("--skip-optimize", action="store_true")
+    ap.add_argument("--placement-variants", action="store_true",
+                    help="also run quantize --placement fixed (full INT8) and --placement measure")
     ap.add_argument("--root", default=None, help="zoo root (default .cache/third_party)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "zoo.json"))
     args = ap.parse_args()
@@ -431,6 +473,8 @@ def main() -> int:
             report["wall_s"] = round(time.perf_counter() - t_start, 1)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(report, indent=2, default=float) + "\n")
+    if args.placement_variants:
+        print(placement_table(report["models"]))
     print(f"wrote {args.out} ({report['wall_s']:.0f}s)")
     return 0
 

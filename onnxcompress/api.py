@@ -526,9 +526,7 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
         ctx.decide("optimize", stage, "skipped" if reason.startswith("skipped") else "auto", reason)
     candidate = _run(original, resolved.recipe, ctx)
     report.stages = _stages(ctx)
-    if report.stages.quantize is not None:
-        report.warnings += list(report.stages.quantize.warnings)
-        report.warnings += [d.reason for d in ctx.decisions if d.action == "deferred"]  # --no-verify, said again
+    _quantize_warnings(report, ctx)
     report.models["reference"] = costed(ref_info, original, report.warnings)
     if calib_data is not None:
         report.data["calibration"] = data_info(calib, calib_data)
@@ -546,7 +544,8 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
         report.models["candidate"] = costed(_stage_model(staged, candidate, output), candidate, report.warnings)
         policy = _check(original, candidate, eval_data, resolved.recipe, report, progress, user_metrics, ctx=ctx,
                         judged=judged, profile=not bf16)
-        report.recipe = replace(resolved.recipe, gate=policy)
+        report.recipe = replace(resolved.recipe, gate=policy,
+                                quantize=_placed(resolved.recipe.quantize, report.stages.quantize))
         report.passes, report.decisions = list(ctx.records), list(ctx.decisions)
         if report_dir is not None:
             report.stage(staged, report_dir)
@@ -562,6 +561,27 @@ def _stage_model(staged: OutputSet, model: onnx.ModelProto, output: str | Path |
         return replace(_identity(model), weights=weight_formats(model))
     written = staged.model(output, model)
     return ModelInfo(str(output), written.sha256, written.bytes, weights=weight_formats(model))
+
+
+def _quantize_warnings(report: Report, ctx: PassContext) -> None:
+    """The quantize stage's warnings, --no-verify's note and a "no faster plan" placement, in the report."""
+    quant = report.stages.quantize
+    if quant is None:
+        return
+    report.warnings += list(quant.warnings)
+    report.warnings += [d.reason for d in ctx.decisions if d.action == "deferred"]  # --no-verify, said again
+    if quant.no_faster_plan and quant.placement is not None:
+        report.warnings.append(f"no INT8 plan is faster than the float model on {quant.placement.cost_model} "
+                               f"(batch {quant.placement.batch}): every node was kept float")
+
+
+def _placed(config: Any, result: QuantizeResult | None) -> Any:
+    """A measured placement is recorded as ``placement = "fixed"`` with its float nodes: the effective recipe
+    reproduces the model without measuring again."""
+    p = None if result is None else result.placement
+    if not isinstance(config, QuantizeConfig) or p is None or p.measured is None:
+        return config
+    return replace(config, placement="fixed", float_nodes=config.float_nodes + p.float_nodes)
 
 
 def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: InputData, recipe: Recipe,

@@ -145,12 +145,14 @@ def test_optimize_writes_model_report_and_recipe(case, tmp_path):
     names = [p["name"] for p in data["passes"]]
     assert len(names) == len(set(names))  # each pass recorded once
     assert any(d["action"] == "folded" for d in data["decisions"])
-    assert data["stages"]["quantize"]["coverage"] > 0  # INT8 by default when calibration data is given
+    # INT8 only where it pays: on this 8x8 fixture no plan is faster, so the float model is kept, and said so
+    assert data["stages"]["quantize"]["placement"]["faster"] is False
+    assert any("no INT8 plan is faster" in w for w in data["warnings"])
     assert data["recipe"]["gate"]["min_top1_agreement"] == 0.98  # the default policy, written out
     effective = Recipe.from_file(tmp_path / "effective.toml")
     assert effective.to_dict() == data["recipe"]
     types = {n.op_type for n in onnx.load(out).graph.node}
-    assert "QuantizeLinear" in types
+    assert "QuantizeLinear" not in types  # the published model is the float one the placement kept
 
 
 def test_optimize_with_recipe_failing_gate_still_writes_outputs(case, tmp_path):
@@ -192,6 +194,7 @@ def test_python_api_user_metric_and_model_protos(case):
 
 def test_full_pipeline_prune_distill_quantize(case):
     recipe = Recipe.from_dict({"seed": 3, "prune": {"ratio": 0.25}, "distill": True,
+                               "quantize": {"placement": "fixed"},  # every quantizable node INT8 (tiny fixture)
                                "validate": {"profile": {"enabled": False}},
                                "gate": {"max_accuracy_drop": 0.05, "min_int8_kernel_coverage": 0.5}})
     cand, report = api.optimize(case / "ref.onnx", recipe=recipe, calib=case / "calib.npz", eval=case / "eval.npz")

@@ -58,7 +58,8 @@ def test_prune_distill_quantize_through_the_api(tmp_path):
     out = tmp_path / "q.onnx"
     quant, qrep = onnxcompress.quantize(recon, calib, onnxcompress.QuantizeConfig(calibration_samples=128),
                                         output=out)
-    assert out.exists() and isinstance(qrep, onnxcompress.QuantizeResult) and qrep.coverage == 1.0
+    assert out.exists() and isinstance(qrep, onnxcompress.QuantizeResult)
+    assert qrep.placement.faster and qrep.coverage >= 0.9  # the latency placement keeps the tiny head Gemm float
     z = np.load(bundled_data("resnet_mnist", "eval"))
     x, y = z["input"][:300], z["labels"][:300]
     acc = {k: float((ort_outputs(m, {"input": x})["logits"].argmax(1) == y).mean())

@@ -107,8 +107,15 @@ def quantize(
                                                 "the best model so far is always written."),
     eval_data: str | None = typer.Option(None, "--eval", help="Data the --max-drop goal is checked on (same forms "
                                          "as --calib) [default: the calibration data]."),
-    smooth_quant: float | None = typer.Option(None, "--smooth-quant", help="SmoothQuant scale migration "
-                                                 "strength alpha in (0, 1) for LayerNorm -> MatMul/Gemm."),
+    smooth_quant: str | None = typer.Option(None, "--smooth-quant", help="SmoothQuant for LayerNorm -> "
+                                               "MatMul/Gemm: auto (where activations have outlier channels; "
+                                               "default) | off | an alpha in (0, 1)."),
+    placement: str | None = typer.Option(None, "--placement", help="Which nodes stay float because INT8 "
+                                            "would be slower: cost-model (the target's committed cost table; "
+                                            "host-independent, default) | measure (profile and time on this "
+                                            "host; recorded as fixed) | fixed (only float_nodes/--exclude)."),
+    placement_batch: int | None = typer.Option(None, "--placement-batch", help="Batch size the placement "
+                                                  "estimates or measures at [default: 32]."),
     trace: Path | None = typer.Option(None, "--trace", help="Where the search writes its trial trace "
                                          "[default: OUTPUT's stem + .trace.json]."),
     strict: bool | None = typer.Option(None, "--strict/--no-strict", help="Calibration-data warnings (constant "
@@ -136,12 +143,13 @@ def quantize(
                      per_channel=None if per_tensor is None else not per_tensor,
                      include=None if not include else tuple(include), exclude=None if not exclude else tuple(exclude),
                      layer_policy=layer_policy, calibration_samples=samples, batch_size=batch_size,
-                     bias_correction=bias_correction, smooth_quant=smooth_quant, weight_bits=weight_bits,
+                     bias_correction=bias_correction, smooth_quant=_smooth_flag(smooth_quant), weight_bits=weight_bits,
                      block_size=block_size, method=method, weight_format=weight_format,
                      weight_symmetric=weight_symmetric, accuracy_level=accuracy_level, embeddings=embeddings,
                      node_bits=_node_bits(node_bits), codebook_scope=codebook_scope, codebook_init=codebook_init,
                      refine=refine, ternary_threshold=ternary_threshold, min_weight_elements=min_weight_elements,
-                     strict=strict, verify=False if no_verify else None)
+                     strict=strict, verify=False if no_verify else None, placement=placement,
+                     placement_batch=placement_batch)
         tune_flags = dict(max_drop=max_drop, metric=metric, time_budget=time_budget)
         rec = _quantize_recipe(recipe, flags, tune_flags)
         rec = replace(rec, data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed),
@@ -175,6 +183,13 @@ def quantize(
             _render_quantize(info, model, output)
         if result.search is not None and not result.search.goal_met:
             raise typer.Exit(1)  # the goal was not met: the best model found is written all the same
+        if result.no_faster_plan:
+            p = result.placement
+            typer.echo(f"warning: no INT8 plan is faster than the float model on {p.cost_model} (batch {p.batch}, "
+                       f"best estimate {p.estimated_int8_us / max(p.estimated_float_us, 1e-9):.2f}x the float time "
+                       "for full INT8): the float model was written; --placement fixed forces INT8 anyway",
+                       err=True)
+            raise typer.Exit(1)
         if result.nothing_quantized:
             typer.echo("error: nothing was quantized (every node kept float; see the reasons above): the output is "
                        "the float model", err=True)
@@ -196,6 +211,19 @@ def _node_bits(items: list[str] | None) -> dict[str, int] | None:
             raise RecipeError(f"bad --node-bits '{item}'", hint="give SEL=BITS, e.g. --node-bits 're:attn'=8")
         out[sel] = int(bits)
     return out
+
+
+def _smooth_flag(value: str | None):
+    """--smooth-quant: auto | off | a number (the alpha)."""
+    if value is None or value in ("auto", "off"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        from onnxcompress.errors import RecipeError
+
+        raise RecipeError(f"--smooth-quant must be auto, off or an alpha in (0, 1), got {value!r}",
+                          hint="e.g. --smooth-quant 0.5") from None
 
 
 def _effective(recipe, result):
@@ -230,6 +258,8 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
         detail(f"warning: {w}", err=True)
     if info.get("tune"):
         _render_tune(info["tune"])
+    if info.get("placement"):
+        _render_placement(info["placement"])
     if info.get("weights") is not None:
         _render_weights(info, model, output)
         return
@@ -255,6 +285,17 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
                f"--providers {info['config']['target']}", err=True)
         line += " | NOT VERIFIED (--no-verify)"
     echo(line)
+
+
+def _render_placement(p: dict[str, Any]) -> None:
+    est = p["estimated_ms"]
+    kept = len(p["float_nodes"])
+    line = (f"placement {p['cost_model']} (batch {p['batch']}): {kept} of {len(p['nodes'])} int8-capable nodes kept "
+            f"float, est. {est['float']:.1f} -> {est['plan']:.1f} ms ({p['estimated_speedup']:.2f}x)")
+    if p.get("measured"):
+        m = p["measured"]
+        line += f"; measured: chose {m['chosen']} (" + ", ".join(f"{k} {v:.2f}x" for k, v in m["speedup"].items()) + ")"
+    detail(line)
 
 
 def _render_tune(t: dict[str, Any]) -> None:

@@ -5,11 +5,14 @@
   ``max_bytes`` that is also larger than the constants it consumes is not folded (the model never grows past the
   cap). ``Identity`` is bypassed; ``Div`` by a float constant becomes ``Mul`` by its reciprocal (the form ORT's
   Conv/MatMul scale fusions and our hard-swish matcher recognise), except the ``x / sqrt(2)`` feeding an Erf
-  (ORT's GELU fusion needs the Div).
+  (ORT's GELU fusion needs the Div) and attention's ``scores / sqrt(d)`` before its Softmax (so does its
+  Attention fusion).
 - :class:`FoldBiasAddPass`: ``Conv -> Add(per-channel constant)`` becomes the Conv's bias (ORT does this for float
   graphs; for QDQ graphs the Add would stay a float island between two int8 kernels).
 - :class:`RewriteHardSwishPass`: ``x * Clip(x + 3, 0, 6) / 6`` (and ``* (1/6)``) becomes
   ``x * HardSigmoid(x, 1/6, 0.5)``: two nodes instead of four, and a QLinearMul in a QDQ graph.
+- :class:`FoldPadIntoConvPass`: an explicit zero ``Pad`` of the spatial axes before a Conv becomes the Conv's
+  ``pads`` (in a QDQ graph the Pad would be a float round trip between two int8 Convs).
 
 Every folded, rewritten or skipped node is recorded with ``ctx.decide``.
 """
@@ -131,11 +134,20 @@ def _reciprocal_ok(node: gs.Node) -> bool:
     Erf GELU (onnxruntime fuses ``Div -> Erf -> Add -> Mul -> Mul`` into Gelu/BiasGelu only with the Div)."""
     if is_constant(node.inputs[0]):
         return False
-    if any(c.op == "Erf" for c in node.outputs[0].outputs):
+    if any(c.op == "Erf" for c in node.outputs[0].outputs) or _attention_scale(node):
         return False
     c = constant_value(node.inputs[1])
     return (c is not None and c.dtype.kind == "f" and c.size > 0 and bool(np.all(np.isfinite(c)))
             and bool(np.all(c != 0)))
+
+
+def _attention_scale(node: gs.Node) -> bool:
+    """``scores / sqrt(d)`` before the (mask Add and) Softmax of self-attention: onnxruntime's Attention fusion
+    matches the Div, not a Mul by the reciprocal."""
+    for c in node.outputs[0].outputs:
+        if c.op == "Softmax" or (c.op == "Add" and any(s.op == "Softmax" for s in c.outputs[0].outputs)):
+            return True
+    return False
 
 
 def _constant_inputs(node: gs.Node) -> list | None:
@@ -301,3 +313,83 @@ def _clip_bounds(clip: gs.Node) -> tuple[float | None, float | None]:
         return None if v is None else float(v)
 
     return bound(1, "min"), bound(2, "max")
+
+
+# --- explicit Pad -> Conv -----------------------------------------------------------------------------------------
+class FoldPadIntoConvPass(Pass):
+    """``Pad(x, pads, 0) -> Conv`` with zero constant padding of the spatial axes only becomes ``Conv`` with the
+    padding added to its ``pads``. onnxruntime does this for float graphs, but in a QDQ graph the Pad sits between
+    a DequantizeLinear and a QuantizeLinear (a float round trip between two int8 Convs, which its Pad kernel does
+    not run in int8). Every Pad before a Conv that stays is recorded with the reason."""
+
+    def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
+        folded = 0
+        for pad in [n for n in graph.nodes if n.op == "Pad"]:
+            convs = [c for c in pad.outputs[0].outputs if c.op == "Conv"] if pad.outputs else []
+            if not convs:
+                continue
+            reason = _why_not_pad(graph, pad, convs)
+            if reason is not None:
+                ctx.decide(self.name, pad.name, "kept", reason)
+                continue
+            spatial = _spatial_pads(pad)
+            for conv in convs:
+                conv.attrs["pads"] = [int(a) + int(b) for a, b in zip(_conv_pads(conv), spatial)]
+                conv.inputs[0] = pad.inputs[0]
+            if not pad.outputs[0].outputs:
+                detach(pad)
+            folded += 1
+            ctx.decide(self.name, pad.name, "folded", f"into {', '.join(c.name for c in convs)}'s pads")
+        if folded:
+            graph.cleanup(remove_unused_node_outputs=False).toposort()
+        return PassResult(graph, folded > 0, {"folded": folded})
+
+
+def _pad_amounts(pad: gs.Node) -> np.ndarray | None:
+    if len(pad.inputs) > 1 and pad.inputs[1].name:
+        v = constant_value(pad.inputs[1])
+        return None if v is None else np.asarray(v, np.int64).reshape(-1)
+    v = pad.attrs.get("pads")  # opset < 11
+    return None if v is None else np.asarray(v, np.int64)
+
+
+def _spatial_pads(pad: gs.Node) -> list[int]:
+    """Conv's ``pads`` layout [x1_begin, x2_begin, ..., x1_end, x2_end, ...] for the spatial axes."""
+    p = _pad_amounts(pad)
+    rank = p.size // 2
+    return [int(v) for v in p[2:rank]] + [int(v) for v in p[rank + 2:]]
+
+
+def _conv_pads(conv: gs.Node) -> list[int]:
+    w = constant_value(conv.inputs[1])
+    spatial = (w.ndim - 2) if w is not None else 2
+    return list(conv.attrs.get("pads", [0] * (2 * spatial)))
+
+
+def _why_not_pad(graph: gs.Graph, pad: gs.Node, convs: list[gs.Node]) -> str | None:
+    if pad.attrs.get("mode", "constant") not in ("constant", b"constant"):
+        return f"Pad mode {pad.attrs.get('mode')!r} is not constant"
+    if len(pad.inputs) > 3 and pad.inputs[3].name:
+        return "Pad with an axes input"
+    if len(pad.inputs) > 2 and pad.inputs[2].name:
+        value = constant_value(pad.inputs[2])
+        if value is None or np.any(np.asarray(value) != 0):
+            return "the padding value is not a constant 0"
+    elif float(pad.attrs.get("value", 0.0)) != 0.0:
+        return "the padding value is not 0"
+    p = _pad_amounts(pad)
+    if p is None or p.size % 2 or p.size < 6:
+        return "the pads are not a constant of one begin/end pair per axis"
+    rank = p.size // 2
+    if np.any(p < 0) or p[0] or p[1] or p[rank] or p[rank + 1]:
+        return "it pads the batch or channel axis, or crops (negative pads)"
+    if is_graph_output(graph, pad.outputs[0]):
+        return "its output is a graph output"
+    for conv in convs:
+        if conv.inputs[0] is not pad.outputs[0]:
+            return f"{conv.name} reads it as its weight"
+        if conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+            return f"{conv.name} uses auto_pad"
+        if len(_conv_pads(conv)) != 2 * (rank - 2):
+            return f"{conv.name}'s pads do not match the Pad's rank"
+    return None

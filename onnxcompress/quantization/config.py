@@ -22,6 +22,12 @@ WEIGHT_FORMATS = ("auto", "matmulnbits", "qdq")
 WEIGHT_METHODS = ("rtn", "gptq")
 CODEBOOK_SCOPES = ("layer", "channel")
 CODEBOOK_INITS = ("linear", "kmeans++")
+#: cost-model: a committed cost table decides which nodes pay in INT8 (deterministic, host-independent);
+#: measure: this host's onnxruntime profiles the model and times the candidates (recorded as ``fixed``);
+#: fixed: exactly the nodes of ``float_nodes`` (and ``exclude``) stay float, everything else quantizable is INT8
+PLACEMENTS = ("cost-model", "measure", "fixed")
+#: onnxruntime's transformer fusions before quantizing (quantization.fuse_transformer)
+TRANSFORMER_FUSIONS = ("off", "norm", "attention")
 
 
 @dataclass(frozen=True)
@@ -54,9 +60,20 @@ class QuantizeConfig:
     per-channel where the op allows it. include/exclude entries are node selectors: a node name, an op type, a
     glob on the name or ``re:<regex>``. batch_size is the largest calibration batch; the batch shrinks so that
     one batch's calibrated activations fit in calibration_memory_mb (measured on one sample).
-    smooth_quant: SmoothQuant migration strength alpha in (0, 1) for
-    LayerNorm -> MatMul/Gemm (None = off). rewrites: hard-swish -> x * HardSigmoid(x) and Conv + Add -> bias
-    before quantizing (fewer float islands between int8 kernels).
+    smooth_quant: SmoothQuant for LayerNorm -> MatMul/Gemm (quantization.smooth): ``auto`` (default) where
+    the normalized activations have outlier channels, alpha 0.5; an alpha in (0, 1) everywhere; ``off``.
+    rewrites: hard-swish -> x * HardSigmoid(x), Conv + Add -> bias and explicit zero Pad -> Conv pads before
+    quantizing (fewer float islands between int8 kernels).
+    transformer_fusion: onnxruntime's BERT-family fusions first (``norm``: SkipLayerNormalization and GELU;
+    ``attention``: also Attention and EmbedLayerNormalization; ``off``, the default: onnxruntime applies the
+    norm/GELU fusions itself when it loads the QDQ model, and a fused Attention keeps Q/K/V float).
+    placement: how the nodes that run faster in float are chosen (see PLACEMENTS and quantization.placement):
+    ``cost-model`` (default) estimates float and int8 kernel and Q/DQ times from the cost table of the target
+    (``quantization/cost_models``); ``measure`` profiles the model on this host's onnxruntime and times the
+    candidates against fp32 (the effective recipe records the outcome as ``fixed`` with its ``float_nodes``);
+    ``fixed`` keeps exactly ``float_nodes`` float. ``placement_batch`` is the batch the costs are estimated or
+    measured at (a static batch dimension wins); a plan must be ``placement_min_gain`` faster than float (0.05 =
+    5%) or every node stays float and the result says "no faster plan".
 
     Weight compression modes (activations stay float; see quantization.weight_only and quantization.sharing):
     ``weight_only``: MatMul/Gemm weights (and Gather embedding tables when ``embeddings``) block-wise in
@@ -89,7 +106,7 @@ class QuantizeConfig:
     calibration_samples: int | None = None
     batch_size: int = 32
     calibration_memory_mb: int = 256
-    smooth_quant: float | None = None
+    smooth_quant: float | str | None = "auto"
     rewrites: bool = True
     verify: bool = True
     strict: bool = False  # calibration-data warnings (constant inputs, extreme outliers) become errors
@@ -108,6 +125,12 @@ class QuantizeConfig:
     refine: bool = True
     ternary_threshold: float = 0.7
     min_weight_elements: int = 1024
+    transformer_fusion: str = "off"
+    placement: str = "cost-model"
+    float_nodes: tuple[str, ...] = ()  # exact node names kept float by a placement (written back by measure)
+    placement_batch: int = 32
+    placement_min_gain: float = 0.05
+    placement_iterations: int = 10  # measure: interleaved timed rounds per candidate
 
     def __post_init__(self):
         _one_of("mode", self.mode, MODES)
@@ -118,6 +141,9 @@ class QuantizeConfig:
         _one_of("calibrator", self.calibrator, CALIBRATORS)
         _one_of("activation_dtype", self.activation_dtype, ACTIVATION_DTYPES)
         _one_of("layer_policy", self.layer_policy, LAYER_POLICIES)
+        _one_of("placement", self.placement, PLACEMENTS)
+        _one_of("transformer_fusion", self.transformer_fusion, TRANSFORMER_FUSIONS)
+        self._check_placement()
         if not 50.0 < float(self.percentile) <= 100.0:
             raise RecipeError(f"percentile must be in (50, 100], got {self.percentile}", hint="e.g. 99.99")
         if not 128 <= int(self.num_bins) <= 65536:
@@ -136,9 +162,12 @@ class QuantizeConfig:
                 raise RecipeError(f"{key} must be true or false, got {getattr(self, key)!r}", hint=f"{key} = true")
         if self.reduce_range is not None and not isinstance(self.reduce_range, bool):
             raise RecipeError(f"reduce_range must be true, false or absent, got {self.reduce_range!r}", hint="true")
-        if self.smooth_quant is not None and (isinstance(self.smooth_quant, bool) or not isinstance(
+        if self.smooth_quant is None:
+            object.__setattr__(self, "smooth_quant", "off")
+        if self.smooth_quant not in ("auto", "off") and (isinstance(self.smooth_quant, (bool, str)) or not isinstance(
                 self.smooth_quant, (int, float)) or not math.isfinite(self.smooth_quant) or not 0 < self.smooth_quant < 1):
-            raise RecipeError(f"smooth_quant (alpha) must be in (0, 1), got {self.smooth_quant!r}", hint="e.g. 0.5")
+            raise RecipeError(f"smooth_quant must be 'auto', 'off' or an alpha in (0, 1), got {self.smooth_quant!r}",
+                              hint="e.g. smooth_quant = 0.5")
         for key in ("include", "exclude"):
             value = tuple(getattr(self, key))
             object.__setattr__(self, key, value)
@@ -153,6 +182,19 @@ class QuantizeConfig:
                 raise RecipeError(f"override for '{name}' must be a table", hint="e.g. {dtype = 'int16'}")
             overrides[name] = ov
         object.__setattr__(self, "overrides", overrides)
+
+    def _check_placement(self) -> None:
+        object.__setattr__(self, "float_nodes", tuple(self.float_nodes))
+        if any(not isinstance(n, str) or not n for n in self.float_nodes):
+            raise RecipeError(f"float_nodes must be node names, got {list(self.float_nodes)!r}",
+                              hint='e.g. float_nodes = ["Conv_3"] (exact names, see the report\'s placement section)')
+        for key in ("placement_batch", "placement_iterations"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise RecipeError(f"{key} must be a positive integer, got {v!r}", hint=f"e.g. {key} = 32")
+        g = self.placement_min_gain
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or not 0 <= g < 1:
+            raise RecipeError(f"placement_min_gain must be a fraction in [0, 1), got {g!r}", hint="e.g. 0.05 (5%)")
 
     def _check_weight_settings(self) -> None:
         _one_of("method", self.method, WEIGHT_METHODS)

@@ -29,9 +29,11 @@ from onnxcompress.ir.subgraphs import all_tensors, defining_graph, expose, nesti
 from onnxcompress.ops.facts import quantized_ops
 from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.passes.progress import ProgressTask, track
+from onnxcompress.quantization import latency
 from onnxcompress.quantization import params as P
 from onnxcompress.quantization.calibrate import Collector, compute_range, sanity_warnings
 from onnxcompress.quantization.config import QuantizeConfig
+from onnxcompress.quantization.placement import Placement
 from onnxcompress.quantization.plan import Plan, plan_graph
 from onnxcompress.runtime.session import SessionOptions, batch_for_budget, make_session, release_memory
 
@@ -78,7 +80,8 @@ class QuantizeQDQPass(Pass):
         graph.toposort()
         name_nodes(graph)
         bytes_before = constant_bytes(graph)
-        plan, ranges = self._plan_and_calibrate(graph, ctx)
+        plan, ranges, config = plan_and_calibrate(graph, self.config, ctx)
+        plan, ranges = self._place(graph, plan, ranges, config, ctx)
         for node, reason in plan.skipped.items():
             ctx.decide(self.name, node, "kept float", reason)
         qparams = group_params(plan, ranges, self.config)
@@ -90,26 +93,80 @@ class QuantizeQDQPass(Pass):
                      activations=len(plan.activations), calibrated=len(plan.calibrated))
         return PassResult(graph, bool(plan.nodes), stats)
 
+    def _place(self, graph: gs.Graph, plan: Plan, ranges: dict[str, tuple[float, float]], config: QuantizeConfig,
+               ctx: PassContext) -> tuple[Plan, dict[str, tuple[float, float]]]:
+        """Latency-aware placement (quantization.latency): the nodes INT8 does not pay for stay float."""
+        ctx.discard(Placement)
 
-    def _plan_and_calibrate(self, graph: gs.Graph, ctx: PassContext) -> tuple[Plan, dict[str, tuple[float, float]]]:
-        """Plan, calibrate; nodes whose tensors the calibration data never computed (an If branch no sample takes)
-        are then kept float and the plan is made again without them."""
-        config = self.config
-        plan = plan_graph(graph, config)
-        ranges = calibrate(graph, plan, config, ctx)
-        unseen: dict[str, str] = {}
-        for _ in range(8):  # each round only removes nodes; a few rounds settle every chain
-            missing = {t for t in plan.calibrated if t not in ranges}
-            if not missing:
-                break
-            owners = sorted({s.node for s in plan.specs if s.tensor in missing}
-                            | {plan.output_of[t] for t in missing if t in plan.output_of})
-            unseen.update({n: "its inputs were never computed on the calibration data (a branch no sample takes)"
-                           for n in owners})
-            config = replace(config, exclude=config.exclude + tuple(_exactly(n) for n in owners))
-            plan = plan_graph(graph, config)
-        plan.skipped.update(unseen)
+        def build(variant: QuantizeConfig) -> tuple[onnx.ModelProto, Plan]:
+            copy = graph.copy()
+            vplan, vranges, _ = plan_and_calibrate(copy, variant, ctx, ranges)
+            materialize(copy, vplan, group_params(vplan, vranges, variant), variant)
+            copy.cleanup(remove_unused_node_outputs=False).toposort()
+            return to_model(copy), vplan
+
+        placement = latency.decide(graph, plan, config, ctx, build)
+        if placement is None:
+            return plan, ranges
+        ctx.put(placement)
+        if not placement.float_nodes:
+            return plan, ranges
+        placed = replace(config, float_nodes=config.float_nodes + placement.float_nodes)
+        plan, ranges, _ = plan_and_calibrate(graph, placed, ctx, ranges)
+        costs = {n.node: n for n in placement.nodes}
+        why = (f"INT8 does not pay here ({placement.cost_model}, batch {placement.batch})" if placement.faster else
+               f"no placement is faster than float ({placement.cost_model}, batch {placement.batch})")
+        for name in placement.float_nodes:
+            c = costs.get(name)
+            detail = "" if c is None else f": est. {c.int8_us:.0f} us int8 vs {c.float_us:.0f} us float + Q/DQ"
+            plan.skipped[name] = why + detail
         return plan, ranges
+
+
+#: a calibrated range this large is a sentinel (an attention mask's -FLT_MAX), not a value any 8/16-bit grid holds
+SENTINEL = 1e30
+
+
+def plan_and_calibrate(graph: gs.Graph, config: QuantizeConfig, ctx: PassContext,
+                       known: dict[str, tuple[float, float]] | None = None
+                       ) -> tuple[Plan, dict[str, tuple[float, float]], QuantizeConfig]:
+    """Plan and calibrate (only the tensors ``known`` lacks). Nodes whose tensors the calibration data never
+    computed (an If branch no sample takes) or whose range holds a sentinel (|x| >= 1e30) are then kept float
+    and the plan is made again without them. Returns the plan, the ranges and the config that made the plan."""
+    ranges = dict(known or {})
+    plan = plan_graph(graph, config)
+    inputs = {t.name for t in graph.inputs}  # data, not sentinels: a spiky input is the data's problem (warned)
+    reasons: dict[str, str] = {}
+    tried: set[str] = set()
+    for _ in range(8):  # each round only removes nodes; a few rounds settle every chain
+        todo = [t for t in plan.calibrated if t not in ranges and t not in tried]
+        if todo:
+            ranges.update(calibrate(graph, Plan(calibrated=todo), config, ctx))
+            tried.update(todo)
+        missing = {t for t in plan.calibrated if t not in ranges}
+        huge = {t for t in plan.calibrated if t in ranges and t not in inputs
+                and max(abs(ranges[t][0]), abs(ranges[t][1])) >= SENTINEL}
+        if not missing and not huge:
+            break
+        for tensors, why in ((missing, "its inputs were never computed on the calibration data (a branch no sample "
+                                       "takes)"), (huge, None)):
+            for node in _owners(plan, tensors):
+                t = next(x for x in sorted(tensors) if x in _tensors_of(plan, node))
+                reasons[node] = why or (f"tensor '{t}' reaches {ranges[t][0]:.3g}..{ranges[t][1]:.3g}: a sentinel "
+                                        "value (e.g. an attention mask's -FLT_MAX) no 8/16-bit range can hold")
+        config = replace(config, exclude=config.exclude + tuple(_exactly(n) for n in _owners(plan, missing | huge)))
+        plan = plan_graph(graph, config)
+    plan.skipped.update(reasons)
+    return plan, ranges, config
+
+
+def _owners(plan: Plan, tensors: set[str]) -> list[str]:
+    return sorted({s.node for s in plan.specs if s.tensor in tensors}
+                  | {plan.output_of[t] for t in tensors if t in plan.output_of})
+
+
+def _tensors_of(plan: Plan, node: str) -> set[str]:
+    return {s.tensor for s in plan.specs if s.node == node} | {t for t, o in plan.output_of.items() if o == node}
 
 
 def _exactly(name: str) -> str:
@@ -268,8 +325,10 @@ def materialize(graph: gs.Graph, plan: Plan, qparams: dict[str, P.QParams], conf
     node_graph = {n.name: g for n, g in nodes_with_graphs(graph)}
     names = Names(graph)
     made: dict[str, Materialized] = {}
+    readers = int8_readers(graph, plan)
     for name in plan.activations:
-        made[name] = _insert_qdq_scoped(homes.get(name, graph), tensors[name], qparams[name], names, node_graph)
+        made[name] = _insert_qdq_scoped(homes.get(name, graph), tensors[name], qparams[name], names, node_graph,
+                                        readers.get(name))
     consts: dict[tuple, gs.Variable] = {}
     nodes = {n.name: n for n, _ in nodes_with_graphs(graph)}
     act_in = {(s.node, s.index): s.tensor for s in plan.specs if s.role == "activation"}
@@ -283,17 +342,32 @@ def materialize(graph: gs.Graph, plan: Plan, qparams: dict[str, P.QParams], conf
             "bias_saturation_channels": grown}
 
 
+def int8_readers(graph: gs.Graph, plan: Plan) -> dict[str, set[str]]:
+    """For each activation tensor whose producer stays float (a graph input or a float node): the nodes that read
+    it in int8. Only they read its DequantizeLinear; float readers keep the exact float value (and no
+    DequantizeLinear runs for them). Tensors with a quantized producer are absent: every reader reads the DQ."""
+    quantized = set(plan.output_of) | {o.name for n, _ in nodes_with_graphs(graph)
+                                       if plan.nodes.get(n.name) == "passthrough" for o in n.outputs}
+    out: dict[str, set[str]] = {}
+    for s in plan.specs:
+        if s.role == "activation" and s.tensor not in quantized:
+            out.setdefault(s.tensor, set()).add(s.node)
+    return out
+
+
 def _insert_qdq_scoped(home: gs.Graph, tensor: gs.Variable, qp: P.QParams, names: Names,
-                       node_graph: dict[str, gs.Graph]) -> Materialized:
+                       node_graph: dict[str, gs.Graph], readers: set[str] | None = None) -> Materialized:
     """One Q/DQ pair in the tensor's own graph; another in every subgraph that reads it from the outer scope, so
-    each subgraph's nodes see a local DequantizeLinear."""
+    each subgraph's nodes see a local DequantizeLinear. With ``readers``, only those nodes read the DQ."""
     elsewhere: dict[int, tuple[gs.Graph, list[tuple[gs.Node, int]]]] = {}
     for consumer in tensor.outputs:
         g = node_graph.get(consumer.name, home)
+        if readers is not None and consumer.name not in readers:
+            continue
         if g is not home:
             slots = [i for i, inp in enumerate(consumer.inputs) if inp is tensor]
             elsewhere.setdefault(id(g), (g, []))[1].extend((consumer, i) for i in slots)
-    made = _insert_qdq(home, tensor, qp, names)
+    made = _insert_qdq(home, tensor, qp, names, readers)
     for g, slots in elsewhere.values():
         source = tensor if not slots or slots[0][0].inputs[slots[0][1]].name == made.dequantized \
             else slots[0][0].inputs[slots[0][1]]  # a graph output kept its name for the DQ: read the float copy
@@ -313,15 +387,16 @@ def _qdq_pair(graph: gs.Graph, tensor: gs.Tensor, qp: P.QParams, names: Names) -
     return dq
 
 
-def _insert_qdq(graph: gs.Graph, tensor: gs.Variable, qp: P.QParams, names: Names) -> Materialized:
-    if tensor.inputs and any(o is tensor for o in graph.outputs):  # a graph input that is also an output has no producer
+def _insert_qdq(graph: gs.Graph, tensor: gs.Variable, qp: P.QParams, names: Names,
+                readers: set[str] | None = None) -> Materialized:
+    if readers is None and tensor.inputs and any(o is tensor for o in graph.outputs):
         return _insert_qdq_on_output(graph, tensor, qp, names)
     base = tensor.name
     scale = gs.Constant(names.tensor(base + "_scale"), qp.scale)
     zp = gs.Constant(names.tensor(base + "_zero_point"), qp.zero_point)
     q = gs.Variable(names.tensor(base + "_quantized"), dtype=P.NP_DTYPES[qp.dtype], shape=tensor.shape)
     dq = gs.Variable(names.tensor(base + "_dequantized"), dtype=np.float32, shape=tensor.shape)
-    consumers = list(tensor.outputs)
+    consumers = [c for c in tensor.outputs if readers is None or c.name in readers]
     _qdq_nodes(graph, base, tensor, q, dq, scale, zp, qp.dtype, names)
     for consumer in consumers:
         for i, inp in enumerate(consumer.inputs):

@@ -64,6 +64,8 @@ def selected(node: gs.Node, config: QuantizeConfig, first_last: tuple[set[str], 
     hit = next((p for p in config.exclude if matches(p, node.name, node.op)), None)
     if hit is not None:
         return f"excluded by '{hit}'"
+    if node.name in config.float_nodes:
+        return "kept float by the placement (float_nodes)"
     first, last = first_last
     if config.layer_policy in ("skip_first", "skip_first_last") and node.name in first:
         return "first weighted layer (layer_policy)"
@@ -103,9 +105,13 @@ def plan_graph(graph: gs.Graph, config: QuantizeConfig) -> Plan:
 
 def _check_selection(graph: gs.Graph, config: QuantizeConfig) -> None:
     """An include/exclude entry that matches no node is almost always a typo: say so instead of quietly
-    quantizing nothing (include) or everything (exclude)."""
+    quantizing nothing (include) or everything (exclude); so is a float_nodes name the graph does not have."""
+    nodes = [n for n, _ in nodes_with_graphs(graph)]
+    unknown = sorted(set(config.float_nodes) - {n.name for n in nodes})
+    if unknown:
+        raise RecipeError(f"float_nodes {unknown[:5]} are not node names of the model",
+                          hint="float_nodes holds exact node names as the report's placement section lists them")
     for key in ("include", "exclude"):
-        nodes = [n for n, _ in nodes_with_graphs(graph)]
         dead = [p for p in getattr(config, key) if not any(matches(p, n.name, n.op) for n in nodes)]
         if dead:
             ops = sorted({n.op for n in nodes})

@@ -11,6 +11,7 @@ from onnxcompress.config import config_to_dict
 from onnxcompress.quantization.compressed import WeightCompression
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.correct_bias import BiasCorrection
+from onnxcompress.quantization.placement import Placement
 from onnxcompress.quantization.verify import KernelReport
 
 
@@ -94,6 +95,7 @@ class QuantizeResult:
     search: SearchSummary | None = None
     warnings: tuple[str, ...] = ()
     weights: WeightCompression | None = None  # weight-compression modes: every layer's format, bytes and error
+    placement: Placement | None = None  # latency-aware placement (None: fixed, or no cost model for the target)
 
     @property
     def calibrator(self) -> str | None:
@@ -113,6 +115,11 @@ class QuantizeResult:
         if v is None or v.weighted_total == 0:
             return None  # nothing to measure: never reported as 100%
         return v.weighted_int8 / v.weighted_total
+
+    @property
+    def no_faster_plan(self) -> bool:
+        """The placement found no INT8 plan faster than the float model: every node was kept float."""
+        return self.placement is not None and not self.placement.faster
 
     @property
     def nothing_quantized(self) -> bool:
@@ -145,6 +152,8 @@ class QuantizeResult:
             out["tune"] = self.search.to_dict()
         if self.weights is not None:
             out["weights"] = self.weights.to_dict()
+        if self.placement is not None:
+            out["placement"] = self.placement.to_dict()
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out

@@ -16,12 +16,14 @@ from onnxcompress.ir.edit import name_nodes
 from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_bytes
 from onnxcompress.passes.base import Pass, PassContext, PassResult, Sequential
-from onnxcompress.passes.fold import FoldBiasAddPass, RewriteHardSwishPass
+from onnxcompress.passes.fold import FoldBiasAddPass, FoldPadIntoConvPass, RewriteHardSwishPass
 from onnxcompress.quantization.compressed import WeightCompression
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.quantization.correct_bias import BiasCorrection, CorrectBiasPass
 from onnxcompress.quantization.dynamic import DynamicQuantization, QuantizeDynamicPass
+from onnxcompress.quantization.fuse_transformer import FuseTransformerPass
 from onnxcompress.quantization.insert_qdq import CalibrationWarnings, QuantizationPlan, QuantizeQDQPass
+from onnxcompress.quantization.placement import Placement
 from onnxcompress.quantization.plan import plan_graph
 from onnxcompress.quantization.result import QuantizedNode, QuantizeResult, SmoothQuantResult, TensorParams, as_float
 from onnxcompress.quantization.sharing import ShareWeightsPass
@@ -37,7 +39,9 @@ log = logging.getLogger(__name__)
 
 def rewrite_passes(config: QuantizeConfig) -> list[Pass]:
     """Quantization-friendly rewrites (fewer float islands between int8 kernels; each cleans up after itself)."""
-    return [RewriteHardSwishPass(), FoldBiasAddPass()] if config.rewrites and not config.compresses_weights_only else []
+    if not config.rewrites or config.compresses_weights_only:
+        return []
+    return [RewriteHardSwishPass(), FoldBiasAddPass(), FoldPadIntoConvPass()]
 
 
 def weight_passes(config: QuantizeConfig) -> list[Pass]:
@@ -45,13 +49,25 @@ def weight_passes(config: QuantizeConfig) -> list[Pass]:
     return [QuantizeWeightOnlyPass(config) if config.mode == "weight_only" else ShareWeightsPass(config)]
 
 
+def smooth_pass(config: QuantizeConfig) -> SmoothQuantPass | None:
+    """SmoothQuant as the config asks (static mode only: dynamic quantization measures ranges per batch)."""
+    if config.smooth_quant == "off" or config.mode != "static":
+        return None
+    if config.smooth_quant == "auto":
+        return SmoothQuantPass(auto=True)
+    return SmoothQuantPass(float(config.smooth_quant))
+
+
 def quantize_passes(config: QuantizeConfig) -> Sequential:
     """Every pass of the quantization stage, in order, for ``config``."""
     if config.compresses_weights_only:  # a half-precision model is compressed in float32 (signature kept)
         return Sequential(UpcastHalfPass(), *weight_passes(config), VerifyQuantizationPass(config))
     passes: list[Pass] = [UpcastHalfPass()]  # a half-precision model is quantized in float32 (signature kept)
-    if config.smooth_quant is not None:
-        passes.append(SmoothQuantPass(config.smooth_quant))
+    if config.transformer_fusion != "off":
+        passes.append(FuseTransformerPass(config.transformer_fusion))
+    smooth = smooth_pass(config)
+    if smooth is not None:
+        passes.append(smooth)
     passes += rewrite_passes(config)
     if config.mode == "dynamic":
         passes.append(QuantizeDynamicPass(config))
@@ -150,8 +166,11 @@ def _result(config: QuantizeConfig, plan: QuantizationPlan | None, dynamic: Dyna
     stage_seconds = sum(r.seconds for r in ctx.records if r.stage == ctx.stage) if ctx.stage else 0.0
     smoothed = ctx.get(SmoothedLayers)
     warned = ctx.get(CalibrationWarnings)
+    placement = ctx.get(Placement)
+    if placement is not None and placement.measured is not None:  # the effective recipe reproduces it anywhere
+        config = replace(config, placement="fixed", float_nodes=config.float_nodes + placement.float_nodes)
     common: dict[str, Any] = {
-        "warnings": warned.messages if warned is not None else (),
+        "warnings": warned.messages if warned is not None else (), "placement": placement,
         "config": config, "reduce_range": config.resolved_reduce_range(), "seconds": stage_seconds,
         "bias_correction": ctx.get(BiasCorrection),
         "smooth_quant": None if smoothed is None else SmoothQuantResult(smoothed.alpha, len(smoothed.layers)),

@@ -176,7 +176,9 @@ def analyze(builder: TrialBuilder, evaluator, tune, *, budget=None, score_choice
         sqnr, no_proxy = weight_proxy(builder), {}
         proxy = "only this layer compressed: its output SQNR on the calibration inputs (X^T X), else its weight SQNR"
     else:
-        full = None if builder.mode == "dynamic" else builder.build({})[0]
+        # the proxy and "only this node" need every unit quantized: no latency placement there
+        full = None if builder.mode == "dynamic" else builder.build_config(
+            replace(builder.static_config({}), placement="fixed"))[0]
         sqnr, no_proxy = proxy_sqnr(builder, units, full, builder.calib, batch_size=tune.batch_size)
         proxy = "only this node quantized, output SQNR vs float (calibration data)"
     order = sorted(units, key=lambda n: (sqnr.get(n, math.inf), list(units).index(n)))
@@ -215,7 +217,7 @@ def weight_proxy(builder: TrialBuilder) -> dict[str, float]:
 def build_only(builder: TrialBuilder, node: str) -> onnx.ModelProto:
     """The model with only ``node`` quantized."""
 
-    return builder.build_config(replace(builder.config_for({}), include=(exact(node),)))[0]
+    return builder.build_config(replace(builder.config_for({}), include=(exact(node),), placement="fixed"))[0]
 
 
 def _num(v: float | None) -> float | None:

@@ -28,12 +28,12 @@ from onnxcompress.passes.base import PassContext, Sequential, apply_to_model
 from onnxcompress.quantization.compressed import WeightCompression
 from onnxcompress.quantization.config import WEIGHT_MODES, QuantizeConfig, TensorOverride
 from onnxcompress.quantization.dynamic import why_not_dynamic
+from onnxcompress.quantization.fuse_transformer import FuseTransformerPass
 from onnxcompress.quantization.hessian import MomentsCache, collect_moments
 from onnxcompress.quantization.insert_qdq import CalibrationWarnings, calibrate
 from onnxcompress.quantization.plan import Plan, plan_graph
 from onnxcompress.quantization.result import QuantizeResult
-from onnxcompress.quantization.smooth import SmoothQuantPass
-from onnxcompress.quantization.stage import quantize_passes, rewrite_passes
+from onnxcompress.quantization.stage import quantize_passes, rewrite_passes, smooth_pass
 from onnxcompress.quantization.weight_only import Linear, linear_of
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,14 @@ class TrialBuilder:
 
         self.mode = config.mode
         self.calib = load_input_data(calib) if calib is not None else None
-        prepare = ([SmoothQuantPass(config.smooth_quant)] if config.smooth_quant is not None else [])
+        smooth = smooth_pass(config)
+        prepare = [FuseTransformerPass(config.transformer_fusion)] if config.transformer_fusion != "off" else []
+        prepare += [smooth] if smooth is not None else []
         graph = Sequential(*prepare, *rewrite_passes(config))(to_graph(model), PassContext(calibration=self.calib)).graph
         graph.toposort()
         name_nodes(graph)
         self.model = to_model(graph, like=model)  # prepared, every node named: the names choices refer to
-        self.config = replace(config, verify=False, rewrites=False, smooth_quant=None)
+        self.config = replace(config, verify=False, rewrites=False, smooth_quant="off", transformer_fusion="off")
         self.ranges: dict[str, tuple[float, float]] = {}
         self.warnings: tuple[str, ...] = ()  # calibration-data warnings, carried into every build's result
         self.cache = MomentsCache()  # weight modes: moments and compressed layers shared by every trial

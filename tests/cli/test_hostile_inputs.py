@@ -189,7 +189,8 @@ def test_a_model_output_that_is_also_a_graph_input_is_supported(ws, tmp_path):
     model = graphs.conv_bn_head()
     model.graph.output.append(onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 8, 8]))
     onnx.save(model, tmp_path / "mx.onnx")
-    for args in (["quantize", tmp_path / "mx.onnx", "-o", tmp_path / "q.onnx", "--calib", ws / "good.npz"],
+    for args in (["quantize", tmp_path / "mx.onnx", "-o", tmp_path / "q.onnx", "--calib", ws / "good.npz",
+                  "--placement", "fixed"],
                  ["sensitivity", tmp_path / "mx.onnx", "--calib", ws / "good.npz", "--top-k", "1"],
                  ["optimize", tmp_path / "mx.onnx", "-o", tmp_path / "o.onnx", "--calib", ws / "good.npz",
                   "--no-profile"]):
@@ -313,7 +314,7 @@ def _json_commands(ws: Path, t: Path) -> dict[str, list]:
         "distill": ["distill", m, m, "--calib", g, "-o", t / "d.onnx", "--samples", "8"],
         "export-weights": ["distill", "export-weights", m, "-o", t / "w.npz"],
         "attach": ["distill", "attach", m, m, "-o", t / "a.onnx"],
-        "quantize": ["quantize", m, "-o", t / "q.onnx", "--calib", g, "--exclude", "Gemm"],
+        "quantize": ["quantize", m, "-o", t / "q.onnx", "--calib", g, "--exclude", "Gemm", "--placement", "fixed"],
         "sensitivity": ["sensitivity", m, "--calib", g, "--top-k", "1"],
         "validate": ["validate", m, m, "--data", g],
         "profile": ["profile", m, "--iterations", "2", "--warmup", "0", "--no-op-profile"],
@@ -359,7 +360,8 @@ def _no_raw_controls(text: str) -> bool:
 def test_control_characters_in_names_are_escaped_on_the_terminal(nasty_model, ws, tmp_path):
     g = ws / "good.npz"
     for args in (["inspect", nasty_model], ["validate", nasty_model, nasty_model, "--data", g],
-                 ["quantize", nasty_model, "-o", tmp_path / "q.onnx", "--calib", g, "--exclude", "Gemm"]):
+                 ["quantize", nasty_model, "-o", tmp_path / "q.onnx", "--calib", g, "--exclude", "Gemm",
+                  "--placement", "fixed"]):
         r = invoke(args)
         assert r.exit_code == 0, r.output
         assert _no_raw_controls(r.output), repr(r.output)

@@ -39,7 +39,7 @@ def commands(d):
         "inspect": ["inspect", m],
         "convert": ["convert", m, "-o", str(d / "conv.onnx")],
         "prune": ["prune", m, "-o", str(d / "p.onnx"), "--ratio", "0.25"],
-        "quantize": ["quantize", m, "-o", str(d / "q.onnx"), "--calib", c],
+        "quantize": ["quantize", m, "-o", str(d / "q.onnx"), "--calib", c, "--placement", "fixed"],
         "convert-precision": ["convert-precision", m, "-o", str(d / "h.onnx"), "--calib", c],
         "sensitivity": ["sensitivity", m, "--calib", c, "--top-k", "1"],
         "distill": ["distill", str(d / "t.onnx"), str(d / "s.onnx"), "-o", str(d / "d.onnx"), "--calib",

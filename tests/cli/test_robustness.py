@@ -92,7 +92,7 @@ def _cmd(name: str, ws: Path, model: Path, data: Path, out: Path) -> list:
         "distill": ["distill", m, model, "-o", out, "--calib", data, "--samples", "16"],
         "export-weights": ["distill", "export-weights", model, "-o", out.with_suffix(".npz")],
         "attach": ["distill", "attach", model, m, "-o", out, "--data", data],
-        "quantize": ["quantize", model, "-o", out, "--calib", data],
+        "quantize": ["quantize", model, "-o", out, "--calib", data, "--placement", "fixed"],  # tiny: INT8 would not pay
         "sensitivity": ["sensitivity", model, "--calib", data, "--top-k", "1", "--report", out.with_suffix(".json")],
         "validate": ["validate", m, model, "--data", data, "--report-dir", out.parent / "rep"],
         "profile": ["profile", model, "--data", data, "--iterations", "2", "--warmup", "1", "--no-op-profile",

@@ -127,7 +127,7 @@ def test_cli_loader_script_option(model_file, tmp_path):
     script.write_text(SCRIPT)
     out = tmp_path / "q.onnx"
     r = runner.invoke(app, ["quantize", str(model_file), "-o", str(out), "--data-loader-script", str(script),
-                            "--json"])
+                            "--placement", "fixed", "--json"])
     assert r.exit_code == 0, r.output
     assert out.exists() and json.loads(r.stdout)["coverage"] > 0
     r = runner.invoke(app, ["quantize", str(model_file), "-o", str(out), "--calib", str(model_file.parent / "calib.npz"),
@@ -143,7 +143,8 @@ def test_random_data_is_explicit_seeded_and_reported(model_file, tmp_path):
     with pytest.raises(DataError, match="random"):
         load_input_data("random:x", None, specs)
     out = tmp_path / "r.onnx"
-    args = ["quantize", str(model_file), "-o", str(out), "--calib", "random", "--seed", "3", "--json"]
+    args = ["quantize", str(model_file), "-o", str(out), "--calib", "random", "--seed", "3", "--placement", "fixed",
+            "--json"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)

@@ -14,7 +14,7 @@ from onnxcompress.errors import RecipeError
 from onnxcompress.ir.io import convert_opset, load_model
 from onnxcompress.ops.folders import FOLDERS
 from onnxcompress.passes import CleanupPass, InferShapesPass, LiftConstantsPass, PassContext, Sequential, apply_to_model
-from onnxcompress.passes.fold import FoldBiasAddPass, FoldConstantsPass, RewriteHardSwishPass
+from onnxcompress.passes.fold import FoldBiasAddPass, FoldConstantsPass, FoldPadIntoConvPass, RewriteHardSwishPass
 from onnxcompress.passes.fuse import FoldBatchNormPass
 from onnxcompress.passes.preprocess import preprocess_passes
 from support import graphs
@@ -156,6 +156,60 @@ def test_bias_add_kept_when_not_per_channel():
     out, result = apply_to_model(model, FoldBiasAddPass(), ctx)
     assert not result.modified and _ops(out)["Add"] == 1
     assert "not per output channel" in ctx.decisions[0].reason
+
+
+def _padded_convs(mode: str = "constant", value: float = 0.0, pads=(0, 0, 1, 2, 0, 0, 1, 0)):
+    """Two explicit Pads, each before a Conv (the second Conv has pads of its own); an int8 path in between."""
+    vals = {"p": np.array(pads, np.int64), "v": np.array(value, np.float32)}
+    return graphs.make(f"""
+    g (float[N,3,8,8] x, float[8,3,3,3] w1, float[8] b1, float[8,8,3,3] w2, int64[8] p, float v) => (float[N,8,H,W] y) {{
+      xp = Pad <mode="{mode}"> (x, p, v)
+      c = Conv (xp, w1, b1)
+      r = Relu (c)
+      rp = Pad <mode="{mode}"> (r, p, v)
+      y = Conv <pads=[1,1,1,1]> (rp, w2)
+    }}""", ["w1", "b1", "w2"], values=vals, check=False)
+
+
+def test_zero_pad_folds_into_the_conv_pads_with_identical_outputs():
+    model = _padded_convs()
+    ctx = PassContext()
+    out, result = apply_to_model(model, FoldPadIntoConvPass(), ctx)
+    assert result.modified and result.stats == {"folded": 2} and _ops(out) == Counter({"Conv": 2, "Relu": 1})
+    pads = [list(next(a.ints for a in n.attribute if a.name == "pads")) for n in out.graph.node if n.op_type == "Conv"]
+    assert pads == [[1, 2, 1, 0], [2, 3, 2, 1]]  # [h_begin, w_begin, h_end, w_end] + the Conv's own [1, 1, 1, 1]
+    x = _x((2, 3, 8, 8))
+    ref, got = ort_outputs(model, {"x": x})["y"], ort_outputs(out, {"x": x})["y"]
+    assert ref.shape == got.shape == (2, 8, 10, 10)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert sum(d.action == "folded" for d in ctx.decisions) == 2
+    _, again = apply_to_model(out, FoldPadIntoConvPass())
+    assert not again.modified
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ({"mode": "reflect"}, "not constant"), ({"value": 1.0}, "not a constant 0"),
+    ({"pads": (0, 1, 1, 1, 0, 0, 1, 1)}, "batch or channel"), ({"pads": (0, 0, -1, 0, 0, 0, 0, 0)}, "crops")])
+def test_pads_that_are_not_a_zero_spatial_border_stay_with_the_reason(kind, reason):
+    model = _padded_convs(**kind)
+    ctx = PassContext()
+    out, result = apply_to_model(model, FoldPadIntoConvPass(), ctx)
+    assert not result.modified and _ops(out)["Pad"] == 2
+    assert all(d.action == "kept" and reason in d.reason for d in ctx.decisions) and len(ctx.decisions) == 2
+
+
+def test_quantized_padded_convs_have_no_float_pad_between_int8_convs():
+    import onnxcompress as oc
+    from onnxcompress.runtime.session import SessionOptions, optimized_model
+
+    model, x = _padded_convs(), _x((8, 3, 8, 8))
+    q, _ = oc.quantize(model, {"x": x}, oc.QuantizeConfig(placement="fixed"))
+    kernels = Counter(n.op_type for n in optimized_model(q, SessionOptions(providers="cpu")).graph.node)
+    assert kernels["Pad"] == 0 and kernels["QLinearConv"] == 2, kernels
+    unfolded, _ = oc.quantize(model, {"x": x}, oc.QuantizeConfig(placement="fixed", rewrites=False))
+    assert Counter(n.op_type for n in optimized_model(unfolded, SessionOptions(providers="cpu")).graph.node)["Pad"] == 2
+    ref, got = ort_outputs(model, {"x": x})["y"], ort_outputs(q, {"x": x})["y"]
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
 
 
 def _ppocr():

@@ -78,8 +78,8 @@ def test_histogram_calibrators_clip_the_tail(method):
 @pytest.mark.parametrize("calibrator", ["percentile", "entropy", "mse"])
 def test_calibrators_end_to_end(calibrator):
     model = qgraphs.conv_residual()
-    q, report = quantize_model(model, DATA, QuantizeConfig(calibrator=calibrator))
-    _, ref = quantize_model(model, DATA, QuantizeConfig(verify=False))
+    q, report = quantize_model(model, DATA, QuantizeConfig(placement="fixed", calibrator=calibrator))
+    _, ref = quantize_model(model, DATA, QuantizeConfig(placement="fixed", verify=False))
     assert report["calibrator"] == calibrator and report["coverage"] == 1.0
     for name, t in report["tensors"].items():
         if t["range"] is not None:
@@ -91,7 +91,7 @@ def test_calibrators_end_to_end(calibrator):
 
 def test_dynamic_batch_and_sample_limit():
     _, report = quantize_model(qgraphs.conv_residual(), DATA,
-                               QuantizeConfig(batch_size=7, calibration_samples=20, verify=False))
+                               QuantizeConfig(placement="fixed", batch_size=7, calibration_samples=20, verify=False))
     assert report["config"]["calibration_samples"] == 20
 
 
@@ -99,7 +99,7 @@ def test_dynamic_batch_and_sample_limit():
 @pytest.mark.parametrize("exclude,kept", [(("Gemm",), {"Gemm_10"}), (("re:^Conv_[06]$",), {"Conv_0", "Conv_6"}),
                                           (("Add_4",), {"Add_4"})])
 def test_exclude(exclude, kept):
-    q, report = quantize_model(qgraphs.conv_residual(), DATA, QuantizeConfig(exclude=exclude))
+    q, report = quantize_model(qgraphs.conv_residual(), DATA, QuantizeConfig(placement="fixed", exclude=exclude))
     skipped = {s["node"] for s in report["skipped"] if s["reason"].startswith("excluded")}
     assert skipped == kept
     assert kept <= {f["node"] for f in report["float_nodes"]}
@@ -107,17 +107,18 @@ def test_exclude(exclude, kept):
 
 
 def test_include_and_layer_policy():
-    _, report = quantize_model(qgraphs.conv_residual(), DATA, QuantizeConfig(include=("Conv",), verify=False))
+    _, report = quantize_model(qgraphs.conv_residual(), DATA, QuantizeConfig(placement="fixed", include=("Conv",), verify=False))
     assert {q["op"] for q in report["quantized"] if q["kind"] != "passthrough"} == {"Conv"}
     _, report = quantize_model(qgraphs.conv_residual(), DATA,
-                               QuantizeConfig(layer_policy="skip_first_last", verify=False))
+                               QuantizeConfig(placement="fixed", layer_policy="skip_first_last", verify=False))
     reasons = {s["node"]: s["reason"] for s in report["skipped"]}
     assert "first" in reasons["Conv_0"] and "last" in reasons["Gemm_10"]
 
 
 def test_overrides_range_and_int16():
     model = qgraphs.conv_residual()
-    cfg = config_from_dict(QuantizeConfig, {"overrides": {"r3": {"range": [0.0, 50.0]}, "a": {"dtype": "int16"}}})
+    cfg = config_from_dict(QuantizeConfig, {"overrides": {"r3": {"range": [0.0, 50.0]}, "a": {"dtype": "int16"}},
+                                             "placement": "fixed"})
     q, report = quantize_model(model, DATA, cfg)
     assert np.isclose(report["tensors"]["r3"]["scale"], 50.0 / 255)
     assert report["tensors"]["a"]["dtype"] == report["tensors"]["p"]["dtype"] == "int16"
@@ -129,13 +130,13 @@ def test_overrides_range_and_int16():
 
 def test_config_validation():
     with pytest.raises(RecipeError, match="calibrator"):
-        QuantizeConfig(calibrator="kl")
+        QuantizeConfig(placement="fixed", calibrator="kl")
     with pytest.raises(RecipeError, match="regex"):
-        QuantizeConfig(exclude=("re:(",))
+        QuantizeConfig(placement="fixed", exclude=("re:(",))
     with pytest.raises(RecipeError, match="valid keys"):
         config_from_dict(QuantizeConfig, {"calibrater": "minmax"})
     with pytest.raises(RecipeError, match="range"):
-        QuantizeConfig(overrides={"t": {"range": [2.0, 1.0]}})
+        QuantizeConfig(placement="fixed", overrides={"t": {"range": [2.0, 1.0]}})
 
 
 # --- bad input --------------------------------------------------------------------------------------------------
@@ -171,13 +172,14 @@ def test_cli_quantize(tmp_path):
     src, calib, out, rep = tmp_path / "m.onnx", tmp_path / "c.npz", tmp_path / "q.onnx", tmp_path / "r.json"
     onnx.save(qgraphs.conv_residual(), src)
     np.savez(calib, **DATA)
-    res = CliRunner().invoke(app, ["quantize", str(src), "-o", str(out), "--calib", str(calib), "--report", str(rep)])
+    res = CliRunner().invoke(app, ["quantize", "--placement", "fixed", str(src), "-o", str(out), "--calib",
+                                   str(calib), "--report", str(rep)])
     assert res.exit_code == 0, res.output
     assert res.output.strip().splitlines()[-1].startswith("QUANTIZED") and "4/4 weighted ops" in res.output
     assert out.exists() and rep.exists()
     np.savez(calib, image=DATA["x"])
     bad_out = tmp_path / "bad.onnx"
-    res = CliRunner().invoke(app, ["quantize", str(src), "-o", str(bad_out), "--calib", str(calib)])
+    res = CliRunner().invoke(app, ["quantize", "--placement", "fixed", str(src), "-o", str(bad_out), "--calib", str(calib)])
     assert res.exit_code == 3 and "error" in res.output and not bad_out.exists()
 
 
@@ -187,7 +189,7 @@ def test_calibration_batch_shrinks_to_the_memory_budget_and_ranges_do_not_change
     import logging
 
     model = qgraphs.conv_residual()
-    cfg = QuantizeConfig(verify=False, batch_size=64)
+    cfg = QuantizeConfig(placement="fixed", verify=False, batch_size=64)
     with caplog.at_level(logging.INFO, logger="onnxcompress.quantization.insert_qdq"):
         _, small = quantize_model(model, DATA, replace(cfg, calibration_memory_mb=1))
     _, big = quantize_model(model, DATA, cfg)
@@ -195,4 +197,4 @@ def test_calibration_batch_shrinks_to_the_memory_budget_and_ranges_do_not_change
     for name, t in big["tensors"].items():
         assert small["tensors"][name]["range"] == pytest.approx(t["range"], rel=1e-6), name
     with pytest.raises(RecipeError, match="calibration_memory_mb"):
-        QuantizeConfig(calibration_memory_mb=0)
+        QuantizeConfig(placement="fixed", calibration_memory_mb=0)

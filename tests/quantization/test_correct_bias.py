@@ -20,10 +20,10 @@ def _mse(a, b):
 def test_bias_correction_on_resnet_reduces_error():
     model = load_model(bundled_model("resnet_mnist"))
     calib = str(bundled_data("resnet_mnist", "calib"))
-    cfg = QuantizeConfig(verify=False, calibration_samples=128)
+    cfg = QuantizeConfig(placement="fixed", verify=False, calibration_samples=128)
     teacher = pipeline.preprocessed(model, Recipe(), PassContext())
     plain, _ = quantize_model(model, calib, cfg)
-    corrected, rep = quantize_model(model, calib, QuantizeConfig(verify=False, calibration_samples=128,
+    corrected, rep = quantize_model(model, calib, QuantizeConfig(placement="fixed", verify=False, calibration_samples=128,
                                                                  bias_correction=True))
     bc = rep["bias_correction"]
     assert len(bc["corrected"]) >= 10 and bc["waves"] >= 5
@@ -38,6 +38,7 @@ def test_bias_correction_on_resnet_reduces_error():
     ref = ort_outputs(teacher, x)["logits"]
     before, after = _mse(ort_outputs(plain, x)["logits"], ref), _mse(ort_outputs(corrected, x)["logits"], ref)
     assert after < 0.7 * before, (before, after)
-    again, _ = quantize_model(model, calib, QuantizeConfig(verify=False, calibration_samples=128, bias_correction=True))
+    again, _ = quantize_model(model, calib, QuantizeConfig(placement="fixed", verify=False, calibration_samples=128,
+                                                           bias_correction=True))
     assert again.SerializeToString() == corrected.SerializeToString()
     assert all(c["mean_abs_shift"] > 0 for c in bc["corrected"])

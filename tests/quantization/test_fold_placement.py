@@ -26,7 +26,7 @@ def _cos(a, b):
 def test_hardswish_runs_as_qlinearmul_with_no_float_add_div_clip():
     model = hardswish_convs()
     data = qgraphs.data((3, 8, 8))
-    qmodel, report = quantize_model(model, data, QuantizeConfig())
+    qmodel, report = quantize_model(model, data, QuantizeConfig(placement="fixed"))
     v = report["verification"]
     assert v["kernel_ops"].get("QLinearConv") == 3 and v["kernel_ops"].get("QLinearMul") == 2, v["kernel_ops"]
     ops = Counter(n.op_type for n in qmodel.graph.node)
@@ -35,7 +35,7 @@ def test_hardswish_runs_as_qlinearmul_with_no_float_add_div_clip():
     assert {s["reason"] for s in report["skipped"]} == {"no quantization rule for HardSigmoid"}
     x = data["x"][:16]
     assert _cos(ort_outputs(model, {"x": x})["y"], ort_outputs(qmodel, {"x": x})["y"]) > 0.995
-    plain, plain_report = quantize_model(model, data, QuantizeConfig(rewrites=False))
+    plain, plain_report = quantize_model(model, data, QuantizeConfig(placement="fixed", rewrites=False))
     assert sum(plain_report["verification"]["qdq_left"].values()) > sum(v["qdq_left"].values())
 
 
@@ -44,7 +44,7 @@ def test_ppocr_cls_float_islands_removed_and_agreement_holds():
         pytest.skip("third-party ppocr_cls not fetched (python models/third_party/fetch.py)")
     model = convert_opset(load_model(PPOCR / "model.onnx"), 17)
     calib = {"x": np.load(PPOCR / "calib.npz")["x"][:64]}
-    qmodel, report = quantize_model(model, calib, QuantizeConfig(calibration_samples=64))
+    qmodel, report = quantize_model(model, calib, QuantizeConfig(placement="fixed", calibration_samples=64))
     v = report["verification"]
     assert v["weighted_int8"] == v["weighted_total"] == 54
     assert v["kernel_ops"]["QLinearMul"] == 27 and v["qdq_left"]["QuantizeLinear"] <= 29, v

@@ -25,7 +25,7 @@ def quantized(request):
     make, shape = qgraphs.FIXTURES[request.param]
     model = make()
     data = qgraphs.data(shape)
-    qmodel, report = quantize_model(model, data, QuantizeConfig())
+    qmodel, report = quantize_model(model, data, QuantizeConfig(placement="fixed"))
     return request.param, model, data, qmodel, report
 
 
@@ -135,7 +135,7 @@ def test_deterministic_and_input_untouched():
 
 def test_int8_target_is_symmetric():
     qmodel, report = quantize_model(qgraphs.conv_residual(), qgraphs.data((3, 16, 16)),
-                                    QuantizeConfig(target="tensorrt", verify=False))
+                                    QuantizeConfig(placement="fixed", target="tensorrt", verify=False))
     for q in _ops(qmodel, "QuantizeLinear"):
         zp = _init(qmodel, q.input[2])
         assert zp.dtype == np.int8 and zp == 0
@@ -144,6 +144,6 @@ def test_int8_target_is_symmetric():
 
 def test_per_tensor_weights():
     qmodel, _ = quantize_model(qgraphs.conv_residual(), qgraphs.data((3, 16, 16)),
-                               QuantizeConfig(per_channel=False, verify=False))
+                               QuantizeConfig(placement="fixed", per_channel=False, verify=False))
     for dq in _ops(qmodel, "DequantizeLinear"):
         assert _init(qmodel, dq.input[1]).ndim == 0

@@ -17,11 +17,11 @@ def _calib():
 @pytest.mark.parametrize("key", ["include", "exclude"])
 def test_dead_selection_entry_is_an_error(key):
     with pytest.raises(RecipeError, match=rf"{key} entries \['Convv'\] match no node") as e:
-        quantize_model(graphs.conv_bn_head(), _calib(), QuantizeConfig(verify=False, **{key: ("Convv",)}))
+        quantize_model(graphs.conv_bn_head(), _calib(), QuantizeConfig(placement="fixed", verify=False, **{key: ("Convv",)}))
     assert "op type" in e.value.hint and "Conv" in e.value.hint
 
 
 def test_live_selection_entries_work():
-    q, rep = quantize_model(graphs.conv_bn_head(), _calib(), QuantizeConfig(verify=False, exclude=("Gemm",),
+    q, rep = quantize_model(graphs.conv_bn_head(), _calib(), QuantizeConfig(placement="fixed", verify=False, exclude=("Gemm",),
                                                                             include=("re:.*",)))
     assert any(s["reason"].startswith("excluded by 'Gemm'") for s in rep["skipped"])

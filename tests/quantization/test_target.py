@@ -69,12 +69,14 @@ def test_cli_dump_recipe_reproduces_an_auto_run(tmp_path, monkeypatch):
     onnx.save(qgraphs.conv_residual(), tmp_path / "m.onnx")
     np.savez(tmp_path / "c.npz", **DATA)
     monkeypatch.setattr(T, "host_facts", lambda: VNNI)
-    r = CliRunner().invoke(app, ["quantize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "a.onnx"), "--calib",
+    r = CliRunner().invoke(app, ["quantize", "--placement", "fixed", str(tmp_path / "m.onnx"), "-o",
+                                 str(tmp_path / "a.onnx"), "--calib",
                                  str(tmp_path / "c.npz"), "--target", "auto", "--dump-recipe", str(tmp_path / "r.toml")])
     assert r.exit_code == 0, r.output
     assert 'target = "cpu-vnni"' in (tmp_path / "r.toml").read_text()
     monkeypatch.setattr(T, "host_facts", lambda: AVX2)  # another machine, the dumped recipe
-    r = CliRunner().invoke(app, ["quantize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "b.onnx"), "--calib",
+    r = CliRunner().invoke(app, ["quantize", "--placement", "fixed", str(tmp_path / "m.onnx"), "-o",
+                                 str(tmp_path / "b.onnx"), "--calib",
                                  str(tmp_path / "c.npz"), "--recipe", str(tmp_path / "r.toml")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()

@@ -53,7 +53,7 @@ def _data(shape, n=64, seed=0):
 def test_float_only_outputs_have_no_qdq_and_run_as_matmul_integer_to_float():
     model = mlp_block()
     data = _data((6, 8))
-    q, report = quantize_model(model, data, QuantizeConfig())
+    q, report = quantize_model(model, data, QuantizeConfig(placement="fixed"))
     assert {d["tensor"] for d in report["float_outputs"]} == {"m1", "m2"}
     quantized = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
     assert "m1" not in quantized and "m2" not in quantized
@@ -61,7 +61,7 @@ def test_float_only_outputs_have_no_qdq_and_run_as_matmul_integer_to_float():
     assert v["kernel_ops"].get("MatMulIntegerToFloat") == 2 and v["weighted_int8"] == v["weighted_total"] == 2
     ref, out = ort_outputs(model, data)["y"], ort_outputs(q, data)["y"]
     assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()
-    q2, _ = quantize_model(model, data, QuantizeConfig())
+    q2, _ = quantize_model(model, data, QuantizeConfig(placement="fixed"))
     assert q2.SerializeToString() == q.SerializeToString()
 
 
@@ -69,14 +69,14 @@ def test_gelu_div_is_kept_so_ort_fuses_gelu():
     model = mlp_block()
     graph = FoldConstantsPass()(to_graph(model), PassContext()).graph
     assert [n.op for n in graph.nodes].count("Div") == 1  # the x / sqrt(2) feeding Erf stays a Div
-    q, _ = quantize_model(model, _data((6, 8)), QuantizeConfig(verify=False, exclude=("Mul",)))  # linear-only
+    q, _ = quantize_model(model, _data((6, 8)), QuantizeConfig(placement="fixed", verify=False, exclude=("Mul",)))  # linear-only
     ops = {n.op_type for n in optimized_model(q, SessionOptions(providers="cpu", opt_level="all")).graph.node}
     assert ops & {"Gelu", "BiasGelu", "FastGelu"} and "Erf" not in ops
 
 
 def test_2d_matmul_add_keeps_its_output_pair():
     """ORT would turn a 2-D MatMul+Add into a float Gemm before the QDQ fusions: keep QLinearMatMul there."""
-    q, report = quantize_model(linear_2d(), _data((8,)), QuantizeConfig())
+    q, report = quantize_model(linear_2d(), _data((8,)), QuantizeConfig(placement="fixed"))
     assert report["float_outputs"] == []
     assert report["verification"]["weighted_int8"] == 1
 
@@ -90,7 +90,8 @@ def test_bundled_vit_linear_only_preset():
     if not path.exists():
         pytest.skip("vit_mnist is not built")
     model = load_model(path)
-    builder = TrialBuilder(model, load_input_data(bundled_data("vit_mnist", "calib")).limited(128), QuantizeConfig())
+    builder = TrialBuilder(model, load_input_data(bundled_data("vit_mnist", "calib")).limited(128),
+                           QuantizeConfig(placement="fixed"))
     presets = builder.presets()
     assert set(presets) == {"linear-only", "dynamic"}
     mode, choice = presets["linear-only"]

@@ -213,3 +213,28 @@ def mlp_bn() -> onnx.ModelProto:
         }
         """,
         ["w1", "b1", "s1", "o1", "m1", "v1var", "w2", "b2", "s2", "o2", "m2", "v2var", "w3", "b3"])
+
+
+def wide_cnn() -> onnx.ModelProto:
+    """A CNN wide enough for INT8 to pay on a CPU (the default latency placement quantizes its 3x3 convolutions):
+    Conv 3->32 -> BN -> Relu -> 3 x (Conv 3x3 -> BN -> Relu) at 64 channels, 16x16 -> GAP -> Flatten -> Gemm."""
+    return make(
+        """
+        g (float[N,3,16,16] x, float[32,3,3,3] w1, float[32] b1, float[64,32,3,3] w2, float[64] s2, float[64] o2,
+           float[64] m2, float[64] v2var, float[64,64,3,3] w3, float[64] b3, float[64,64,3,3] w4, float[64] b4,
+           float[10,64] wf, float[10] bf) => (float[N,10] y) {
+            c1 = Conv <pads = [1,1,1,1]> (x, w1, b1)
+            r1 = Relu (c1)
+            c2 = Conv <pads = [1,1,1,1]> (r1, w2)
+            n2 = BatchNormalization (c2, s2, o2, m2, v2var)
+            r2 = Relu (n2)
+            c3 = Conv <pads = [1,1,1,1]> (r2, w3, b3)
+            r3 = Relu (c3)
+            c4 = Conv <pads = [1,1,1,1]> (r3, w4, b4)
+            r4 = Relu (c4)
+            p = GlobalAveragePool (r4)
+            f = Flatten (p)
+            y = Gemm <transB = 1> (f, wf, bf)
+        }
+        """,
+        ["w1", "b1", "w2", "s2", "o2", "m2", "v2var", "w3", "b3", "w4", "b4", "wf", "bf"])

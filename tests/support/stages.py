@@ -22,8 +22,14 @@ def prune_model(model: onnx.ModelProto, config: PruneConfig, calib: Any = None) 
     return pruned, ctx.require(PruneResult, "test").to_dict()
 
 
+#: the mechanics tests quantize every quantizable node (the latency placement would keep the tiny fixtures float,
+#: where INT8 does not pay); tests/quantization/test_placement.py exercises the default placement
+FIXED = oc.QuantizeConfig(placement="fixed")
+
+
 def quantize_model(model, calib, config: oc.QuantizeConfig | None = None, **kw) -> tuple[onnx.ModelProto, dict]:
-    qmodel, result = oc.quantize(model, calib, config, **kw)
+    """The quantize verb; without ``config``, every quantizable node INT8 (:data:`FIXED`)."""
+    qmodel, result = oc.quantize(model, calib, config if config is not None else FIXED, **kw)
     return qmodel, result.to_dict()
 
 

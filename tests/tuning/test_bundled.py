@@ -26,7 +26,7 @@ def _need(name):
 def test_proxy_traces_every_quantizable_node(name):
     model = _need(name)
     calib = load_input_data(bundled_data(name, "calib")).limited(64)
-    builder = TrialBuilder(model, calib, QuantizeConfig())
+    builder = TrialBuilder(model, calib, QuantizeConfig(placement="fixed"))
     units = builder.units()
     sqnr, skipped = proxy_sqnr(builder, units, builder.build({})[0], calib, samples=64)
     assert not skipped and set(sqnr) == set(units) and len(units) >= 10
@@ -36,7 +36,7 @@ def test_proxy_traces_every_quantizable_node(name):
 def test_search_on_resnet_meets_half_a_point():
     model = _need("resnet_mnist")
     evald = load_input_data(bundled_data("resnet_mnist", "eval")).limited(256)
-    q, report = tune_quantization(model, bundled_data("resnet_mnist", "calib"), QuantizeConfig(verify=False),
+    q, report = tune_quantization(model, bundled_data("resnet_mnist", "calib"), QuantizeConfig(placement="fixed", verify=False),
                                   TuneConfig(max_drop=0.005, measure_latency=False), eval_data=evald)
     tune = report["tune"]
     assert tune["goal_met"] and tune["best"]["drop"] <= 0.005 and tune["goal"]["samples"] == 256

@@ -20,7 +20,7 @@ from support.stages import quantize_model
 
 
 def quantize_dynamic_model(model, config=None):
-    return quantize_model(model, None, config or QuantizeConfig(mode="dynamic"))
+    return quantize_model(model, None, config or QuantizeConfig(placement="fixed", mode="dynamic"))
 
 
 def smooth_model(model, data, alpha):
@@ -50,19 +50,22 @@ def test_cli_sensitivity_ranks_fragile_first(files):
 
 def test_cli_quantize_max_drop_and_exit_codes(files):
     out = files / "mixed.onnx"
-    res = runner.invoke(app, ["quantize", str(files / "m.onnx"), "-o", str(out), "--calib", str(files / "calib.npz"),
+    res = runner.invoke(app, ["quantize", "--placement", "fixed", str(files / "m.onnx"), "-o", str(out), "--calib",
+                              str(files / "calib.npz"),
                               "--max-drop", "0.01"])
     assert res.exit_code == 0, res.output
     assert "GOAL MET" in res.output and "MatMul_3=float" in res.output
     assert out.is_file() and (files / "mixed.trace.json").is_file()
     out2 = files / "impossible.onnx"
-    res = runner.invoke(app, ["quantize", str(files / "m.onnx"), "-o", str(out2), "--calib", str(files / "calib.npz"),
+    res = runner.invoke(app, ["quantize", "--placement", "fixed", str(files / "m.onnx"), "-o", str(out2), "--calib",
+                              str(files / "calib.npz"),
                               "--max-drop", "0", "--metric", "cosine", "--time-budget", "0.001"])
     assert res.exit_code == 1, res.output  # goal not met: exit 1, best model and trace still written
     assert "GOAL NOT MET" in res.output and out2.is_file()
     trace = json.loads((files / "impossible.trace.json").read_text())
     assert trace["goal_met"] is False and trace["trials"]
-    res = runner.invoke(app, ["quantize", str(files / "m.onnx"), "-o", str(out2), "--calib", str(files / "calib.npz"),
+    res = runner.invoke(app, ["quantize", "--placement", "fixed", str(files / "m.onnx"), "-o", str(out2), "--calib",
+                              str(files / "calib.npz"),
                               "--max-drop", "0.01", "--metric", "f1"])
     assert res.exit_code == 3 and "unknown tuning metric" in res.output
 
@@ -78,7 +81,7 @@ def test_dynamic_quantization_fuses_and_stays_close():
     x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
     a, b = ort_outputs(model, {"x": x})["y"], ort_outputs(q, {"x": x})["y"]
     assert_close_rel(a, b, rel=0.1)
-    q2, again = quantize_dynamic_model(model, QuantizeConfig(mode="dynamic", exclude=("Gemm",)))
+    q2, again = quantize_dynamic_model(model, QuantizeConfig(placement="fixed", mode="dynamic", exclude=("Gemm",)))
     assert {r["node"] for r in again["quantized"]} == {"MatMul_1", "MatMul_2"}
     q3, _ = quantize_dynamic_model(model)
     assert q3.SerializeToString() == q.SerializeToString()  # deterministic
@@ -107,7 +110,7 @@ def test_smooth_quant_preserves_function_and_helps_int8():
     ref, out = ort_outputs(model, {"x": x}), ort_outputs(smoothed, {"x": x})
     for name in ("q", "k"):
         assert_close_rel(ref[name], out[name], rel=1e-5)
-    cfg = QuantizeConfig(verify=False)
+    cfg = QuantizeConfig(placement="fixed", verify=False, smooth_quant="off")
     plain, _ = quantize_model(model, {"x": x}, cfg)
     smooth_q, _ = quantize_model(smoothed, {"x": x}, cfg)
     err = lambda m: float(np.mean((ort_outputs(m, {"x": x})["q"] - ref["q"]) ** 2))

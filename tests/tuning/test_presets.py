@@ -17,7 +17,7 @@ TUNE = TuneConfig(metric="cosine", max_drop=0.05, latency_iterations=2, top_k=1)
 def _search(speed):
     model = qgraphs.attention()
     data = {"x": np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)}
-    search = MixedPrecisionSearch(model, data, QuantizeConfig(), TUNE)
+    search = MixedPrecisionSearch(model, data, QuantizeConfig(placement="fixed"), TUNE)
     search.probe.measure = lambda m: {"batch": 32, "speedup": speed(m)}
     q, result = search.run()
     return q, result.to_dict()
@@ -52,6 +52,6 @@ def test_dynamic_preset_wins_when_it_is_fastest():
 def test_no_presets_without_latency():
     model = qgraphs.attention()
     data = {"x": np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)}
-    _, result = MixedPrecisionSearch(model, data, QuantizeConfig(),
+    _, result = MixedPrecisionSearch(model, data, QuantizeConfig(placement="fixed"),
                                      TuneConfig(metric="cosine", max_drop=0.05, measure_latency=False)).run()
     assert all(not t["phase"].startswith("preset") for t in result.search.trials)

@@ -31,7 +31,7 @@ def fixture():
 
 def test_full_int8_breaks_the_fragile_layer(fixture):
     model, data = fixture
-    q, _ = quantize_model(model, data, QuantizeConfig(verify=False))
+    q, _ = quantize_model(model, data, QuantizeConfig(placement="fixed", verify=False))
     pred = ort_outputs(q, {"x": data["x"]})["y"].argmax(1)
     assert (pred == data["labels"]).mean() < 0.8  # the fixture really is fragile
 
@@ -39,7 +39,7 @@ def test_full_int8_breaks_the_fragile_layer(fixture):
 def test_proxy_and_ranking_put_the_fragile_layer_first(fixture):
     model, data = fixture
     calib = load_input_data(data)
-    builder = TrialBuilder(model, calib, QuantizeConfig())
+    builder = TrialBuilder(model, calib, QuantizeConfig(placement="fixed"))
     units = builder.units()
     assert list(units) == ["MatMul_0", "MatMul_3", "MatMul_6", "MatMul_9"]
     sqnr, skipped = proxy_sqnr(builder, units, builder.build({})[0], calib)
@@ -59,7 +59,7 @@ def test_proxy_matches_a_direct_computation(fixture):
     """The shadow node's output equals the node computed by hand from the QDQ model's parameters."""
     model, data = fixture
     calib = load_input_data(data)
-    builder = TrialBuilder(model, calib, QuantizeConfig())
+    builder = TrialBuilder(model, calib, QuantizeConfig(placement="fixed"))
     sqnr, _ = proxy_sqnr(builder, {FRAGILE: "MatMul"}, builder.build({})[0], calib, samples=None)
     from onnxcompress.tuning.sensitivity import build_only
 
@@ -77,7 +77,7 @@ def test_max_drop_keeps_exactly_the_fragile_layer(fixture, tmp_path):
     model, data = fixture
     before = model.SerializeToString()
     out, trace = tmp_path / "mixed.onnx", tmp_path / "trace.json"
-    q, report = tune_quantization(model, data, QuantizeConfig(), TuneConfig(max_drop=0.01, **FAST),
+    q, report = tune_quantization(model, data, QuantizeConfig(placement="fixed"), TuneConfig(max_drop=0.01, **FAST),
                                   output=out, trace=trace)
     tune = report["tune"]
     assert tune["goal_met"] is True
@@ -100,8 +100,8 @@ def test_max_drop_keeps_exactly_the_fragile_layer(fixture, tmp_path):
 def test_deterministic_without_latency(fixture, tmp_path):
     model, data = fixture
     cfg = TuneConfig(max_drop=0.01, **FAST)
-    a, _ = tune_quantization(model, data, QuantizeConfig(), cfg)
-    b, _ = tune_quantization(model, data, QuantizeConfig(), cfg)
+    a, _ = tune_quantization(model, data, QuantizeConfig(placement="fixed"), cfg)
+    b, _ = tune_quantization(model, data, QuantizeConfig(placement="fixed"), cfg)
     assert a.SerializeToString() == b.SerializeToString()
 
 
@@ -114,15 +114,15 @@ def test_trial_builder_matches_plain_quantization(fixture):
 
     model, data = fixture
     prepared = pipeline.preprocessed(model, Recipe(), PassContext())
-    builder = TrialBuilder(prepared, load_input_data(data), QuantizeConfig())
+    builder = TrialBuilder(prepared, load_input_data(data), QuantizeConfig(placement="fixed"))
     trial, _ = builder.build({FRAGILE: "float"})
-    plain, _ = quantize_model(builder.model, data, QuantizeConfig(exclude=(exact(FRAGILE),), verify=False))
+    plain, _ = quantize_model(builder.model, data, QuantizeConfig(placement="fixed", exclude=(exact(FRAGILE),), verify=False))
     assert oc_strip(trial) == oc_strip(plain)
 
 
 def test_int16_choice_changes_activation_dtype(fixture):
     model, data = fixture
-    builder = TrialBuilder(model, load_input_data(data), QuantizeConfig())
+    builder = TrialBuilder(model, load_input_data(data), QuantizeConfig(placement="fixed"))
     q, result = builder.build({FRAGILE: "int16"})
     report = result.to_dict()
     dtypes = {name: t["dtype"] for name, t in report["tensors"].items()}
@@ -136,7 +136,7 @@ def test_goal_not_met_still_saves_best_and_trace(fixture, tmp_path):
     model, data = fixture
     out, trace = tmp_path / "best.onnx", tmp_path / "trace.json"
     cfg = TuneConfig(metric="cosine", max_drop=1e-9, max_candidates=2, **FAST)
-    q, report = tune_quantization(model, data, QuantizeConfig(), cfg, output=out, trace=trace)
+    q, report = tune_quantization(model, data, QuantizeConfig(placement="fixed"), cfg, output=out, trace=trace)
     tune = report["tune"]
     assert tune["goal_met"] is False and "no candidates left" in tune["stopped"]
     assert out.is_file() and onnx.load(str(out)).SerializeToString() == q.SerializeToString()
@@ -145,7 +145,7 @@ def test_goal_not_met_still_saves_best_and_trace(fixture, tmp_path):
     assert json.loads(trace.read_text())["goal_met"] is False
 
     out2 = tmp_path / "budget.onnx"
-    q2, report2 = tune_quantization(model, data, QuantizeConfig(),
+    q2, report2 = tune_quantization(model, data, QuantizeConfig(placement="fixed"),
                                     TuneConfig(max_drop=0.0, time_budget=1e-6, **FAST), output=out2)
     assert report2["tune"]["stopped"] == "time budget exhausted"
     assert len(report2["tune"]["trials"]) == 1 and out2.is_file()
@@ -154,7 +154,7 @@ def test_goal_not_met_still_saves_best_and_trace(fixture, tmp_path):
 def test_search_with_latency_and_eval_data(fixture):
     model, data = fixture
     evald = fragile.fragile_data(model, n=128, seed=1)
-    q, report = tune_quantization(model, data, QuantizeConfig(),
+    q, report = tune_quantization(model, data, QuantizeConfig(placement="fixed"),
                                   TuneConfig(metric="agreement", max_drop=0.02, latency_iterations=3, top_k=2),
                                   eval_data=evald)
     tune = report["tune"]
@@ -172,7 +172,7 @@ def test_typed_errors(fixture):
     with pytest.raises(RecipeError):
         TuneConfig(precisions=("int4",))
     with pytest.raises(DataError, match="labels"):
-        tune_quantization(model, {"x": data["x"]}, QuantizeConfig(), TuneConfig(metric="top1", **FAST))
+        tune_quantization(model, {"x": data["x"]}, QuantizeConfig(placement="fixed"), TuneConfig(metric="top1", **FAST))
 
 
 def test_optimize_uses_the_search_when_the_gate_has_an_accuracy_criterion(fixture):
@@ -180,7 +180,7 @@ def test_optimize_uses_the_search_when_the_gate_has_an_accuracy_criterion(fixtur
     from onnxcompress.recipe import Recipe
 
     model, data = fixture
-    recipe = Recipe.from_dict({"gate": {"max_accuracy_drop": 0.01},
+    recipe = Recipe.from_dict({"gate": {"max_accuracy_drop": 0.01}, "quantize": {"placement": "fixed"},
                                "validate": {"profile": {"enabled": False}}})
     _, report = api.optimize(model, recipe=recipe, calib=data, eval=data)
     tune = report.stages.quantize.search
@@ -188,14 +188,16 @@ def test_optimize_uses_the_search_when_the_gate_has_an_accuracy_criterion(fixtur
     assert report.gate.passed is True
     assert any(d.pass_name == "TuneQuantizationPass" for d in report.decisions)
     assert report.recipe.tune is not None and report.recipe.tune.metric == "top1"  # the derived goal is recorded
-    _, plain = api.optimize(model, recipe=Recipe.from_dict({"validate": {"profile": {"enabled": False}}}),
+    _, plain = api.optimize(model, recipe=Recipe.from_dict({"validate": {"profile": {"enabled": False}},
+                                                            "quantize": {"placement": "fixed"}}),
                             calib=data, eval=data)
     assert plain.stages.quantize.search is None  # no gate: plain INT8, as before
 
 
 def test_dynamic_mode_search_keeps_the_fragile_layer_float(fixture):
     model, data = fixture
-    q, report = tune_quantization(model, data, QuantizeConfig(mode="dynamic"), TuneConfig(max_drop=0.01, **FAST))
+    q, report = tune_quantization(model, data, QuantizeConfig(placement="fixed", mode="dynamic"),
+                                  TuneConfig(max_drop=0.01, **FAST))
     assert report["tune"]["goal_met"] and report["tune"]["higher_precision"] == {FRAGILE: "float"}
     assert report["tune"]["sensitivity"]["ranking"][0] == FRAGILE  # emulated dynamic proxy
     assert sum(n.op_type == "MatMulInteger" for n in q.graph.node) == 3
