@@ -212,6 +212,11 @@ def _validation(v: dict[str, Any] | None) -> list[str]:
     if task:
         lines += table(["metric", "reference", "candidate"], [
             [m, task["reference"].get(m), task["candidate"].get(m)] for m in task["reference"]])
+    kinds = {o: f for o, f in v["fidelity"].items() if "kind" in f}
+    if kinds:
+        lines += table(["output", "kind", "why", "metric", "value", "floor", "meets floor"], [
+            [o, f["kind"], f["reason"], f["metric"], f["value"], f["floor"]["floor"],
+             "yes" if f["floor"]["passed"] else "**NO**"] for o, f in kinds.items()])
     lines += table(["output", "top-1 agreement", "cosine", "SQNR dB", "max abs err", "mean abs err"], [
         [o, pct(f.get("top1_agreement"), 2), f["cosine"], f["sqnr_db"], f["max_abs_error"], f["mean_abs_error"]]
         for o, f in v["fidelity"].items()])
@@ -262,6 +267,11 @@ def _profile(p: dict[str, Any] | None) -> list[str]:
                          s["throughput_per_s"], b.get("speedup_p50")])
     lines = [f"## Latency ({p['providers']}, threads {p['threads']}, {p['iterations']} interleaved runs)", ""]
     lines += table(["batch", "model", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "speed-up p50"], rows)
+    rounds = [[b["batch_size"], e["median"], e["lower"], e["upper"], e["confidence"], e["rounds"], e["stopped"]]
+              for b in p["batches"] if (e := b.get("speedup"))]
+    if rounds:
+        lines += table(["batch", "speed-up (median of rounds)", "lower bound", "upper bound", "confidence",
+                        "A/B rounds", "stopped"], rounds)
     for name, prof in (p.get("op_profile") or {}).items():
         top = list(prof["op_type_time"].items())[:10]
         lines += [f"### Time by op type: {name}", ""] + table(["op type", "share"], [

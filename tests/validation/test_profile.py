@@ -90,12 +90,15 @@ def test_feeds_for_batch_repeats_and_checks_static_batch():
 def test_profile_sessions_real_ort():
     model = graphs.conv_bn_head()
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
-    config = ProfileConfig(batch_sizes=(1, 4), warmup=1, iterations=3, op_profile_runs=2)
+    config = ProfileConfig(batch_sizes=(1, 4), warmup=1, iterations=6, op_profile_runs=2, min_rounds=3, max_rounds=3)
     result = P.profile_sessions({"reference": model, "candidate": model}, {"x": x}, model_input_specs(model),
                                 config, SessionOptions(providers="cpu", threads=1)).to_dict()
     assert [b["batch_size"] for b in result["batches"]] == [1, 4]
-    assert result["batches"][1]["models"]["candidate"]["runs"] == 3
+    assert result["batches"][1]["models"]["candidate"]["runs"] == 6  # 3 A/B rounds of 2 runs each
     assert result["batches"][0]["speedup_p50"] > 0
+    rounds = result["batches"][0]["speedup"]
+    assert rounds["rounds"] == 3 and rounds["runs_per_round"] == 2 and len(rounds["ratios"]) == 3
+    assert rounds["lower"] <= rounds["median"] <= rounds["upper"] and not rounds["exact_interval"]
     prof = result["op_profile"]["reference"]
     assert prof["nodes_by_provider"]["CPUExecutionProvider"] >= 3
     assert "Conv" in prof["op_type_time"] and sum(t["share"] for t in prof["op_type_time"].values()) == pytest.approx(1)
