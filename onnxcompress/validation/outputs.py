@@ -222,7 +222,7 @@ def _judged_by(kind: str, e: Evidence | None) -> str:
 def infer_kind(e: Evidence) -> KindDecision:
     rule = next(r for r in RULES if r.test(e))
     threshold = None
-    if rule.kind == "decision" and not _is_int(e):
+    if rule.kind == "decision" and not _is_int(e) and e.role != "decision":  # made by ArgMax/Greater: exact
         threshold = DEFAULT_THRESHOLD
     if rule.kind == "dense_map" and e.in_unit_interval:
         threshold = DEFAULT_THRESHOLD
@@ -259,14 +259,13 @@ def infer_kinds(model: onnx.ModelProto, outputs: Mapping[str, Any], feeds: Mappi
 
 def primary_output(kinds: Mapping[str, KindDecision], outputs: Mapping[str, Any]) -> str:
     """The output task metrics and the verdict use: the most task-like kind (PRIMARY_RANK); among equals, the one
-    with the fewest values per sample (a pooled embedding before per-token states), then graph order."""
+    of lowest rank (a pooled embedding before per-token states), then graph order."""
     names = list(outputs)
     if not kinds:
         return names[0]
 
     def key(name: str) -> tuple[int, int, int]:
-        size = int(np.asarray(outputs[name]).size)
-        return PRIMARY_RANK[kinds[name].kind], size, names.index(name)
+        return PRIMARY_RANK[kinds[name].kind], np.ndim(outputs[name]), names.index(name)
 
     return min(kinds, key=key)
 
