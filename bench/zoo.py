@@ -399,6 +399,12 @@ AFTER_HEADER = ("| model | kinds inferred (all match info.json?) | quantize rc |
                 "optimize gate: failed criteria | optimize speed-up median [90% interval] |\n|" + "---|" * 10)
 
 
+def _short(message: str) -> str:
+    """A failed criterion's message without its explanation: 'floor: output 'y' (kind): metric v < f'."""
+    head = message.split("; kind:")[0].split(" (median")[0]
+    return head.replace("|", "/")
+
+
 def after_row(row: dict) -> str:
     checks, res = row.get("checks", {}), row["results"]
     expected = checks.get("expected_kinds", {})
@@ -419,7 +425,7 @@ def after_row(row: dict) -> str:
     lower_better = bool(ort_fids) and ort_fids[0][0] == "MAE"
     ort_fid = (min if lower_better else max)(ort_fids, key=lambda nv: nv[1]) if ort_fids else None
     oo = row["ours"].get("optimize")
-    failed = "-" if not opt else ("; ".join(f.split(":")[0] for f in opt["failed"]) or "none (PASSED)")
+    failed = "-" if not opt else ("; ".join(_short(f) for f in opt["failed"]) or "none (PASSED)")
     est = (opt or {}).get("speedup")
     speed = "-" if not est else f"{est['median']:.2f}x [{est['lower']:.2f}-{est['upper']:.2f}]"
     return (f"| {row['model']} | {kinds_txt} ({match}) | {row['ours']['quantize']['rc']} | {check_txt} | {searched} | "

@@ -166,6 +166,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _weights(report["models"])
     lines += _validation(report["validation"])
     lines += _quantize(report["stages"].get("quantize"))
+    lines += _self_check((report["stages"].get("quantize") or {}).get("self_check"))
     lines += _profile(report["profile"])
     if report["passes"]:
         lines += ["## Passes", ""] + table(["stage", "pass", "changed", "time"], [
@@ -254,6 +255,19 @@ def _quantize(q: dict[str, Any] | None) -> list[str]:
         lines += table(["trial", "phase", "mode", "drop", "speed-up", "higher precision"], [
             [tr["trial"], tr["phase"], tr["mode"], tr["drop"], (tr.get("latency") or {}).get("speedup"),
              ", ".join(f"{n}={p}" for n, p in tr["higher_precision"].items()) or "full int8"] for tr in t["trials"]])
+    return lines
+
+
+def _self_check(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    word = "passed" if c["passed"] else "**FAILED**"
+    lines = [f"## Quantize self-check ({word}, on {c['data']})", ""]
+    lines += table(["output", "kind", "metric", "full INT8", "written", "floor", "meets"], [
+        [o, f["kind"], f["metric"], c["baseline"][o]["value"], f["value"], f["floor"], "yes" if f["passed"] else "**NO**"]
+        for o, f in c["final"].items()])
+    if c["searched"]:
+        lines += [f"- the accuracy-aware search ran: {c['stopped']}", ""]
     return lines
 
 

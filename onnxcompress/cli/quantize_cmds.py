@@ -317,8 +317,10 @@ def _render_tune(t: dict[str, Any]) -> None:
         speed = f", {tr['latency']['speedup']:.2f}x fp32" if tr.get("latency") else ""
         detail(f"trial {tr['trial']:<3} {tr['phase']:<11} drop {tr['drop']:.4f}{speed}  {kept}")
     verdict = "GOAL MET" if t["goal_met"] else "GOAL NOT MET"
-    detail(f"{verdict} | {goal['metric']} drop {best['drop']:.4f} (max {goal['max_drop']:g}, on {goal['data']}) | "
-               f"{len(t['trials'])} trials, {t['elapsed_s']:.1f} s | stopped: {t['stopped']}")
+    drop = f"{goal['metric']} drop {best['drop']:.4f} (max {goal['max_drop']:g}" if goal["metric"] != "floors" else \
+        f"every output at its kind's floor: summed shortfall {best['drop']:.4f} (0 = met"
+    detail(f"{verdict} | {drop}, on {goal['data']}) | {len(t['trials'])} trials, {t['elapsed_s']:.1f} s | "
+           f"stopped: {t['stopped']}")
     detail("higher precision: " + (", ".join(f"{n}={p}" for n, p in t["higher_precision"].items()) or "none"))
     if t.get("trace"):
         detail(f"trace    {t['trace']}")

@@ -193,6 +193,8 @@ def test_optimize_uses_the_search_when_the_gate_has_an_accuracy_criterion(fixtur
     check = checked.stages.quantize.self_check  # no gate: the self-check finds the fragile layer by itself
     assert check.searched and check.passed and checked.stages.quantize.search.higher_precision == {FRAGILE: "float"}
     assert [c.passed for c in checked.gate.criteria if c.name.startswith("floor[")] == [True]
+    md = checked.to_markdown()
+    assert "## Quantize self-check (passed" in md and "the accuracy-aware search ran: goal met" in md
     _, plain = api.optimize(model, recipe=Recipe.from_dict({"validate": {"profile": {"enabled": False}},
                                                             "self_check": False}), calib=data, eval=data)
     assert plain.stages.quantize.search is None and plain.stages.quantize.self_check is None
