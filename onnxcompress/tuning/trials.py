@@ -106,7 +106,9 @@ class TrialBuilder:
         for tensor in plan.calibrated:
             ov = overrides.get(tensor, TensorOverride())
             dtype = "int16" if tensor in int16 else ov.dtype
-            overrides[tensor] = replace(ov, dtype=dtype, range=ov.range or self.ranges[tensor])
+            # no cached range: a tensor the calibration data never reaches (an If branch not taken); the
+            # quantizer measures it itself and keeps it float with its reason, as a plain quantization does
+            overrides[tensor] = replace(ov, dtype=dtype, range=ov.range or self.ranges.get(tensor))
         for tensor in int16 - set(plan.calibrated):  # pass-through members share their group's range
             overrides[tensor] = replace(overrides.get(tensor, TensorOverride()), dtype="int16")
         return replace(cfg, overrides=overrides)

@@ -117,3 +117,30 @@ def test_recipe_section_and_output_kind_flag(fixture, tmp_path):
         Recipe.from_dict({"self_check": {"holdout": 1.5}})
     with pytest.raises(RecipeError, match="valid keys"):
         Recipe.from_dict({"self_check": {"hold_out": 0.2}})
+
+
+def test_a_branch_the_data_never_takes_is_no_crash():
+    """The self-check's trials of an If model whose else branch the calibration data never takes (no cached range
+    there): the same model as a plain quantization, that branch float with its reason."""
+    rng = np.random.default_rng(0)
+    w0, w1 = (", ".join(f"{v:.4f}" for v in rng.standard_normal(108)) for _ in range(2))
+    model = graphs.make("""
+    g (float[N,3,8,8] x, bool c) => (float[N,4,8,8] y) {
+      y = If (c) <
+        then_branch = t () => (float[N,4,8,8] ty) {
+          tw = Constant <value = float[4,3,3,3] {W0}> ()
+          ty = Conv <pads = [1,1,1,1]> (x, tw)
+        },
+        else_branch = e () => (float[N,4,8,8] ey) {
+          ew = Constant <value = float[4,3,3,3] {W1}> ()
+          ey = Conv <pads = [1,1,1,1]> (x, ew)
+        }>
+    }""".replace("W0", w0).replace("W1", w1), [])
+    data = {"x": rng.standard_normal((40, 3, 8, 8)).astype(np.float32), "c": np.array(True)}
+    checked, result = oc.quantize(model, data)
+    assert result.self_check.passed and not result.self_check.searched
+    assert any("never computed on the calibration data" in r for _, r in result.skipped)
+    rest = load_input_data(data).split_every(SelfCheckConfig().holdout_every(40))[0]
+    plain, _ = oc.quantize(model, rest, self_check=SelfCheckConfig(enabled=False))
+    assert [(p.key, p.value) for p in checked.metadata_props] == [(p.key, p.value) for p in plain.metadata_props]
+    assert checked.graph.SerializeToString() == plain.graph.SerializeToString()  # calibrated on the same samples
