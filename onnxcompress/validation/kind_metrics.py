@@ -6,14 +6,17 @@ Every metric is a ratio of two sums accumulated over batches (so memory does not
 |---|---|
 | class_logits / class_probabilities | top1_agreement, top5_agreement, kl_divergence |
 | embedding | cosine (mean over the vectors along the last axis), cosine_min |
-| dense_map | iou (maps thresholded at the threshold; values in [0, 1] only), relative_error, mean_abs_error |
+| dense_map | iou (values in [0, 1]: maps above the threshold), else channel_relative_error; mean_abs_error |
 | sequence | step_agreement (same argmax class at each step, the class axis last) |
 | decision | decision_agreement (values above the threshold, or equal integers) |
 | regression / state | relative_error |
 
 ``top5_agreement``: the reference's top-1 class is among the candidate's top 5 (more than 5 classes only);
 ``kl_divergence``: mean KL(reference || candidate) of the class distributions (softmax of logits).
-``relative_error`` is ``||candidate - reference||_2 / ||reference||_2`` over the whole output, for every kind.
+``relative_error`` is ``||candidate - reference||_2 / ||reference||_2`` over the whole output, for every kind;
+``channel_relative_error`` the largest of it over the channels of a dense map (axis 1 of [N, C, ...], or the
+shorter of the two axes of a rank-3 [N, A, C] / [N, C, A] output), so boxes and scores concatenated into one
+per-anchor map are each held to the floor (box coordinates in pixels would otherwise hide lost class scores).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 from onnxcompress.validation.config import FidelityFloors
 from onnxcompress.validation.outputs import KindDecision
 
-Sums = dict[str, tuple[float, float]]
+Sums = dict[str, tuple[Any, Any]]  # (numerator, denominator): floats, or per-channel arrays
 
 #: (kind, judged metric) -> (the FidelityFloors field, higher is better)
 FLOORS: dict[tuple[str, str], tuple[str, bool]] = {
@@ -36,7 +39,7 @@ FLOORS: dict[tuple[str, str], tuple[str, bool]] = {
     ("class_probabilities", "top1_agreement"): ("class_top1_agreement", True),
     ("embedding", "cosine"): ("embedding_cosine", True),
     ("dense_map", "iou"): ("dense_map_iou", True),
-    ("dense_map", "relative_error"): ("dense_map_relative_error", False),
+    ("dense_map", "channel_relative_error"): ("dense_map_relative_error", False),
     ("sequence", "step_agreement"): ("sequence_step_agreement", True),
     ("decision", "decision_agreement"): ("decision_agreement", True),
     ("regression", "relative_error"): ("regression_relative_error", False),
@@ -79,9 +82,21 @@ def _embedding(ref: np.ndarray, cand: np.ndarray, d: KindDecision) -> Sums:
     return {"cosine": (float(cos.sum()), float(len(r))), "cosine_min": (float(cos.min(initial=1.0)), 1.0)}
 
 
+def channel_axis(shape: tuple[int, ...]) -> int:
+    """The channel axis of a dense map: 1 for [N, C, ...] (rank 4+), the shorter of axes 1 and 2 for rank 3."""
+    if len(shape) == 3 and shape[2] < shape[1]:
+        return 2
+    return 1
+
+
 def _dense(ref: np.ndarray, cand: np.ndarray, d: KindDecision) -> Sums:
     r, c = np.asarray(ref, dtype=np.float64), np.asarray(cand, dtype=np.float64)
     out: Sums = {"mean_abs_error": (float(np.abs(r - c).sum()), float(r.size))}
+    if d.metric == "channel_relative_error" and r.ndim >= 2:
+        axis = channel_axis(r.shape)
+        others = tuple(i for i in range(r.ndim) if i != axis)
+        diff = r - c
+        out["channel_relative_error"] = ((diff * diff).sum(axis=others), (r * r).sum(axis=others))
     if d.metric == "iou":
         t = d.threshold if d.threshold is not None else 0.5
         pr, pc = r > t, c > t
@@ -110,8 +125,17 @@ MEASURES: dict[str, Callable[[np.ndarray, np.ndarray, KindDecision], Sums]] = {
     "class_logits": _class, "class_probabilities": _class, "embedding": _embedding, "dense_map": _dense,
     "sequence": _sequence, "decision": _decision, "regression": _none, "state": _none,
 }
+def _worst_channel(num: Any, den: Any) -> float:
+    """The largest per-channel relative error; a channel that is zero in the reference is measured against the
+    whole map's scale (1e-6 of its mean channel energy) so it cannot divide by zero."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    floor = max(float(den.mean()) * 1e-6, 1e-30)
+    return float(np.sqrt(num / np.maximum(den, floor)).max(initial=0.0))
+
+
 #: metrics whose sums are combined otherwise than numerator / denominator
-_COMBINE: dict[str, Callable[[float, float], float]] = {
+_COMBINE: dict[str, Callable[[Any, Any], float]] = {
+    "channel_relative_error": _worst_channel,
     "relative_error": lambda num, den: math.sqrt(num / den) if den > 0 else (0.0 if num == 0 else math.inf),
     "cosine_min": lambda num, den: num,
     "iou": lambda num, den: num / den if den > 0 else 1.0,  # both maps empty everywhere: identical
@@ -123,7 +147,7 @@ class KindAccumulator:
     """The kind metrics of one output, accumulated over batches."""
 
     decision: KindDecision
-    sums: dict[str, list[float]] = field(default_factory=dict)
+    sums: dict[str, list[Any]] = field(default_factory=dict)
 
     def update(self, ref: np.ndarray, cand: np.ndarray) -> None:
         batch = MEASURES[self.decision.kind](ref, cand, self.decision)
@@ -134,9 +158,9 @@ class KindAccumulator:
             acc = self.sums.setdefault(name, [0.0, 0.0] if name != "cosine_min" else [math.inf, 1.0])
             if name == "cosine_min":
                 acc[0] = min(acc[0], num)
-            else:
-                acc[0] += num
-                acc[1] += den
+            else:  # scalars, or per-channel arrays (channel_relative_error)
+                acc[0] = acc[0] + num
+                acc[1] = acc[1] + den
 
     def metrics(self) -> dict[str, float]:
         out = {}

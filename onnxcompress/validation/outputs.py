@@ -1,7 +1,8 @@
 """Task-aware output kinds: what each graph output *is*, inferred from its producer op, shape, name and values.
 
 The kind decides how fidelity is measured (validation.kind_metrics): class logits/probabilities by top-1 agreement
-(plus top-5 agreement and KL), embeddings by cosine, dense maps by IoU (values in [0, 1]) or relative error,
+(plus top-5 agreement and KL), embeddings by cosine, dense maps by IoU (values in [0, 1]) or the relative error
+of their worst channel,
 per-timestep sequences (CTC) by per-step argmax agreement, decisions by agreement of the thresholded values,
 regression values and recurrent state by relative error. Inference is one ordered table of rules
 (:data:`RULES`), each a test on the :class:`Evidence` of one output and the reason it gives; the first rule that
@@ -31,7 +32,7 @@ PRIMARY_RANK = {"class_logits": 0, "class_probabilities": 0, "sequence": 1, "dec
                 "dense_map": 4, "regression": 5, "state": 9}
 #: the metric each kind is judged by (dense maps: "iou" when their values are probabilities, else relative error)
 JUDGED_BY = {"class_logits": "top1_agreement", "class_probabilities": "top1_agreement", "embedding": "cosine",
-             "dense_map": "relative_error", "sequence": "step_agreement", "decision": "decision_agreement",
+             "dense_map": "channel_relative_error", "sequence": "step_agreement", "decision": "decision_agreement",
              "regression": "relative_error", "state": "relative_error"}
 _EMBEDDING_WORDS = frozenset({"embedding", "embeddings", "embed", "emb", "feature", "features", "pooled", "pooler",
                               "encoding", "encodings", "vector", "vectors", "descriptor", "descriptors"})

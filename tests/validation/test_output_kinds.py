@@ -94,7 +94,7 @@ def test_dense_maps_sequences_and_normalized_embeddings():
         values={"axes": np.array([1], np.int64), "tshape": np.array([-1, 8, 3], np.int64)}, check=False)
     kinds, _ = _kinds(model, {"x": _x(N, 3, 8, 8)})
     assert (kinds["mask"].kind, kinds["mask"].metric, kinds["mask"].threshold) == ("dense_map", "iou", 0.5)
-    assert (kinds["raw"].kind, kinds["raw"].metric) == ("dense_map", "relative_error")  # unbounded: no IoU
+    assert (kinds["raw"].kind, kinds["raw"].metric) == ("dense_map", "channel_relative_error")  # unbounded: no IoU
     assert (kinds["steps"].kind, kinds["steps"].metric) == ("sequence", "step_agreement")  # per-step linear head
     assert kinds["unit"].kind == "embedding" and "unit L2 norm" in kinds["unit"].reason
 
@@ -177,6 +177,22 @@ def test_kind_metrics_match_hand_computed_values():
                    threshold=0.5)
     assert dec["decision_agreement"] == pytest.approx(0.5)
     assert _metrics("state", "relative_error", ref, ref)["relative_error"] == 0.0
+
+
+def test_worst_channel_catches_scores_lost_next_to_boxes():
+    """A per-anchor detector map [N, 6, A]: 4 box channels in pixels and 2 score channels in [0, 1]; quantizing
+    the concatenation with one scale zeroes the scores: the whole map barely moves, its worst channel does."""
+    from onnxcompress.validation.kind_metrics import channel_axis
+
+    rng = np.random.default_rng(5)
+    ref = np.concatenate([rng.uniform(0, 320, (8, 4, 50)), rng.uniform(0, 0.9, (8, 2, 50))], axis=1)
+    cand = ref.copy()
+    cand[:, 4:] = 0.0
+    m = _metrics("dense_map", "channel_relative_error", ref, cand)
+    assert m["relative_error"] < 0.01 and m["channel_relative_error"] == pytest.approx(1.0)
+    assert channel_axis((8, 6, 50)) == 1 and channel_axis((1, 3549, 6)) == 2 and channel_axis((2, 3, 64, 64)) == 1
+    same = _metrics("dense_map", "channel_relative_error", np.zeros((2, 3, 4)), np.zeros((2, 3, 4)))
+    assert same["channel_relative_error"] == 0.0
 
 
 def test_floor_checks_in_both_directions():
