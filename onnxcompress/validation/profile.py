@@ -121,16 +121,30 @@ def placement_warnings(parsed: dict[str, Any], providers: list[str]) -> list[str
 
 
 # --- feeds ------------------------------------------------------------------------------------------------------
+def batch_axis(shape: tuple | None) -> int | None:
+    """The axis an input's samples lie on: 0, or the one dynamic axis of an input whose axis 0 is static (an RNN
+    state [layers, N, hidden]); None for a 0-d input (fed as given)."""
+    if not shape:
+        return None
+    dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    return dynamic[0] if isinstance(shape[0], int) and len(dynamic) == 1 else 0
+
+
 def feeds_for_batch(sample: Mapping[str, np.ndarray], specs: list[Any], batch: int) -> dict[str, np.ndarray]:
-    """``batch`` samples for every input, taken from ``sample`` (repeated cyclically when it holds fewer)."""
+    """``batch`` samples for every input, taken from ``sample`` (in the model's layout; repeated cyclically when it
+    holds fewer)."""
     feeds = {}
     for spec in specs:
-        fixed = spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) else None
+        arr = sample[spec.name]
+        axis = batch_axis(spec.shape)
+        if axis is None or np.ndim(arr) == 0:
+            feeds[spec.name] = arr
+            continue
+        fixed = spec.shape[axis] if isinstance(spec.shape[axis], int) else None
         if fixed is not None and fixed != batch:
             raise DataError(f"input '{spec.name}' has a static batch dimension of {fixed}; cannot time batch {batch}",
                             hint=f"use --batch {fixed}, or export the model with a dynamic batch axis")
-        arr = sample[spec.name]
-        feeds[spec.name] = np.take(arr, np.arange(batch) % len(arr), axis=0)
+        feeds[spec.name] = np.take(arr, np.arange(batch) % arr.shape[axis], axis=axis)
     return feeds
 
 
