@@ -81,6 +81,10 @@ def quantize_line(q: dict[str, Any]) -> str:
         parts.append("int8 kernels " + ", ".join(f"{k} {c}" for k, c in q["kernel_ops"].items()))
     elif not cfg.get("verify", True):
         parts.append("verification deferred (--no-verify): int8 kernels not checked on the target")
+    c = q.get("self_check")
+    if c:
+        parts.append(f"self-check {'passed' if c['passed'] else 'FAILED'} on {c['data']}"
+                     + (" after the search" if c["searched"] else ""))
     t = q.get("tune")
     if t:
         n = len(t["trials"])

@@ -81,13 +81,13 @@ class MixedPrecisionSearch:
         self.data_note = data_note or ("evaluation data" if eval_data is not None else
                                        "calibration data (no --eval given: the goal is checked on the data the "
                                        "model was calibrated on)")
-        self.builder = TrialBuilder(model, calib, quant)
+        self.progress = ctx.progress if ctx is not None else NO_PROGRESS
+        self.builder = TrialBuilder(model, calib, quant, self.progress)
         data = load_input_data(eval_data) if eval_data is not None else calib
         self.evaluator = Evaluator(model, data, tune, self.data_note, outputs=outputs, floors=floors)
         self.probe = LatencyProbe(model, self.evaluator, tune) if tune.measure_latency else None
         self.state = SearchState()
         self.sensitivity: dict[str, Any] | None = None
-        self.progress = ctx.progress if ctx is not None else NO_PROGRESS
         self.step: ProgressTask | None = None  # the open "search" progress task while run() runs
 
     # --- budget / ordering ------------------------------------------------------------------------------------

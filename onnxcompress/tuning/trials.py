@@ -25,6 +25,7 @@ from onnxcompress.data.inputs import load_input_data
 from onnxcompress.ir.edit import name_nodes
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.passes.base import PassContext, Sequential, apply_to_model
+from onnxcompress.passes.progress import NO_PROGRESS, Progress
 from onnxcompress.quantization.compressed import WeightCompression
 from onnxcompress.quantization.config import WEIGHT_MODES, QuantizeConfig, TensorOverride
 from onnxcompress.quantization.dynamic import why_not_dynamic
@@ -54,9 +55,10 @@ class TrialBuilder:
     """Prepares the float graph once (SmoothQuant, rewrites, node names), then builds the quantized model of any
     choice. ``model`` is the stage's input: the pipeline has already pre-processed it."""
 
-    def __init__(self, model: onnx.ModelProto, calib, config: QuantizeConfig):
+    def __init__(self, model: onnx.ModelProto, calib, config: QuantizeConfig, progress: Progress | None = None):
 
         self.mode = config.mode
+        self.progress = progress or NO_PROGRESS  # calibration shows its batches here
         self.calib = load_input_data(calib) if calib is not None else None
         prepare = ([SmoothQuantPass(config.smooth_quant)] if config.smooth_quant is not None else [])
         graph = Sequential(*prepare, *rewrite_passes(config))(to_graph(model), PassContext(calibration=self.calib)).graph
@@ -145,7 +147,7 @@ class TrialBuilder:
         missing = [t for t in plan.calibrated if t not in self.ranges and t not in fixed]
         if not missing:
             return
-        ctx = PassContext(calibration=self.calib)
+        ctx = PassContext(calibration=self.calib, progress=self.progress)
         self.ranges.update(calibrate(self._graph(), Plan(calibrated=missing), self.config, ctx))
         warned = ctx.get(CalibrationWarnings)
         if warned is not None:

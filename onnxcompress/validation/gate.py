@@ -101,7 +101,9 @@ class GatePolicy:
         return self.min_speedup is not None or self.max_p99_ms is not None or bool(self.not_slower)
 
     def is_empty(self) -> bool:
-        return all(getattr(self, f) in (None, False) for f in self.__dataclass_fields__ if f != "accuracy_metric")
+        """No criterion set (``False`` switches a yes/no criterion off; a threshold of 0 is a criterion)."""
+        return all(getattr(self, f) is None or getattr(self, f) is False
+                   for f in self.__dataclass_fields__ if f != "accuracy_metric")
 
 
 #: every criterion key of a policy (all but accuracy_metric)
