@@ -11,6 +11,7 @@ batch / batch 1, said in the row), all variants interleaved in one process with 
 
 Usage: .venv/bin/python bench/zoo.py [--models a,b] [--rounds 5] [--skip-optimize] [--out bench/out/zoo.json]
        .venv/bin/python bench/zoo.py --table bench/out/zoo.json     # print the table of a saved run again
+       .venv/bin/python bench/zoo.py --after bench/out/zoo.json     # kinds, self-check and gate of a saved run
 In the table, "0!" is an exit code 0 whose written model then failed to load or run in onnxruntime.
 """
 
@@ -310,8 +311,38 @@ def bench_model(entry, tmp: Path, args) -> dict:
     except Exception as e:
         row["latency"] = {"error": f"{type(e).__name__}: {e}"[:300]}
     row["n_eval_used"] = zoo_index.n_samples(entry, arrays)
+    row["checks"] = our_checks(entry, d)
     row["wall_s"] = round(time.perf_counter() - t0, 1)
     return row
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def our_checks(entry, d: Path) -> dict:
+    """What onnxcompress itself said: quantize's self-check (kinds, floors, search) and optimize's gate."""
+    out: dict = {"expected_kinds": {o["name"]: o["kind"] for o in entry.info["io"]["outputs"]}}
+    q = _read_json(d / "q.json")
+    if q and q.get("self_check"):
+        c = q["self_check"]
+        out["self_check"] = {"passed": c["passed"], "searched": c["searched"], "stopped": c["stopped"],
+                             "data": c["data"], "trials": len((q.get("tune") or {}).get("trials", [])),
+                             "kinds": {n: k["kind"] for n, k in c["kinds"].items()},
+                             "baseline": {n: [f["metric"], f["value"], f["floor"]] for n, f in c["baseline"].items()},
+                             "final": {n: [f["metric"], f["value"], f["floor"]] for n, f in c["final"].items()}}
+    r = _read_json(d / "opt" / "report.json")
+    if r:
+        fid = (r.get("validation") or {}).get("fidelity") or {}
+        batches = (r.get("profile") or {}).get("batches") or []
+        out["optimize"] = {"passed": r.get("passed"), "verdict": r.get("verdict"),
+                           "failed": (r.get("gate") or {}).get("failed", []),
+                           "kinds": {n: f.get("kind") for n, f in fid.items()},
+                           "speedup": batches[0].get("speedup") if batches else None}
+    return out
 
 
 # --- table ----------------------------------------------------------------------------------------------------
@@ -398,6 +429,43 @@ def placement_table(rows: list[dict]) -> str:
             label = {"ours_q": "default", "ours_fixed": "fixed", "ours_measure": "measure"}[key]
             out.append(f"| {row['model']} | {label} | {r['rc']} | {kept} | {est} | {_f(sp.get(key), '{:.2f}x')} | {fid} |")
     return "\n".join(out)
+AFTER_HEADER = ("| model | kinds inferred (all match info.json?) | quantize rc | self-check: primary metric full INT8 -> "
+                "written (floor) | searched (trials) | ours-q fidelity (bench) | ORT best fidelity | optimize rc | "
+                "optimize gate: failed criteria | optimize speed-up median [90% interval] |\n|" + "---|" * 10)
+
+
+def _short(message: str) -> str:
+    """A failed criterion's message without its explanation: 'floor: output 'y' (kind): metric v < f'."""
+    head = message.split("; kind:")[0].split(" (median")[0]
+    return head.replace("|", "/")
+
+
+def after_row(row: dict) -> str:
+    checks, res = row.get("checks", {}), row["results"]
+    expected = checks.get("expected_kinds", {})
+    sc, opt = checks.get("self_check"), checks.get("optimize")
+    kinds = (sc or {}).get("kinds") or (opt or {}).get("kinds") or {}
+    match = "-" if not kinds else ("yes" if all(kinds.get(n) == k for n, k in expected.items()) else "NO")
+    kinds_txt = ", ".join(f"{n}: {k}" for n, k in kinds.items()) or "-"
+    prim = row["results"].get("ours_q", {}).get("primary_output")
+    check_txt, searched = "-", "-"
+    if sc:
+        name = prim if prim in sc["final"] else next(iter(sc["final"]), None)
+        if name:
+            (m, v0, fl), (_, v1, _) = sc["baseline"][name], sc["final"][name]
+            check_txt = f"{'PASS' if sc['passed'] else 'FAIL'} {m} {v0:.3f} -> {v1:.3f} ({fl:g})"
+        searched = f"{'yes' if sc['searched'] else 'no'} ({sc['trials']})"
+    ort_fids = [res[k]["primary_fidelity"] for k in ("ort_u8", "ort_s8")
+                if k in res and "error" not in res[k] and res[k].get("primary_fidelity")]
+    lower_better = bool(ort_fids) and ort_fids[0][0] == "MAE"
+    ort_fid = (min if lower_better else max)(ort_fids, key=lambda nv: nv[1]) if ort_fids else None
+    oo = row["ours"].get("optimize")
+    failed = "-" if not opt else ("; ".join(_short(f) for f in opt["failed"]) or "none (PASSED)")
+    est = (opt or {}).get("speedup")
+    speed = "-" if not est else f"{est['median']:.2f}x [{est['lower']:.2f}-{est['upper']:.2f}]"
+    return (f"| {row['model']} | {kinds_txt} ({match}) | {row['ours']['quantize']['rc']} | {check_txt} | {searched} | "
+            f"{_fid(res.get('ours_q', {}).get('primary_fidelity'))} | {_fid(ort_fid)} | "
+            f"{oo['rc'] if oo else '-'} | {failed} | {speed} |")
 
 
 def cpu_info() -> dict:
@@ -416,6 +484,11 @@ def cpu_info() -> dict:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--_ort-worker":
         return ort_worker(*sys.argv[2:6])
+    if len(sys.argv) > 2 and sys.argv[1] == "--after":  # the self-check / kinds / gate table of a saved run
+        print(AFTER_HEADER)
+        for row in json.loads(Path(sys.argv[2]).read_text())["models"]:
+            print(after_row(row) if "results" in row else f"| {row['model']} | bench error: {row.get('error')} |")
+        return 0
     if len(sys.argv) > 2 and sys.argv[1] == "--table":  # re-render the table of a saved run
         print(HEADER)
         for row in json.loads(Path(sys.argv[2]).read_text())["models"]:

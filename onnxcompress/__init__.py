@@ -34,8 +34,16 @@ from onnxcompress.pruning import PruneConfig, PruneResult
 from onnxcompress.quantization import QuantizeConfig, QuantizeResult, TensorOverride
 from onnxcompress.recipe import Recipe
 from onnxcompress.report import Report
-from onnxcompress.tuning import TuneConfig
-from onnxcompress.validation import GatePolicy, GateResult, ProfileConfig, Tolerance, ValidateConfig
+from onnxcompress.tuning import SelfCheckConfig, TuneConfig
+from onnxcompress.validation import (
+    FidelityFloors,
+    GatePolicy,
+    GateResult,
+    OutputSpec,
+    ProfileConfig,
+    Tolerance,
+    ValidateConfig,
+)
 
 __all__ = [
     "__version__",
@@ -44,7 +52,8 @@ __all__ = [
     "inspect", "sensitivity",
     # recipe and configs
     "Recipe", "PreprocessConfig", "PruneConfig", "DistillConfig", "QuantizeConfig", "TensorOverride", "PrecisionConfig",
-    "TuneConfig", "ValidateConfig", "ProfileConfig", "Tolerance", "GatePolicy",
+    "TuneConfig", "SelfCheckConfig", "ValidateConfig", "ProfileConfig", "Tolerance", "OutputSpec", "FidelityFloors",
+    "GatePolicy",
     # results
     "Report", "PruneResult", "DistillResult", "AttachResult", "QuantizeResult", "PrecisionResult", "GateResult",
     "KeptChannels",

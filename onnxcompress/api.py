@@ -51,7 +51,7 @@ from onnxcompress.recipe import Recipe
 from onnxcompress.report import REPORT_FILES, DataInfo, ModelInfo, Report, Stages, environment_info
 from onnxcompress.runtime.session import SessionOptions, make_session, resolve_providers, run
 from onnxcompress.tuning import sensitivity_analysis
-from onnxcompress.tuning.config import TuneConfig
+from onnxcompress.tuning.config import SelfCheckConfig, TuneConfig
 from onnxcompress.tuning.stage import SearchFiles
 from onnxcompress.validation.config import ProfileConfig, ValidateConfig
 from onnxcompress.validation.evaluate import check_inputs, evaluate
@@ -182,18 +182,24 @@ def quantize(model: ModelLike, calib: Any = None, config: QuantizeConfig | None 
              tune: TuneConfig | None = None, eval: Any = None, output: str | Path | None = None,
              trace: str | Path | None = None, preprocess: PreprocessConfig | None = None,
              progress: Progress | None = None, data_config: DataConfig | None = None,
-             limits: DataLimits | None = None) -> tuple[onnx.ModelProto, QuantizeResult]:
+             limits: DataLimits | None = None, self_check: SelfCheckConfig | None = None,
+             validate: ValidateConfig | None = None) -> tuple[onnx.ModelProto, QuantizeResult]:
     """INT8 quantization (static QDQ from ``calib``, or ``config.mode = "dynamic"``). With ``tune`` the
     mixed-precision search meets its accuracy goal (checked on ``eval``, else on ``calib``) and writes the best
     model so far to ``output`` and its trial trace to ``trace`` as it goes; ``result.search.goal_met`` says
-    whether the goal was reached."""
+    whether the goal was reached. Without ``tune``, ``self_check`` (on by default) measures the result on
+    held-out calibration samples against the fidelity floors of ``validate`` (its ``outputs`` kinds and
+    ``floors``) and runs the search when a floor is missed; ``result.self_check.passed`` says whether the written
+    model meets them."""
 
     plan = OutputPlan((model,), (calib, eval)).model(output).file(trace, "--trace").check()
     config = config or QuantizeConfig()
     proto, _ = load(model)
     ctx = PassContext(calibration=_data(calib, proto, data_config, limits),
                       evaluation=_data(eval, proto, data_config, limits), progress=progress or NO_PROGRESS)
-    recipe = pipeline.resolve(_stage_recipe(0, preprocess, quantize=config, tune=tune), ctx.calibration).recipe
+    stages = _stage_recipe(0, preprocess, quantize=config, tune=tune, self_check=self_check or SelfCheckConfig(),
+                           validate=validate or ValidateConfig())
+    recipe = pipeline.resolve(stages, ctx.calibration).recipe
     if tune is not None:
         ctx.put(SearchFiles(None if output is None else Path(output), None if trace is None else Path(trace)))
     out = _run(proto, recipe, ctx)
@@ -395,9 +401,10 @@ def _measured(report: Report, coverage: float | None) -> Measured:
 def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: ValidateConfig | None = None,
              user_metrics: Mapping[str, Any] | None = None, policy: GatePolicy | None = None,
              progress: Progress | None = None, data_config: DataConfig | None = None,
-             limits: DataLimits | None = None) -> Report:
+             limits: DataLimits | None = None, clock: Callable[[], float] = time.perf_counter) -> Report:
     """Compare ``candidate`` with ``reference`` on ``data``; with ``policy`` the report also holds the gate.
-    ``user_metrics``: {name: fn(outputs, extras) -> float per batch, or an object with update()/compute()}."""
+    ``user_metrics``: {name: fn(outputs, extras) -> float per batch, or an object with update()/compute()}.
+    ``clock``: the profiler's clock (seconds), when the policy needs latency."""
 
     config = _with_policy_tolerances(config or ValidateConfig(), policy)
     if policy is not None:
@@ -419,7 +426,7 @@ def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: V
     if policy is not None:
         if policy.needs_latency:
             report.profile = profile_models({"reference": ref, "candidate": cand}, eval_data, config.profile,
-                                            config.providers, config.threads, 0, progress=progress)
+                                            config.providers, config.threads, 0, clock=clock, progress=progress)
             report.warnings += report.profile.warnings
         coverage = weighted_coverage(ref, cand) if policy.min_int8_kernel_coverage is not None else None
         report.stages.coverage = coverage
@@ -430,10 +437,10 @@ def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: V
 def gate(reference: ModelLike, candidate: ModelLike, data: Any, policy: GatePolicy, *,
          config: ValidateConfig | None = None, user_metrics: Mapping[str, Any] | None = None,
          progress: Progress | None = None, data_config: DataConfig | None = None,
-         limits: DataLimits | None = None) -> Report:
+         limits: DataLimits | None = None, clock: Callable[[], float] = time.perf_counter) -> Report:
     """Validate (and profile when the policy has latency criteria), then evaluate ``policy``."""
     return validate(reference, candidate, data, config=config, user_metrics=user_metrics, policy=policy,
-                    progress=progress, data_config=data_config, limits=limits)
+                    progress=progress, data_config=data_config, limits=limits, clock=clock)
 
 
 def profile(model: ModelLike, *, vs: ModelLike | None = None, data: Any = None, config: ProfileConfig | None = None,
@@ -593,7 +600,8 @@ def _check(original: onnx.ModelProto, candidate: onnx.ModelProto, eval_data: Inp
     progress.stage("validate")
     report.validation = evaluate(original, judged if judged is not None else candidate, eval_data, config,
                                  user_metrics, progress=progress)
-    policy = recipe.gate if recipe.gate is not None else default_policy(report.validation)
+    policy = recipe.gate if recipe.gate is not None else default_policy(
+        report.validation, profiled=profile and config.profile.enabled)
     if profile and (config.profile.enabled or policy.needs_latency):
         progress.stage("profile")
         report.profile = profile_models({"reference": original, "candidate": candidate}, eval_data, config.profile,

@@ -33,6 +33,9 @@ from onnxcompress.quantization.stage import quantize_passes
 from onnxcompress.quantization.weight_only import QDQ_MIN_OPSET
 from onnxcompress.recipe import AUTO, Recipe
 from onnxcompress.tuning import TuneConfig, TuneQuantizationPass, goal_from_policy
+from onnxcompress.tuning.config import SelfCheckConfig
+from onnxcompress.tuning.selfcheck import SelfCheckQuantizePass
+from onnxcompress.validation.config import ValidateConfig
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +116,30 @@ def resolve(recipe: Recipe, calib: InputData | None) -> Resolved:
             notes.append(f"quantize: mixed-precision search for the gate's {goal[0]} goal (drop <= {goal[1]:g})")
     elif tune is not None and tune.metric == "auto" and calib is not None:
         tune = replace(tune, metric="top1" if has_class_labels(calib, tune.labels) else "agreement")
+    check = _resolve_self_check(recipe.self_check, quantize, tune, calib, notes)
     return Resolved(replace(recipe, preprocess=preprocess, quantize=quantize, distill=distill,
-                            tune=tune if quantize else None), tuple(notes), tuple(warnings))
+                            tune=tune if quantize else None, self_check=check), tuple(notes), tuple(warnings))
+
+
+def _resolve_self_check(check: SelfCheckConfig, quantize: QuantizeConfig | None, tune: TuneConfig | None,
+                        calib: InputData | None, notes: list[str]) -> SelfCheckConfig:
+    """The self-check runs when quantizing to INT8 (static or dynamic) without an accuracy goal of the recipe's
+    own; it needs calibration data to hold samples out of. The weight modes (INT4, codebooks, ternary, binary) are
+    lossy by the user's choice: their goal is a [tune] max_drop."""
+    if not check.enabled or quantize is None:
+        return check
+    if tune is not None:
+        notes.append("quantize: self-check: the mixed-precision search's own goal applies instead")
+        return check
+    if quantize.mode not in ("static", "dynamic"):
+        notes.append(f"quantize: self-check not run for the {quantize.mode} weight mode (give an accuracy goal "
+                     "with --max-drop / [tune] to search)")
+        return replace(check, enabled=False)
+    if calib is None:
+        notes.append("quantize: self-check skipped, no calibration data to hold samples out of")
+        return replace(check, enabled=False)
+    notes.append("quantize: self-check on held-out calibration samples against the fidelity floors")
+    return check
 
 
 def _resolve_quantize(recipe: Recipe, calib: InputData | None, warnings: list[str]) -> QuantizeConfig | None:
@@ -173,9 +198,14 @@ def _resolve_distill(recipe: Recipe, calib: InputData | None, notes: list[str]) 
 
 
 # --- building -----------------------------------------------------------------------------------------------------
-def quantize_stage(quant: QuantizeConfig, tune: TuneConfig | None) -> Sequential:
+def quantize_stage(quant: QuantizeConfig, tune: TuneConfig | None, check: SelfCheckConfig | None = None,
+                   validate: ValidateConfig | None = None) -> Sequential:
+    """The search when the recipe has a goal; else quantize with its self-check (when enabled); else plain."""
+    validate = validate or ValidateConfig()
     if tune is not None:
-        return Sequential(TuneQuantizationPass(quant, tune))
+        return Sequential(TuneQuantizationPass(quant, tune, validate))
+    if check is not None and check.enabled:
+        return Sequential(SelfCheckQuantizePass(quant, check, validate))
     return quantize_passes(quant)
 
 
@@ -194,7 +224,8 @@ def build(recipe: Recipe, *, teacher_from_input: bool = True) -> Pipeline:
     if isinstance(recipe.distill, DistillConfig):
         stages.append(Stage("distill", Sequential(ReconstructPass(recipe.distill))))
     if isinstance(recipe.quantize, QuantizeConfig):
-        stages.append(Stage("quantize", quantize_stage(recipe.quantize, recipe.tune)))
+        stages.append(Stage("quantize", quantize_stage(recipe.quantize, recipe.tune, recipe.self_check,
+                                                       recipe.validate)))
     if recipe.precision is not None:
         stages.append(Stage("precision", precision_passes(recipe.precision)))
     return Pipeline(tuple(stages))

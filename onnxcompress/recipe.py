@@ -1,15 +1,16 @@
 """The Recipe: everything a run needs to be reproduced, as frozen, validated dataclasses.
 
 A recipe file (TOML or JSON) has a top-level ``seed`` and the sections ``preprocess``, ``prune``, ``distill``,
-``quantize``, ``precision``, ``tune``, ``validate`` and ``gate``. A stage section is a table (that stage with those
-settings), ``true`` (defaults) or ``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for the CPU target
-when calibration data is given; ``distill`` absent means ``"auto"``: layer-wise reconstruction after pruning when
-calibration data is given; ``precision`` absent means off (a table converts to fp16/bf16 after quantize; with
-``quantize`` absent the auto INT8 stage is then skipped); ``tune`` absent means no accuracy goal of its own
-(``optimize`` derives one from the gate's accuracy criterion). ``gate`` absent means a default policy chosen from
-what the evaluation data allows (see validation.gate.default_policy). Unknown keys are errors that list the valid
-keys. The effective recipe (every ``auto`` resolved) is written into every report, so ``--dump-recipe``
-reproduces a run.
+``quantize``, ``precision``, ``tune``, ``self_check``, ``validate`` and ``gate``. A stage section is a table (that
+stage with those settings), ``true`` (defaults) or ``false`` (off). ``quantize`` absent means ``"auto"``: INT8 for
+the CPU target when calibration data is given; ``distill`` absent means ``"auto"``: layer-wise reconstruction after
+pruning when calibration data is given; ``precision`` absent means off (a table converts to fp16/bf16 after
+quantize; with ``quantize`` absent the auto INT8 stage is then skipped); ``tune`` absent means no accuracy goal of
+its own (``optimize`` derives one from the gate's accuracy criterion); ``self_check`` (on by default) then checks
+the quantized model against the fidelity floors of ``[validate.floors]`` on held-out calibration samples and runs
+the search by itself below a floor. ``gate`` absent means a default policy chosen from what the evaluation data
+allows (see validation.gate.default_policy). Unknown keys are errors that list the valid keys. The effective recipe
+(every ``auto`` resolved) is written into every report, so ``--dump-recipe`` reproduces a run.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ from onnxcompress.passes.preprocess import PreprocessConfig
 from onnxcompress.precision.config import PrecisionConfig
 from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.quantization.config import QuantizeConfig
-from onnxcompress.tuning.config import TuneConfig
+from onnxcompress.tuning.config import SelfCheckConfig, TuneConfig
 from onnxcompress.validation.config import ValidateConfig
 from onnxcompress.validation.gate import GatePolicy
 
 Auto = Literal["auto"]
 AUTO: Final = "auto"
-TOP_LEVEL = ("seed", "data", "preprocess", "prune", "distill", "quantize", "precision", "tune", "validate", "gate",
+TOP_LEVEL = ("seed", "data", "preprocess", "prune", "distill", "quantize", "precision", "tune", "self_check",
+             "validate", "gate",
              "limits")
 
 
@@ -68,6 +70,7 @@ class Recipe:
     quantize: QuantizeConfig | Auto | None = AUTO
     precision: PrecisionConfig | None = None
     tune: TuneConfig | None = None
+    self_check: SelfCheckConfig = field(default_factory=SelfCheckConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     gate: GatePolicy | None = None  # None: a default policy chosen from the evaluation data
     limits: DataLimits = field(default_factory=DataLimits)  # caps on every data input (checked from headers)
@@ -83,6 +86,8 @@ class Recipe:
         object.__setattr__(self, "quantize", _stage("quantize", QuantizeConfig, self.quantize, auto=True))
         object.__setattr__(self, "precision", _stage("precision", PrecisionConfig, self.precision, auto=False))
         object.__setattr__(self, "tune", _stage("tune", TuneConfig, self.tune, auto=False))
+        object.__setattr__(self, "self_check", _stage("self_check", SelfCheckConfig, self.self_check, auto=False)
+                           or SelfCheckConfig(enabled=False))
         validate = _stage("validate", ValidateConfig, self.validate, auto=False)
         object.__setattr__(self, "validate", validate or ValidateConfig())
         object.__setattr__(self, "gate", _stage("gate", GatePolicy, self.gate, auto=False))
@@ -122,6 +127,7 @@ class Recipe:
         for stage in ("prune", "distill", "quantize", "precision", "tune"):
             value = getattr(self, stage)
             out[stage] = AUTO if value == AUTO else (False if value is None else config_to_dict(value))
+        out["self_check"] = config_to_dict(self.self_check)
         out["validate"] = config_to_dict(self.validate)
         out["gate"] = AUTO if self.gate is None else config_to_dict(self.gate)
         out["limits"] = config_to_dict(self.limits)

@@ -214,9 +214,10 @@ def verdict_line(report: dict[str, Any]) -> str:
         parts.append(f"{ref:.1f}->{cand:.1f} MB" if big else f"{ref * 1e3:.1f}->{cand * 1e3:.1f} KB")
     batches = (report["profile"] or {}).get("batches") or []
     if batches and {"reference", "candidate"} <= set(batches[0]["models"]):
-        m = batches[0]["models"]
-        parts.append(f"p50 {m['reference']['p50_ms']:.2f}->{m['candidate']['p50_ms']:.2f} ms "
-                     f"({batches[0]['speedup_p50']:.2f}x)")
+        m, est = batches[0]["models"], batches[0].get("speedup")
+        ratio = f"{batches[0]['speedup_p50']:.2f}x" if est is None else \
+            f"{est['median']:.2f}x, >= {est['lower']:.2f}x at {100 * est['confidence']:.0f}%"
+        parts.append(f"p50 {m['reference']['p50_ms']:.2f}->{m['candidate']['p50_ms']:.2f} ms ({ratio})")
     elif batches:
         only = next(iter(batches[0]["models"].values()))
         parts.append(f"p50 {only['p50_ms']:.2f} ms")
@@ -224,10 +225,23 @@ def verdict_line(report: dict[str, Any]) -> str:
     task = v.get("task") or {}
     if "top1" in task.get("reference", {}):
         parts.append(f"top-1 {100 * task['reference']['top1']:.1f}->{100 * task['candidate']['top1']:.1f}")
-    agreement = (v.get("fidelity") or {}).get(v.get("primary_output"), {}).get("top1_agreement")
-    if agreement is not None:
-        parts.append(f"agreement {100 * agreement:.1f}%")
+    primary = (v.get("fidelity") or {}).get(v.get("primary_output"), {})
+    if "metric" in primary and primary.get("value") is not None:
+        parts.append(_metric_text(primary["metric"], primary["value"]))
+    elif primary.get("top1_agreement") is not None:
+        parts.append(f"agreement {100 * primary['top1_agreement']:.1f}%")
     return " | ".join(parts)
+
+
+_METRIC_TEXT = {"top1_agreement": "agreement", "step_agreement": "step agreement",
+                "decision_agreement": "decision agreement", "iou": "IoU", "cosine": "cosine",
+                "relative_error": "relative error"}
+
+
+def _metric_text(metric: str, value: float) -> str:
+    """The primary output's judged metric as the verdict shows it (agreements in percent)."""
+    name = _METRIC_TEXT.get(metric, metric)
+    return f"{name} {100 * value:.1f}%" if metric.endswith("agreement") else f"{name} {value:.4f}"
 
 
 # --- text safety -------------------------------------------------------------------------------------------------
@@ -238,6 +252,8 @@ def xml_safe(text: str) -> str:
     """``text`` with the characters XML 1.0 forbids shown as ``\\xNN`` / ``\\uNNNN`` escapes."""
     return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}",
                         text)
+
+
 # --- JUnit XML --------------------------------------------------------------------------------------------------
 def render_junit(report: dict[str, Any]) -> str:
     """JUnit XML: one test case per gate criterion; text is made XML-1.0-safe (model names may hold anything)."""

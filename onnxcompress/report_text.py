@@ -81,6 +81,10 @@ def quantize_line(q: dict[str, Any]) -> str:
         parts.append("int8 kernels " + ", ".join(f"{k} {c}" for k, c in q["kernel_ops"].items()))
     elif not cfg.get("verify", True):
         parts.append("verification deferred (--no-verify): int8 kernels not checked on the target")
+    c = q.get("self_check")
+    if c:
+        parts.append(f"self-check {'passed' if c['passed'] else 'FAILED'} on {c['data']}"
+                     + (" after the search" if c["searched"] else ""))
     t = q.get("tune")
     if t:
         n = len(t["trials"])
@@ -166,6 +170,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += _weights(report["models"])
     lines += _validation(report["validation"])
     lines += _quantize(report["stages"].get("quantize"))
+    lines += _self_check((report["stages"].get("quantize") or {}).get("self_check"))
     lines += _profile(report["profile"])
     if report["passes"]:
         lines += ["## Passes", ""] + table(["stage", "pass", "changed", "time"], [
@@ -212,6 +217,11 @@ def _validation(v: dict[str, Any] | None) -> list[str]:
     if task:
         lines += table(["metric", "reference", "candidate"], [
             [m, task["reference"].get(m), task["candidate"].get(m)] for m in task["reference"]])
+    kinds = {o: f for o, f in v["fidelity"].items() if "kind" in f}
+    if kinds:
+        lines += table(["output", "kind", "why", "metric", "value", "floor", "meets floor"], [
+            [o, f["kind"], f["reason"], f["metric"], f["value"], f["floor"]["floor"],
+             "yes" if f["floor"]["passed"] else "**NO**"] for o, f in kinds.items()])
     lines += table(["output", "top-1 agreement", "cosine", "SQNR dB", "max abs err", "mean abs err"], [
         [o, pct(f.get("top1_agreement"), 2), f["cosine"], f["sqnr_db"], f["max_abs_error"], f["mean_abs_error"]]
         for o, f in v["fidelity"].items()])
@@ -252,6 +262,19 @@ def _quantize(q: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _self_check(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    word = "passed" if c["passed"] else "**FAILED**"
+    lines = [f"## Quantize self-check ({word}, on {c['data']})", ""]
+    lines += table(["output", "kind", "metric", "full INT8", "written", "floor", "meets"], [
+        [o, f["kind"], f["metric"], c["baseline"][o]["value"], f["value"], f["floor"], "yes" if f["passed"] else "**NO**"]
+        for o, f in c["final"].items()])
+    if c["searched"]:
+        lines += [f"- the accuracy-aware search ran: {c['stopped']}", ""]
+    return lines
+
+
 def _profile(p: dict[str, Any] | None) -> list[str]:
     if not p:
         return []
@@ -262,6 +285,11 @@ def _profile(p: dict[str, Any] | None) -> list[str]:
                          s["throughput_per_s"], b.get("speedup_p50")])
     lines = [f"## Latency ({p['providers']}, threads {p['threads']}, {p['iterations']} interleaved runs)", ""]
     lines += table(["batch", "model", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "speed-up p50"], rows)
+    rounds = [[b["batch_size"], e["median"], e["lower"], e["upper"], e["confidence"], e["rounds"], e["stopped"]]
+              for b in p["batches"] if (e := b.get("speedup"))]
+    if rounds:
+        lines += table(["batch", "speed-up (median of rounds)", "lower bound", "upper bound", "confidence",
+                        "A/B rounds", "stopped"], rounds)
     for name, prof in (p.get("op_profile") or {}).items():
         top = list(prof["op_type_time"].items())[:10]
         lines += [f"### Time by op type: {name}", ""] + table(["op type", "share"], [

@@ -31,7 +31,7 @@ def report_dir(tmp_path_factory):
     recipe = Recipe.from_dict({"tune": {"max_drop": 0.02, "metric": "top1", "measure_latency": True,
                                         "latency_iterations": 5, "top_k": 3},
                                "quantize": {"placement": "fixed"},  # the search's trials, not the placement
-                               "validate": {"profile": {"iterations": 20, "warmup": 2}}})
+                               "validate": {"profile": {"iterations": 20, "warmup": 2, "max_rounds": 5}}})
     _, report = api.optimize(d / "model.onnx", recipe=recipe, calib=d / "calib.npz", output=d / "out.onnx")
     report.write(d / "report")
     return d / "report"

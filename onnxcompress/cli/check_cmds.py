@@ -26,10 +26,10 @@ _PROVIDERS_HELP = "Execution providers: auto (CUDA if available, else CPU), cpu,
 
 
 def _validate_config(labels, metric, output_name, tolerance, check_stat, providers, threads, batch_size, max_samples,
-                     base=None):
+                     base=None, output_kinds=None):
     from dataclasses import replace
 
-    from onnxcompress.validation.config import ValidateConfig, parse_tolerance
+    from onnxcompress.validation.config import ValidateConfig, parse_output_kind, parse_tolerance
 
     changes: dict[str, Any] = {"providers": providers, "threads": threads}
     for key, value in (("labels", labels), ("output", output_name), ("check_stat", check_stat),
@@ -40,7 +40,14 @@ def _validate_config(labels, metric, output_name, tolerance, check_stat, provide
         changes["metrics"] = tuple(metric)
     if tolerance:
         changes["tolerances"] = dict(parse_tolerance(t) for t in tolerance)
-    return replace(base or ValidateConfig(), **changes)
+    base = base or ValidateConfig()
+    if output_kinds:
+        changes["outputs"] = {**base.outputs, **dict(parse_output_kind(k) for k in output_kinds)}
+    return replace(base, **changes)
+
+
+_OUTPUT_KIND_HELP = ("NAME=KIND[,threshold=T]: what an output is, when inference should not decide (repeatable; "
+                     "class_logits, class_probabilities, embedding, dense_map, sequence, regression, decision, state).")
 
 
 def _finish(report, report_dir: Path | None, json_out: bool, exit_on_gate: bool = True, *, plan=None,
@@ -71,9 +78,7 @@ def _render_report(report: dict[str, Any], paths: dict[str, Path]) -> None:
         for m in task.get("reference", {}):
             detail(f"{m:<16} {task['reference'][m]:.4f} -> {task['candidate'][m]:.4f}")
         for out, f in v["fidelity"].items():
-            agree = "" if f["top1_agreement"] is None else f"agreement {100 * f['top1_agreement']:.2f}%, "
-            detail(f"output {out}: {agree}cosine {f['cosine']:.5f}, SQNR {f['sqnr_db']:.1f} dB, "
-                       f"max abs err {f['max_abs_error']:.3g}")
+            _render_output(out, f)
         for out, c in v["comparison"].items():
             word = "PASS" if c["passed"] else "FAIL"
             detail(f"compare {out}: {word} at atol={c['atol']:g} rtol={c['rtol']:g} ({c['check_stat']}); "
@@ -90,6 +95,18 @@ def _render_report(report: dict[str, Any], paths: dict[str, Path]) -> None:
         detail(f"{kind:<8} {path}")
 
 
+def _render_output(out: str, f: dict[str, Any]) -> None:
+    generic = f"SQNR {f['sqnr_db']:.1f} dB, max abs err {f['max_abs_error']:.3g}"
+    if "kind" not in f:
+        detail(f"output {out}: cosine {f['cosine']:.5f}, {generic}")
+        return
+    floor = f["floor"]
+    word = ("meets" if floor["passed"] else "MISSES") + (" >= " if floor["higher_is_better"] else " <= ")
+    others = ", ".join(f"{k} {v:.4g}" for k, v in f["kind_metrics"].items() if k != f["metric"])
+    detail(f"output {out}: {f['kind']} ({f['reason']}): {f['metric']} {f['value']:.4f} ({word}"
+           f"{floor['floor']:g}); {others + ', ' if others else ''}{generic}")
+
+
 def _render_profile(p: dict[str, Any]) -> None:
     detail(f"providers {p['providers']}, threads {p['threads'] or 'default'}, "
                f"{p['warmup']} warm-up + {p['iterations']} interleaved runs; peak RSS {p['peak_rss_mb']:.0f} MB")
@@ -97,7 +114,11 @@ def _render_profile(p: dict[str, Any]) -> None:
         for name, s in b["models"].items():
             detail(f"batch {b['batch_size']:<4} {name:<10} p50 {s['p50_ms']:.3f} ms  p90 {s['p90_ms']:.3f}  "
                        f"p99 {s['p99_ms']:.3f}  mean {s['mean_ms']:.3f}  {s['throughput_per_s']:.1f}/s")
-        if "speedup_p50" in b:
+        if "speedup" in b:
+            e = b["speedup"]
+            detail(f"batch {b['batch_size']:<4} speed-up {e['median']:.2f}x (median of {e['rounds']} A/B rounds; "
+                   f"{100 * e['confidence']:.0f}% interval {e['lower']:.2f}-{e['upper']:.2f}x; {e['stopped']})")
+        elif "speedup_p50" in b:
             detail(f"batch {b['batch_size']:<4} speed-up (p50) {b['speedup_p50']:.2f}x")
     for name, prof in (p.get("op_profile") or {}).items():
         top = ", ".join(f"{op} {100 * t['share']:.0f}%" for op, t in list(prof["op_type_time"].items())[:6])
@@ -120,6 +141,7 @@ def validate(
     output_name: str | None = typer.Option(None, "--output", help="Output holding the class scores."),
     tolerance: list[str] | None = typer.Option(None, "--tolerance", help="[OUTPUT:]atol=X,rtol=Y (repeatable)."),
     check_stat: str | None = typer.Option(None, "--check-stat", help="elemwise, max, mean or median."),
+    output_kind: list[str] | None = typer.Option(None, "--output-kind", help=_OUTPUT_KIND_HELP),
     providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
     threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Evaluation batch size [default: 32]."),
@@ -142,7 +164,7 @@ def validate(
 
         plan = _plan([data], [reference, candidate], folder=report_dir)
         config = _validate_config(labels, metric, output_name, tolerance, check_stat, providers, threads,
-                                  batch_size, max_samples)
+                                  batch_size, max_samples, output_kinds=output_kind)
         config = replace(config, **{k: v for k, v in (("decoder", decoder), ("charset_file", D.source(charset)))
                                     if v is not None})
         source = _required(D.with_loader(data, loader, "--data"), "--data")
@@ -213,6 +235,7 @@ def gate(
     data: str | None = typer.Option(None, "--data", help="Evaluation data, with labels for accuracy: "
                                     + D.DATA_HELP + "."),
     labels: str | None = typer.Option(None, "--labels", help="Data key holding the labels [default: labels]."),
+    output_kind: list[str] | None = typer.Option(None, "--output-kind", help=_OUTPUT_KIND_HELP),
     providers: str = typer.Option("auto", "--providers", help=_PROVIDERS_HELP),
     threads: int = typer.Option(0, "--threads", help="Intra-op threads (0 = onnxruntime default)."),
     max_samples: int | None = typer.Option(None, "--max-samples", help="Evaluate at most this many samples."),
@@ -233,7 +256,8 @@ def gate(
         plan = _plan([data, policy], [reference, candidate], folder=report_dir)
         gate_policy = load_policy(policy)
         base, limits = _recipe_sections(policy)
-        config = _validate_config(labels, None, None, None, None, providers, threads, None, max_samples, base)
+        config = _validate_config(labels, None, None, None, None, providers, threads, None, max_samples, base,
+                                  output_kinds=output_kind)
         source = _required(D.with_loader(data, loader, "--data"), "--data")
         data_cfg = D.data_config(image=image, labels_file=labels_file, dims=dim, seed=seed)
         with logs.progress() as progress:
@@ -293,6 +317,7 @@ def optimize(
     no_verify: bool = typer.Option(False, "--no-verify", help="Write the model without opening it in the target's "
                                    "onnxruntime provider (e.g. a CUDA/TensorRT target on a CPU build machine); "
                                    "the int8 kernel check is deferred and the report says so."),
+    output_kind: list[str] | None = typer.Option(None, "--output-kind", help=_OUTPUT_KIND_HELP),
     dump_recipe: Path | None = typer.Option(None, "--dump-recipe", help="Write the effective recipe (.toml/.json)."),
     report_dir: Path | None = typer.Option(None, "--report-dir", help="Report folder [default: OUTPUT's "
                                            "folder/<stem>-report]."),
@@ -317,7 +342,8 @@ def optimize(
         _plan([recipe, calib_source, eval_data], [model], model=output, files={"--dump-recipe": dump_recipe},
               folder=reports)
         rec = Recipe.from_file(recipe) if recipe is not None else Recipe()
-        validate_cfg = replace(rec.validate, providers=providers or rec.validate.providers,
+        validate_cfg = replace(_validate_config(None, None, None, None, None, providers or rec.validate.providers,
+                                                rec.validate.threads, None, None, rec.validate, output_kind),
                                profile=replace(rec.validate.profile, enabled=rec.validate.profile.enabled and not no_profile))
         rec = replace(rec, validate=validate_cfg, seed=rec.seed if seed is None else seed,
                       data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed),

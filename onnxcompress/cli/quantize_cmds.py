@@ -31,8 +31,10 @@ def trace_path_for(output: Path) -> Path:
     return output.with_name(output.stem + ".trace.json")
 
 
-def _quantize_recipe(recipe_path, flags: dict[str, Any], tune_flags: dict[str, Any]):
-    """The effective recipe of `quantize`: the --recipe file's [preprocess]/[quantize]/[tune], flags on top."""
+def _quantize_recipe(recipe_path, flags: dict[str, Any], tune_flags: dict[str, Any], check_flags: dict[str, Any],
+                     output_kinds: list[str] | None = None):
+    """The effective recipe of `quantize`: the --recipe file's [preprocess]/[quantize]/[tune]/[self_check] and the
+    output kinds and floors of [validate], flags on top."""
 
     from onnxcompress.quantization.config import QuantizeConfig
     from onnxcompress.tuning.config import TuneConfig
@@ -45,7 +47,20 @@ def _quantize_recipe(recipe_path, flags: dict[str, Any], tune_flags: dict[str, A
         tune = _merged(tune or TuneConfig(metric="auto"), **tune_flags)
     elif tune is not None:
         tune = _merged(tune, **{k: v for k, v in tune_flags.items() if k != "max_drop"})
-    return replace(base, quantize=quant, distill=None, prune=None, tune=tune)
+    else:  # no goal of the user's own: --time-budget bounds the self-check's search
+        check_flags = {**check_flags, "time_budget": tune_flags.get("time_budget")}
+    return replace(base, quantize=quant, distill=None, prune=None, tune=tune,
+                   self_check=_merged(base.self_check, **check_flags),
+                   validate=with_output_kinds(base.validate, output_kinds))
+
+
+def with_output_kinds(validate, specs: list[str] | None):
+    """``validate`` with the --output-kind NAME=KIND[,threshold=T] flags added to its [outputs]."""
+    from onnxcompress.validation.config import parse_output_kind
+
+    if not specs:
+        return validate
+    return replace(validate, outputs={**validate.outputs, **dict(parse_output_kind(s) for s in specs)})
 
 
 @app.command()
@@ -103,8 +118,17 @@ def quantize(
                                              "plan whose --metric drop is <= this fraction (0.005 = half a point)."),
     metric: str | None = typer.Option(None, "--metric", help="Goal metric for --max-drop: top1 | agreement | "
                                          "cosine (auto: top1 when the data has labels, else agreement)."),
-    time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds for the --max-drop search; "
-                                                "the best model so far is always written."),
+    time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds for the --max-drop search (or "
+                                                "the self-check's search); the best model so far is always written."),
+    self_check: bool | None = typer.Option(None, "--self-check/--no-self-check", help="Without --max-drop: check "
+                                           "the result on held-out calibration samples against each output kind's "
+                                           "fidelity floor and search a mixed-precision plan below it [default: on]."),
+    holdout: float | None = typer.Option(None, "--holdout", help="Fraction of the calibration samples the "
+                                         "self-check holds out [default: 0.2]."),
+    output_kind: list[str] | None = typer.Option(None, "--output-kind", help="NAME=KIND[,threshold=T]: what an "
+                                                 "output is, when inference should not decide (repeatable; kinds: "
+                                                 "class_logits, class_probabilities, embedding, dense_map, sequence, "
+                                                 "regression, decision, state)."),
     eval_data: str | None = typer.Option(None, "--eval", help="Data the --max-drop goal is checked on (same forms "
                                          "as --calib) [default: the calibration data]."),
     smooth_quant: str | None = typer.Option(None, "--smooth-quant", help="SmoothQuant for LayerNorm -> "
@@ -151,7 +175,7 @@ def quantize(
                      strict=strict, verify=False if no_verify else None, placement=placement,
                      placement_batch=placement_batch)
         tune_flags = dict(max_drop=max_drop, metric=metric, time_budget=time_budget)
-        rec = _quantize_recipe(recipe, flags, tune_flags)
+        rec = _quantize_recipe(recipe, flags, tune_flags, dict(enabled=self_check, holdout=holdout), output_kind)
         rec = replace(rec, data=D.data_config(rec.data, image=image, labels_file=labels_file, dims=dim, seed=seed),
                       limits=_limits(max_data_mb, max_data_samples, rec.limits))
         traced = (trace or trace_path_for(output)) if rec.tune is not None else None
@@ -165,7 +189,7 @@ def quantize(
             quantized, result = api.quantize(model, calib_source, rec.quantize, tune=rec.tune, eval=eval_data,
                                              output=output if rec.tune is not None else None, trace=traced,
                                              preprocess=rec.preprocess, progress=progress, data_config=rec.data,
-                                             limits=rec.limits)
+                                             limits=rec.limits, self_check=rec.self_check, validate=rec.validate)
         info = result.to_dict()
         info["output"] = str(output)
         if info.get("tune") is not None:
@@ -181,6 +205,9 @@ def quantize(
             typer.echo(_json_text(info), nl=False)
         else:
             _render_quantize(info, model, output)
+        if result.self_check is not None and not result.self_check.passed:
+            _render_failed_check(result, output)
+            raise typer.Exit(1)  # below a fidelity floor: the best model found is written all the same
         if result.search is not None and not result.search.goal_met:
             raise typer.Exit(1)  # the goal was not met: the best model found is written all the same
         if result.no_faster_plan:
@@ -230,7 +257,7 @@ def _effective(recipe, result):
     """The recipe as it ran: the resolved quantize config (target, weight range) and the search's goal metric."""
 
     tune = recipe.tune
-    if tune is not None and result.search is not None:
+    if tune is not None and result.search is not None and result.self_check is None:
         tune = replace(tune, metric=result.search.metric)
     return replace(recipe, quantize=result.config, tune=tune)
 
@@ -251,6 +278,27 @@ def _render_weights(info: dict[str, Any], model: Path, output: Path) -> None:
          f"{len(w['layers'])} layers compressed, {len(info['skipped'])} kept float")
 
 
+def _render_failed_check(result, output: Path) -> None:
+    check = result.self_check
+    tried = "the full INT8 plan only" if not check.searched else \
+        f"the full INT8 plan and {len(result.search.trials) - 1} mixed-precision plans (stopped: {check.stopped})"
+    echo(f"error: self-check FAILED: no plan reached the fidelity floor on {check.data}; tried {tried}; "
+         f"best model written to {output}: " + "; ".join(check.failures), err=True)
+
+
+def _render_check(c: dict[str, Any]) -> None:
+    for name, kind in c["kinds"].items():
+        detail(f"output {name}: {kind['kind']} ({kind['reason']}), judged by {kind['metric']}")
+    for name, f in c["final"].items():
+        base = c["baseline"][name]
+        word = ">=" if f["higher_is_better"] else "<="
+        shown = "" if not c["searched"] else f"full INT8 {base['value']:.4f} -> "
+        detail(f"check  {name}: {f['metric']} {shown}{f['value']:.4f} ({'meets' if f['passed'] else 'MISSES'} "
+               f"{word} {f['floor']:g})")
+    detail(f"self-check {'PASSED' if c['passed'] else 'FAILED'} on {c['data']}"
+           + (f"; the accuracy-aware search ran: {c['stopped']}" if c["searched"] else ""))
+
+
 def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
     from onnxcompress.report_text import quantize_line
 
@@ -263,6 +311,8 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
     if info.get("weights") is not None:
         _render_weights(info, model, output)
         return
+    if info.get("self_check"):
+        _render_check(info["self_check"])
     for s in info["skipped"]:
         detail(f"kept float  {s['node']}: {s['reason']}", err=True)
     v = info.get("verification")
@@ -284,6 +334,9 @@ def _render_quantize(info: dict[str, Any], model: Path, output: Path) -> None:
                f"{info['config']['target']} provider; check it on the target with onnxcompress gate/profile "
                f"--providers {info['config']['target']}", err=True)
         line += " | NOT VERIFIED (--no-verify)"
+    check = info.get("self_check")
+    if check:
+        line += " | self-check " + ("passed" if check["passed"] else "FAILED (below the fidelity floor)")
     echo(line)
 
 
@@ -305,8 +358,10 @@ def _render_tune(t: dict[str, Any]) -> None:
         speed = f", {tr['latency']['speedup']:.2f}x fp32" if tr.get("latency") else ""
         detail(f"trial {tr['trial']:<3} {tr['phase']:<11} drop {tr['drop']:.4f}{speed}  {kept}")
     verdict = "GOAL MET" if t["goal_met"] else "GOAL NOT MET"
-    detail(f"{verdict} | {goal['metric']} drop {best['drop']:.4f} (max {goal['max_drop']:g}, on {goal['data']}) | "
-               f"{len(t['trials'])} trials, {t['elapsed_s']:.1f} s | stopped: {t['stopped']}")
+    drop = f"{goal['metric']} drop {best['drop']:.4f} (max {goal['max_drop']:g}" if goal["metric"] != "floors" else \
+        f"every output at its kind's floor: summed shortfall {best['drop']:.4f} (0 = met"
+    detail(f"{verdict} | {drop}, on {goal['data']}) | {len(t['trials'])} trials, {t['elapsed_s']:.1f} s | "
+           f"stopped: {t['stopped']}")
     detail("higher precision: " + (", ".join(f"{n}={p}" for n, p in t["higher_precision"].items()) or "none"))
     if t.get("trace"):
         detail(f"trace    {t['trace']}")

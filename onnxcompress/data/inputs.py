@@ -65,7 +65,7 @@ class InputData:
     def __init__(self, chunks: Callable[[], Iterator[Mapping[str, Any]]], *, source: str,
                  batch_size: int | None = None, limit: int | None = None, allow_nonfinite: bool = False,
                  metadata: dict[str, Any] | None = None, batch_axes: Mapping[str, int] | None = None,
-                 size: int | None = None):
+                 size: int | None = None, every: tuple[int, bool] | None = None):
         if batch_size is not None and batch_size <= 0:
             raise DataError(f"batch size must be positive, got {batch_size}", hint="use e.g. --batch-size 32")
         if limit is not None and limit <= 0:
@@ -78,6 +78,7 @@ class InputData:
         self.metadata = dict(metadata or {})
         self._axes = None if batch_axes is None else dict(batch_axes)  # None: inferred from the data on first use
         self.size = size  # the number of samples when the source knows it without reading (image files)
+        self._every = every  # (k, held): only every k-th sample (held=True) or all the others (see split_every)
         self._len: int | None = None if size is None else (size if limit is None else min(size, limit))
 
     @property
@@ -93,7 +94,7 @@ class InputData:
     def _with(self, **kw) -> InputData:
         args = dict(source=self.source, batch_size=self.batch_size, limit=self.limit,
                     allow_nonfinite=self.allow_nonfinite, metadata=self.metadata, batch_axes=self._axes,
-                    size=self.size)
+                    size=self.size, every=self._every)
         args.update(kw)
         return InputData(self._chunks, **args)
 
@@ -110,17 +111,32 @@ class InputData:
         """Arrays whose samples lie on another axis (an RNN state [layers, N, hidden] has them on axis 1)."""
         return self._with(batch_axes={**self.batch_axes, **{str(k): int(v) for k, v in axes.items()}})
 
+    def split_every(self, k: int) -> tuple[InputData, InputData]:
+        """(the rest, every k-th sample): a held-out slice spread over the whole data (sample i is held out when
+        i % k == k - 1), taken before batching and limits."""
+        if k < 2:
+            raise DataError(f"cannot hold out every {k}-th sample", hint="hold out every k-th sample with k >= 2")
+        if self._every is not None:
+            raise DataError("the data is already split", hint="split the original data once")
+        held = None if self.size is None else self.size // k
+        return (self._with(every=(k, False), source=f"{self.source} (all but every {k}th sample)",
+                           size=None if held is None else self.size - held),
+                self._with(every=(k, True), source=f"{self.source} (every {k}th sample, held out)", size=held))
+
     # --- iteration -----------------------------------------------------------------------------------------
-    def __iter__(self) -> Iterator[Batch]:
+    def _samples(self) -> Iterator[Batch]:
         stream = _normalized(self._chunks(), self.source, self.batch_axes)
+        return stream if self._every is None else _every(stream, *self._every)
+
+    def __iter__(self) -> Iterator[Batch]:
+        stream = self._samples()
         if self.batch_size is not None:
             stream = _rebatch(stream, self.batch_size)
         return _limit(stream, self.limit)
 
     def __len__(self) -> int:
         if self._len is None:
-            self._len = sum(_batch_len(c) for c in _limit(_normalized(self._chunks(), self.source, self.batch_axes),
-                                                          self.limit))
+            self._len = sum(_batch_len(c) for c in _limit(self._samples(), self.limit))
         return self._len
 
     def keys(self) -> list[str]:
@@ -354,6 +370,17 @@ def _concat(parts: list[Batch]) -> Batch:
             raise DataError(f"chunks have different keys: {sorted(keys)} vs {sorted(p.keys())}",
                             hint="every chunk must hold the same arrays")
     return {k: (np.concatenate([p[k] for p in parts], axis=0) if parts[0][k].ndim else parts[0][k]) for k in keys}
+
+
+def _every(stream: Iterator[Batch], k: int, held: bool) -> Iterator[Batch]:
+    """Sample i (counted over the whole stream) is held when i % k == k - 1; keep those (held) or the others."""
+    start = 0
+    for batch in stream:
+        n = _batch_len(batch)
+        pick = ((np.arange(start, start + n) % k) == k - 1) == held
+        start += n
+        if pick.any():
+            yield {key: (v[pick] if v.ndim else v) for key, v in batch.items()}
 
 
 def _limit(stream: Iterator[Batch], limit: int | None) -> Iterator[Batch]:

@@ -76,6 +76,37 @@ class SearchSummary:
 
 
 @dataclass(frozen=True)
+class SelfCheckSummary:
+    """quantize's check of its own result (tuning.selfcheck): every output's kind, metric and floor on held-out
+    calibration samples, for the full INT8 plan (``baseline``) and the written model (``final``); whether the
+    accuracy-aware search ran (then QuantizeResult.search holds its trials) and why it stopped."""
+
+    passed: bool
+    data: str
+    samples: int
+    in_sample: bool  # too few calibration samples to hold any out: checked on the calibration data itself
+    kinds: dict[str, dict[str, Any]]  # output -> {kind, metric, reason, source, threshold}
+    baseline: dict[str, dict[str, Any]]  # output -> {kind, metric, value, floor, floor_name, passed, ...}
+    final: dict[str, dict[str, Any]]
+    searched: bool
+    stopped: str
+
+    @property
+    def failures(self) -> list[str]:
+        return [_floor_text(name, c) for name, c in self.final.items() if not c["passed"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "data": self.data, "samples": self.samples, "in_sample": self.in_sample,
+                "kinds": dict(self.kinds), "baseline": dict(self.baseline), "final": dict(self.final),
+                "searched": self.searched, "stopped": self.stopped}
+
+
+def _floor_text(name: str, c: dict[str, Any]) -> str:
+    word = (">=" if c["higher_is_better"] else "<=") if c["passed"] else ("<" if c["higher_is_better"] else ">")
+    return f"{name} ({c['kind']}) {c['metric']} {c['value']:.4g} {word} {c['floor']:g}"
+
+
+@dataclass(frozen=True)
 class QuantizeResult:
     mode: str
     config: QuantizeConfig
@@ -96,6 +127,7 @@ class QuantizeResult:
     warnings: tuple[str, ...] = ()
     weights: WeightCompression | None = None  # weight-compression modes: every layer's format, bytes and error
     placement: Placement | None = None  # latency-aware placement (None: fixed, or no cost model for the target)
+    self_check: SelfCheckSummary | None = None
 
     @property
     def calibrator(self) -> str | None:
@@ -154,6 +186,8 @@ class QuantizeResult:
             out["weights"] = self.weights.to_dict()
         if self.placement is not None:
             out["placement"] = self.placement.to_dict()
+        if self.self_check is not None:
+            out["self_check"] = self.self_check.to_dict()
         if self.warnings:
             out["warnings"] = list(self.warnings)
         return out

@@ -15,7 +15,7 @@ from onnxcompress.data.inputs import load_input_data
 from onnxcompress.data.labels import has_class_labels
 from onnxcompress.errors import RecipeError
 from onnxcompress.quantization.config import QuantizeConfig
-from onnxcompress.tuning.config import METRICS, PRECISIONS, TuneConfig
+from onnxcompress.tuning.config import METRICS, PRECISIONS, SelfCheckConfig, TuneConfig
 from onnxcompress.tuning.measure import Evaluator
 from onnxcompress.tuning.search import MixedPrecisionSearch, tune_quantization
 from onnxcompress.tuning.sensitivity import analyze, prune_sensitivity
@@ -23,7 +23,7 @@ from onnxcompress.tuning.stage import SearchFiles, TuneQuantizationPass
 from onnxcompress.tuning.trials import TrialBuilder
 from onnxcompress.validation.gate import GatePolicy
 
-__all__ = ["METRICS", "PRECISIONS", "TuneConfig", "MixedPrecisionSearch", "TuneQuantizationPass",
+__all__ = ["METRICS", "PRECISIONS", "TuneConfig", "SelfCheckConfig", "MixedPrecisionSearch", "TuneQuantizationPass",
            "SearchFiles", "tune_quantization", "sensitivity_analysis", "resolve_metric", "goal_from_policy"]
 
 
@@ -57,11 +57,14 @@ def sensitivity_analysis(model, calib, quant: QuantizeConfig | None = None, tune
 
 
 def goal_from_policy(policy: GatePolicy | None, has_labels: bool) -> tuple[str, float] | None:
-    """(metric, max_drop) from a gate's accuracy criterion (top-1 drop, agreement, cosine), or None."""
+    """(metric, max_drop) from a gate's accuracy criterion (top-1 drop, fidelity floors, agreement, cosine), or
+    None."""
     if policy is None:
         return None
     if policy.max_accuracy_drop is not None and policy.accuracy_metric == "top1" and has_labels:
         return "top1", float(policy.max_accuracy_drop)
+    if policy.fidelity_floors:
+        return "floors", 0.0
     if policy.min_top1_agreement is not None:
         return "agreement", 1.0 - float(policy.min_top1_agreement)
     if policy.min_cosine is not None:

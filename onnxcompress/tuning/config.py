@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from onnxcompress.errors import RecipeError
 
-#: goal metrics: the drop is a fraction (0.005 = half a point of top-1; for cosine, 1 - mean cosine to fp32)
-METRICS = ("top1", "agreement", "cosine")
+#: goal metrics: the drop is a fraction (0.005 = half a point of top-1; for cosine, 1 - mean cosine to fp32);
+#: ``floors``: every output keeps its kind's fidelity floor ([validate.floors]; the drop is the summed shortfall)
+METRICS = ("top1", "agreement", "cosine", "floors")
 #: higher-precision choices for one node: int16 activations (weights stay int8; static mode), 8-bit weights instead
 #: of ``weight_bits`` (weight_only mode), or the node kept float (every mode)
 PRECISIONS = ("int16", "int8", "float")
@@ -18,7 +19,9 @@ class TuneConfig:
     """What the mixed-precision search must reach and how much it may spend.
 
     ``max_drop``: allowed drop of ``metric`` against the float model (top1: reference top-1 minus candidate
-    top-1; agreement: 1 - top-1 agreement; cosine: 1 - mean cosine). ``time_budget``: seconds for the whole search
+    top-1; agreement: 1 - top-1 agreement; cosine: 1 - mean cosine, both on the primary output; floors: the summed
+    shortfall of every output below its kind's floor, so ``max_drop = 0`` asks for every floor to be met).
+    ``time_budget``: seconds for the whole search
     (None = unlimited); the best model found so far is always kept. ``precisions``: the higher-precision choices
     tried per node, in order of preference. ``top_k``: nodes whose full-model sensitivity is measured after the
     one-pass proxy. ``max_candidates``: how many of the ranked nodes the greedy phase may move to higher precision.
@@ -74,3 +77,49 @@ class TuneConfig:
         if mode == "weight_only":
             return tuple(p for p in ("int8", "float") if p in self.precisions) or ("float",)
         return ("float",)
+
+
+@dataclass(frozen=True)
+class SelfCheckConfig:
+    """quantize's check of its own result (the recipe's [self_check]; on by default when no [tune] goal is given).
+
+    ``holdout``: the fraction of the calibration samples held out (every k-th sample) to measure the quantized
+    model's fidelity on, each output by its kind's floor ([validate.floors]); the rest calibrates. At least
+    ``min_holdout`` and at most ``max_holdout`` samples are held out; with fewer than ``2 * min_holdout``
+    calibration samples the check runs on the calibration data itself and says so. ``search``: when the full INT8
+    plan misses a floor, run the accuracy-aware search (goal: every floor met) within ``time_budget`` seconds;
+    if no plan meets the floors, the best one is written and the command exits 1.
+    """
+
+    enabled: bool = True
+    holdout: float = 0.2
+    min_holdout: int = 8
+    max_holdout: int = 256
+    search: bool = True
+    time_budget: float | None = 900.0
+
+    def __post_init__(self):
+        for key in ("enabled", "search"):
+            if not isinstance(getattr(self, key), bool):
+                raise RecipeError(f"{key} must be true or false, got {getattr(self, key)!r}", hint=f"{key} = true")
+        if isinstance(self.holdout, bool) or not isinstance(self.holdout, (int, float)) or not 0 < self.holdout < 1:
+            raise RecipeError(f"holdout must be a fraction in (0, 1), got {self.holdout!r}", hint="e.g. holdout = 0.2")
+        for key in ("min_holdout", "max_holdout"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise RecipeError(f"{key} must be a positive integer, got {v!r}", hint=f"e.g. {key} = 8")
+        if self.max_holdout < self.min_holdout:
+            raise RecipeError(f"max_holdout ({self.max_holdout}) must be >= min_holdout ({self.min_holdout})",
+                              hint="e.g. min_holdout = 8, max_holdout = 256")
+        if self.time_budget is not None and (isinstance(self.time_budget, bool) or not self.time_budget > 0):
+            raise RecipeError(f"time_budget must be > 0 seconds, got {self.time_budget!r}", hint="time_budget = 600")
+
+    def holdout_every(self, samples: int) -> int | None:
+        """Hold out every k-th sample (k returned), or None: too few samples, check on the calibration data."""
+        if samples < 2 * self.min_holdout:
+            return None
+        wanted = min(max(round(samples * self.holdout), self.min_holdout), self.max_holdout, samples // 2)
+        every = max(2, samples // wanted)
+        while samples // every > self.max_holdout:
+            every += 1
+        return every

@@ -33,6 +33,7 @@ from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.measure import Evaluator, LatencyProbe, Score
 from onnxcompress.tuning.sensitivity import analyze
 from onnxcompress.tuning.trials import Choice, TrialBuilder, choice_key
+from onnxcompress.validation.config import FidelityFloors, OutputSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class MixedPrecisionSearch:
 
     def __init__(self, model: onnx.ModelProto, calib, quant: QuantizeConfig, tune: TuneConfig, *, eval_data=None,
                  output: str | Path | None = None, trace: str | Path | None = None, clock=time.monotonic,
-                 ctx=None):
+                 ctx=None, outputs: dict[str, OutputSpec] | None = None, floors: FidelityFloors | None = None,
+                 data_note: str | None = None):
 
         self.clock = clock
         self.start = clock()
@@ -76,15 +78,16 @@ class MixedPrecisionSearch:
         self.output, self.trace = output, trace
         self.ctx = ctx  # the caller's PassContext: the final build's pass records and decisions go there
         calib = load_input_data(calib)
-        self.data_note = "evaluation data" if eval_data is not None else \
-            "calibration data (no --eval given: the goal is checked on the data the model was calibrated on)"
-        self.builder = TrialBuilder(model, calib, quant)
+        self.data_note = data_note or ("evaluation data" if eval_data is not None else
+                                       "calibration data (no --eval given: the goal is checked on the data the "
+                                       "model was calibrated on)")
+        self.progress = ctx.progress if ctx is not None else NO_PROGRESS
+        self.builder = TrialBuilder(model, calib, quant, self.progress)
         data = load_input_data(eval_data) if eval_data is not None else calib
-        self.evaluator = Evaluator(model, data, tune, self.data_note)
+        self.evaluator = Evaluator(model, data, tune, self.data_note, outputs=outputs, floors=floors)
         self.probe = LatencyProbe(model, self.evaluator, tune) if tune.measure_latency else None
         self.state = SearchState()
         self.sensitivity: dict[str, Any] | None = None
-        self.progress = ctx.progress if ctx is not None else NO_PROGRESS
         self.step: ProgressTask | None = None  # the open "search" progress task while run() runs
 
     # --- budget / ordering ------------------------------------------------------------------------------------

@@ -152,6 +152,7 @@ def proxy_sqnr(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.ModelP
     session = make_session(model, SessionOptions(providers="cpu", opt_level="basic"))
     signal = dict.fromkeys(pairs, 0.0)
     noise = dict.fromkeys(pairs, 0.0)
+    batch_size = _proxy_batch(session, names, calib, model, batch_size, builder.config.calibration_memory_mb)
     for feeds in calib.limited(samples).batched(batch_size).bind(model_input_specs(model)).feeds():
         values = dict(zip(names, session.run(names, feeds)))
         for node, (ref, sh) in pairs.items():
@@ -161,6 +162,17 @@ def proxy_sqnr(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.ModelP
     sqnr = {n: (math.inf if noise[n] == 0 else (-math.inf if signal[n] == 0 else 10 * math.log10(signal[n] / noise[n])))
             for n in pairs}
     return sqnr, skipped
+
+
+def _proxy_batch(session, names: list[str], calib, model: onnx.ModelProto, batch_size: int, memory_mb: int) -> int:
+    """The largest batch (<= ``batch_size``) whose exposed float and shadow outputs fit in ``memory_mb``, measured
+    on one sample (every quantizable node's output is held twice per batch)."""
+    feeds = next(calib.limited(1).batched(1).bind(model_input_specs(model)).feeds())
+    per_sample = sum(v.nbytes for v in session.run(names, feeds))
+    fits = int(memory_mb * 2**20 // max(per_sample, 1))
+    if fits < batch_size:
+        log.info("sensitivity proxy: batch %d (one sample exposes %.1f MB)", max(fits, 1), per_sample / 2**20)
+    return max(1, min(batch_size, fits))
 
 
 # --- ranking ----------------------------------------------------------------------------------------------------

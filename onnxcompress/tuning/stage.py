@@ -14,6 +14,7 @@ from onnxcompress.passes.base import Pass, PassContext, PassResult
 from onnxcompress.quantization.config import QuantizeConfig
 from onnxcompress.tuning.config import TuneConfig
 from onnxcompress.tuning.search import MixedPrecisionSearch
+from onnxcompress.validation.config import ValidateConfig
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,9 @@ class TuneQuantizationPass(Pass):
     QuantizeResult of the best model (with its ``search`` summary) in the context. The goal is checked on
     ``ctx.evaluation`` when given, else on the calibration data."""
 
-    def __init__(self, quant: QuantizeConfig, tune: TuneConfig):
+    def __init__(self, quant: QuantizeConfig, tune: TuneConfig, validate: ValidateConfig | None = None):
         self.quant, self.tune = quant, tune
+        self.validate = validate or ValidateConfig()  # output kinds and floors (the "floors" goal)
 
     def requires(self, graph: gs.Graph, ctx: PassContext) -> None:
         if ctx.calibration is None and self.quant.mode == "static":
@@ -40,7 +42,8 @@ class TuneQuantizationPass(Pass):
 
         files = ctx.get(SearchFiles) or SearchFiles()
         search = MixedPrecisionSearch(to_model(graph), ctx.calibration, self.quant, self.tune,
-                                      eval_data=ctx.evaluation, output=files.output, trace=files.trace, ctx=ctx)
+                                      eval_data=ctx.evaluation, output=files.output, trace=files.trace, ctx=ctx,
+                                      outputs=self.validate.outputs, floors=self.validate.floors)
         model, result = search.run()
         summary = result.search
         assert summary is not None

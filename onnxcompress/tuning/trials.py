@@ -25,6 +25,7 @@ from onnxcompress.data.inputs import load_input_data
 from onnxcompress.ir.edit import name_nodes
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.passes.base import PassContext, Sequential, apply_to_model
+from onnxcompress.passes.progress import NO_PROGRESS, Progress
 from onnxcompress.quantization.compressed import WeightCompression
 from onnxcompress.quantization.config import WEIGHT_MODES, QuantizeConfig, TensorOverride
 from onnxcompress.quantization.dynamic import why_not_dynamic
@@ -33,6 +34,7 @@ from onnxcompress.quantization.hessian import MomentsCache, collect_moments
 from onnxcompress.quantization.insert_qdq import CalibrationWarnings, calibrate
 from onnxcompress.quantization.plan import Plan, plan_graph
 from onnxcompress.quantization.result import QuantizeResult
+from onnxcompress.quantization.smooth import SmoothedLayers
 from onnxcompress.quantization.stage import quantize_passes, rewrite_passes, smooth_pass
 from onnxcompress.quantization.weight_only import Linear, linear_of
 
@@ -54,14 +56,19 @@ class TrialBuilder:
     """Prepares the float graph once (SmoothQuant, rewrites, node names), then builds the quantized model of any
     choice. ``model`` is the stage's input: the pipeline has already pre-processed it."""
 
-    def __init__(self, model: onnx.ModelProto, calib, config: QuantizeConfig):
+    def __init__(self, model: onnx.ModelProto, calib, config: QuantizeConfig, progress: Progress | None = None):
 
         self.mode = config.mode
+        self.progress = progress or NO_PROGRESS  # calibration shows its batches here
         self.calib = load_input_data(calib) if calib is not None else None
         smooth = smooth_pass(config)
         prepare = [FuseTransformerPass(config.transformer_fusion)] if config.transformer_fusion != "off" else []
         prepare += [smooth] if smooth is not None else []
-        graph = Sequential(*prepare, *rewrite_passes(config))(to_graph(model), PassContext(calibration=self.calib)).graph
+        prep = PassContext(calibration=self.calib)
+        graph = Sequential(*prepare, *rewrite_passes(config))(to_graph(model), prep).graph
+        self.smoothed = prep.get(SmoothedLayers)  # reported by every build: the builds start from the smoothed graph
+        self.prepared_by = {"rewrites": config.rewrites, "smooth_quant": config.smooth_quant,
+                            "transformer_fusion": config.transformer_fusion}  # what the result's config says
         graph.toposort()
         name_nodes(graph)
         self.model = to_model(graph, like=model)  # prepared, every node named: the names choices refer to
@@ -108,7 +115,9 @@ class TrialBuilder:
         for tensor in plan.calibrated:
             ov = overrides.get(tensor, TensorOverride())
             dtype = "int16" if tensor in int16 else ov.dtype
-            overrides[tensor] = replace(ov, dtype=dtype, range=ov.range or self.ranges[tensor])
+            # no cached range: a tensor the calibration data never reaches (an If branch not taken); the
+            # quantizer measures it itself and keeps it float with its reason, as a plain quantization does
+            overrides[tensor] = replace(ov, dtype=dtype, range=ov.range or self.ranges.get(tensor))
         for tensor in int16 - set(plan.calibrated):  # pass-through members share their group's range
             overrides[tensor] = replace(overrides.get(tensor, TensorOverride()), dtype="int16")
         return replace(cfg, overrides=overrides)
@@ -145,7 +154,7 @@ class TrialBuilder:
         missing = [t for t in plan.calibrated if t not in self.ranges and t not in fixed]
         if not missing:
             return
-        ctx = PassContext(calibration=self.calib)
+        ctx = PassContext(calibration=self.calib, progress=self.progress)
         self.ranges.update(calibrate(self._graph(), Plan(calibrated=missing), self.config, ctx))
         warned = ctx.get(CalibrationWarnings)
         if warned is not None:
@@ -178,8 +187,11 @@ class TrialBuilder:
         if config.compresses_weights_only:
             self._ensure_moments()
             ctx.put(self.cache)
+        if self.smoothed is not None:
+            ctx.put(self.smoothed)
         model, _ = apply_to_model(self.model, quantize_passes(config), ctx)
-        return model, ctx.require(QuantizeResult, "TrialBuilder")
+        result = ctx.require(QuantizeResult, "TrialBuilder")
+        return model, replace(result, config=replace(result.config, **self.prepared_by))
 
     def config_for(self, choice: Choice, mode: str | None = None) -> QuantizeConfig:
         mode = mode or self.mode

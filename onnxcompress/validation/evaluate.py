@@ -20,7 +20,9 @@ from onnxcompress.passes.progress import Progress, track
 from onnxcompress.runtime.session import SessionOptions, make_session, run
 from onnxcompress.validation.compare import Comparison, OutputComparison
 from onnxcompress.validation.config import DEFAULT_LABELS, ValidateConfig, tolerance_for
+from onnxcompress.validation.kind_metrics import KindAccumulator, OutputFidelity, output_fidelity
 from onnxcompress.validation.metrics import Fidelity, FidelityAccumulator, TaskAccumulator, class_scores
+from onnxcompress.validation.outputs import CLASS_KINDS, infer_kinds, primary_output
 from onnxcompress.validation.text import TEXT_METRICS, CTCGreedy, TextAccumulator, describe_labels, read_charset
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,16 @@ class ValidationResult:
     comparison: dict[str, Comparison]
     extra_keys: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    kinds: dict[str, OutputFidelity] = field(default_factory=dict)  # task-aware fidelity of every output
 
     @property
     def comparison_passed(self) -> bool:
         return all(c.passed for c in self.comparison.values())
+
+    @property
+    def floors_passed(self) -> bool:
+        """Every output meets its kind's fidelity floor (validation.kind_metrics)."""
+        return all(k.floor.passed for k in self.kinds.values())
 
     @property
     def primary(self) -> Fidelity:
@@ -93,7 +101,9 @@ class ValidationResult:
     def to_dict(self) -> dict[str, Any]:
         return {"samples": self.samples, "primary_output": self.primary_output, "labels": self.labels,
                 "metrics": list(self.metrics), "task": None if self.task is None else self.task.to_dict(),
-                "fidelity": {k: v.to_dict() for k, v in self.fidelity.items()},
+                "fidelity": {k: {**v.to_dict(), **(self.kinds[k].to_dict() if k in self.kinds else {})}
+                             for k, v in self.fidelity.items()},
+                "floors_passed": self.floors_passed,
                 "comparison": {k: v.to_dict() for k, v in self.comparison.items()},
                 "comparison_passed": self.comparison_passed,
                 "extra_keys": list(self.extra_keys), "notes": list(self.notes)}
@@ -163,19 +173,22 @@ def _compatible(a, b) -> bool:
 
 
 class _Run:
-    """The accumulators of one validation run."""
+    """The accumulators of one validation run; the output kinds are inferred on the first batch."""
 
-    def __init__(self, outputs: list[str], config: ValidateConfig, user_metrics: Mapping[str, Any]):
+    def __init__(self, reference: onnx.ModelProto, outputs: list[str], config: ValidateConfig,
+                 user_metrics: Mapping[str, Any]):
         self.config = config
-        self.primary = config.output or outputs[0]
-        if self.primary not in outputs:
-            raise RecipeError(f"output '{self.primary}' is not an output of the model (outputs: {outputs})",
+        self.reference = reference
+        if config.output is not None and config.output not in outputs:
+            raise RecipeError(f"output '{config.output}' is not an output of the model (outputs: {outputs})",
                               hint="set --output / [validate] output to one of the model's outputs")
+        self.primary = config.output or outputs[0]  # without one configured: chosen by kind on the first batch
         unknown = sorted(k for k in config.tolerances if k and k not in outputs)
         if unknown:
             raise RecipeError(f"tolerance(s) for {unknown}: no such output (the model's outputs are {outputs})",
                               hint="name an output in --tolerance OUTPUT:atol=..., or leave the name out for all")
         self.fidelity = {o: FidelityAccumulator() for o in outputs}
+        self.kinds: dict[str, KindAccumulator] = {}
         self.compare = {o: OutputComparison(o, tolerance_for(config.tolerances, o), config.check_stat)
                         for o in outputs}
         self.user_specs = dict(user_metrics)
@@ -187,12 +200,41 @@ class _Run:
         self.notes: list[str] = []
         self.samples = 0
 
-    def update(self, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> None:
+    def _infer(self, ref: dict[str, np.ndarray], feeds: dict[str, np.ndarray]) -> None:
+        decisions = infer_kinds(self.reference, ref, feeds, self.config.outputs)
+        self.kinds = {n: KindAccumulator(d) for n, d in decisions.items()}
+        if self.config.output is None:
+            self.primary = primary_output(decisions, ref)
+
+    def _class_labels(self) -> bool:
+        """Labels score the primary output only when it holds class scores (or a decision)."""
+        acc = self.kinds.get(self.primary)
+        return acc is None or acc.decision.kind in CLASS_KINDS + ("decision",)
+
+    def update(self, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], extras: dict[str, np.ndarray],
+               feeds: dict[str, np.ndarray] | None = None) -> None:
+        if not self.samples:
+            self._infer(ref, feeds or {})
         for name, acc in self.fidelity.items():
             acc.update(ref[name], cand[name])
             self.compare[name].update(ref[name], cand[name])
+            if name in self.kinds:
+                self.kinds[name].update(ref[name], cand[name])
         labels = extras.get(self.config.labels)
-        if labels is not None and (self.labels_kind or ("class" if is_class_labels(labels) else "other")) == "class":
+        if labels is not None:
+            self._update_labels(ref, cand, labels)
+        for r_metric, c_metric in self.user.values():
+            r_metric.update(ref, extras)
+            c_metric.update(cand, extras)
+        self.samples += len(next(iter(ref.values())))
+
+    def _update_labels(self, ref: dict[str, np.ndarray], cand: dict[str, np.ndarray], labels: np.ndarray) -> None:
+        """Class labels score the primary output when it holds class scores (or a decision); string or sequence
+        labels go through the decoder; class labels of another kind of output are noted once, not scored."""
+        is_class = self.labels_kind == "class" if self.labels_kind else is_class_labels(labels)
+        if not is_class:
+            self._update_text(ref[self.primary], cand[self.primary], labels)
+        elif self._class_labels():
             if self.task is None:
                 self.labels_kind = "class"
                 n_classes = max(class_scores(ref[self.primary]).shape[1], 2)
@@ -200,12 +242,11 @@ class _Run:
                 self.task = (TaskAccumulator(self.metrics), TaskAccumulator(self.metrics))
             self.task[0].update(ref[self.primary], labels)
             self.task[1].update(cand[self.primary], labels)
-        elif labels is not None:
-            self._update_text(ref[self.primary], cand[self.primary], labels)
-        for r_metric, c_metric in self.user.values():
-            r_metric.update(ref, extras)
-            c_metric.update(cand, extras)
-        self.samples += len(next(iter(ref.values())))
+        elif self.labels_kind is None:
+            self.labels_kind = "class"
+            kind = self.kinds[self.primary].decision.kind
+            self.notes.append(f"labels '{self.config.labels}' not scored: the primary output '{self.primary}' is "
+                              f"a {kind}, not class scores (fidelity is judged by its kind instead)")
 
     def _update_text(self, ref: np.ndarray, cand: np.ndarray, labels: np.ndarray) -> None:
         """String or sequence labels: scored through the decoder when one is configured, else noted once."""
@@ -240,11 +281,13 @@ class _Run:
         if self.task is None and self.labels_kind is None:
             notes.append(f"no task metrics: the evaluation data has no '{self.config.labels}' key "
                          f"(it has {extra_keys or 'only model inputs'})")
+        kinds = {n: output_fidelity(a, self.config.floors) for n, a in self.kinds.items()}
         scored = self.task is not None or self.text is not None
         return ValidationResult(self.samples, self.primary, self.config.labels if scored else None,
                                 self.metrics + tuple(self.user), task,
                                 {n: a.result() for n, a in self.fidelity.items()},
-                                {n: c.result() for n, c in self.compare.items()}, tuple(extra_keys), tuple(notes))
+                                {n: c.result() for n, c in self.compare.items()}, tuple(extra_keys), tuple(notes),
+                                kinds)
 
 
 def _check_labels(config: ValidateConfig, extra_keys: list[str]) -> None:
@@ -265,10 +308,10 @@ def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, confi
     outputs = output_names(ref_sess, cand_sess)
     bound = data.batched(config.batch_size).limited(config.max_samples).bind(model_input_specs(reference))
     total = len(bound)
-    state = _Run(outputs, config, user_metrics or {})
+    state = _Run(reference, outputs, config, user_metrics or {})
     _check_labels(config, bound.extra_keys)
     with track(progress, "validate (reference and candidate)", -(-total // config.batch_size), "batches") as step:
         for feeds, extras in bound.batches():
-            state.update(run(ref_sess, feeds, outputs), run(cand_sess, feeds, outputs), extras)
+            state.update(run(ref_sess, feeds, outputs), run(cand_sess, feeds, outputs), extras, feeds)
             step.advance()
     return state.result(bound.extra_keys)

@@ -38,8 +38,11 @@ class GatePolicy:
 
     ``max_accuracy_drop``: reference minus candidate ``accuracy_metric`` (absolute); ``max_relative_accuracy_drop``:
     that drop divided by the reference value. ``tolerances``: per-output atol/rtol that the output comparison
-    must pass (``""`` = default for every output). ``min_speedup``: reference p50 / candidate p50 at the first
-    profiled batch size. ``max_p99_ms``: the candidate's p99 at every profiled batch size.
+    must pass (``""`` = default for every output). ``fidelity_floors``: every output keeps its kind's fidelity
+    floor ([validate.floors]; the kind decides the metric, see validation.outputs). ``min_speedup``: the speed-up
+    over the reference at the first profiled batch size, judged on the lower bound of its confidence interval
+    (validation.speed). ``not_slower``: fails when the speed-up's upper bound is below 1 (the candidate is slower
+    beyond the measurement's noise). ``max_p99_ms``: the candidate's p99 at every profiled batch size.
     """
 
     accuracy_metric: str = "top1"
@@ -49,7 +52,9 @@ class GatePolicy:
     min_cosine: float | None = None
     min_sqnr_db: float | None = None
     tolerances: dict[str, Tolerance] | None = None
+    fidelity_floors: bool | None = None
     min_speedup: float | None = None
+    not_slower: bool | None = None
     max_p99_ms: float | None = None
     max_size_mb: float | None = None
     min_int8_kernel_coverage: float | None = None
@@ -68,6 +73,9 @@ class GatePolicy:
                                              not isinstance(self.min_sqnr_db, (int, float)) or
                                              math.isnan(self.min_sqnr_db)):
             raise RecipeError(f"min_sqnr_db must be a number, got {self.min_sqnr_db!r}", hint="e.g. min_sqnr_db = 20")
+        for name in ("fidelity_floors", "not_slower"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise RecipeError(f"{name} must be true or false, got {getattr(self, name)!r}", hint=f"{name} = true")
         if not isinstance(self.accuracy_metric, str) or not self.accuracy_metric:
             raise RecipeError("accuracy_metric must be a metric name", hint=f"one of {', '.join(TASK_METRICS)} or a "
                               "user metric's name")
@@ -90,10 +98,12 @@ class GatePolicy:
 
     @property
     def needs_latency(self) -> bool:
-        return self.min_speedup is not None or self.max_p99_ms is not None
+        return self.min_speedup is not None or self.max_p99_ms is not None or bool(self.not_slower)
 
     def is_empty(self) -> bool:
-        return all(getattr(self, f) is None for f in self.__dataclass_fields__ if f != "accuracy_metric")
+        """No criterion set (``False`` switches a yes/no criterion off; a threshold of 0 is a criterion)."""
+        return all(getattr(self, f) is None or getattr(self, f) is False
+                   for f in self.__dataclass_fields__ if f != "accuracy_metric")
 
 
 #: every criterion key of a policy (all but accuracy_metric)
@@ -236,6 +246,19 @@ def _fidelity_criteria(policy: GatePolicy, validation: ValidationResult | None) 
                              policy.min_sqnr_db, " dB", "no outputs compared"))
     if policy.tolerances is not None:
         out += _tolerance_criteria(validation.comparison if validation is not None else None)
+    if policy.fidelity_floors:
+        out += _floor_criteria(validation)
+    return out
+
+
+def _floor_criteria(validation: ValidationResult | None) -> list[Criterion]:
+    if validation is None or not validation.kinds:
+        return [Criterion("fidelity_floors", False, None, None, "fidelity_floors: not measured (no outputs compared)")]
+    out = []
+    for name, k in validation.kinds.items():
+        f = k.floor
+        why = f"; kind: {k.decision.reason}" if k.decision.source == "inferred" else "; kind set by the user"
+        out.append(Criterion(f"floor[{name}]", f.passed, f.value, f.floor, f"floor: {f.message}{why}"))
     return out
 
 
@@ -255,9 +278,25 @@ def _tolerance_criteria(comparison: dict[str, Comparison] | None) -> list[Criter
 def _latency_criteria(policy: GatePolicy, profile: ProfileResult | None) -> list[Criterion]:
     out = []
     batches = profile.batches if profile is not None else ()
+    estimate = batches[0].speedup if batches else None
+    missing = "latency was not profiled" if not batches else "no reference was timed"
     if policy.min_speedup is not None:
-        value = batches[0].speedup_p50 if batches else None
-        out.append(_at_least("min_speedup", value, policy.min_speedup, "x", "latency was not profiled"))
+        if estimate is None:
+            out.append(_at_least("min_speedup", None, policy.min_speedup, "x", missing))
+        else:
+            ok = estimate.lower >= policy.min_speedup
+            out.append(Criterion("min_speedup", ok, estimate.lower, policy.min_speedup,
+                                 f"min_speedup: lower bound {estimate.lower:.3f}x {'>=' if ok else '<'} "
+                                 f"{policy.min_speedup:g}x ({estimate.describe()})"))
+    if policy.not_slower:
+        if estimate is None:
+            out.append(_at_least("not_slower", None, 1.0, "x", missing))
+        else:
+            ok = estimate.upper >= 1.0
+            verdict = "not slower than the reference" if ok else "SLOWER than the reference"
+            out.append(Criterion("not_slower", ok, estimate.upper, 1.0,
+                                 f"not_slower: {verdict}: upper bound {estimate.upper:.3f}x {'>=' if ok else '<'} 1x "
+                                 f"({estimate.describe()})"))
     if policy.max_p99_ms is not None:
         if not batches:
             out.append(_at_most("max_p99_ms", None, policy.max_p99_ms, " ms", "latency was not profiled"))
@@ -268,14 +307,13 @@ def _latency_criteria(policy: GatePolicy, profile: ProfileResult | None) -> list
     return out
 
 
-def default_policy(validation: ValidationResult) -> GatePolicy:
-    """Used when the recipe has no [gate]: accuracy drop <= 1 pt with labels, agreement >= 98% for classifiers,
-    else cosine >= 0.99."""
+def default_policy(validation: ValidationResult, *, profiled: bool = False) -> GatePolicy:
+    """Used when the recipe has no [gate]: the accuracy drop <= 1 point when labels score a class output; every
+    output keeps its kind's fidelity floor ([validate.floors]); with latency profiled, the candidate is not
+    slower than the reference (beyond the noise of the measurement)."""
     task = validation.task.reference if validation.task is not None else {}
-    classifier = validation.primary.top1_agreement is not None
     if "top1" not in task and "exact_match" in task:  # string labels scored through a decoder
-        return GatePolicy(accuracy_metric="exact_match", max_accuracy_drop=0.01,
-                          min_cosine=None if classifier else 0.99)
-    return GatePolicy(max_accuracy_drop=0.01 if "top1" in task else None,
-                      min_top1_agreement=0.98 if classifier else None,
-                      min_cosine=None if classifier else 0.99)
+        return GatePolicy(accuracy_metric="exact_match", max_accuracy_drop=0.01, fidelity_floors=True,
+                          not_slower=True if profiled else None)
+    return GatePolicy(max_accuracy_drop=0.01 if "top1" in task else None, fidelity_floors=True,
+                      not_slower=True if profiled else None)

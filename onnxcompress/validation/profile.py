@@ -2,8 +2,10 @@
 
 The statistics and the timing loop take an injected ``clock`` (seconds as float) so they can be tested with a
 fake clock. Models compared in one run get sessions with identical options and are timed interleaved
-(A B B A A B ...), so drift on a shared machine hits both alike. The per-op-type share and the execution provider
-of each node come from a separate profiling session (profiling slows the timed sessions down).
+(A B B A A B ...), so drift on a shared machine hits both alike; two models are timed in repeated A/B rounds
+until the speed-up's confidence interval is narrow or the time budget is spent (validation.speed). The
+per-op-type share and the execution provider of each node come from a separate profiling session (profiling
+slows the timed sessions down).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from onnxcompress.data.inputs import model_input_specs, random_data
 from onnxcompress.errors import DataError
 from onnxcompress.passes.progress import Progress, track
 from onnxcompress.runtime.session import SessionOptions, make_session, resolve_providers, run
+from onnxcompress.validation.speed import SpeedupEstimate, ab_rounds
 
 log = logging.getLogger(__name__)
 
@@ -118,35 +121,53 @@ def placement_warnings(parsed: dict[str, Any], providers: list[str]) -> list[str
 
 
 # --- feeds ------------------------------------------------------------------------------------------------------
+def batch_axis(shape: tuple | None) -> int | None:
+    """The axis an input's samples lie on: 0, or the one dynamic axis of an input whose axis 0 is static (an RNN
+    state [layers, N, hidden]); None for a 0-d input (fed as given)."""
+    if not shape:
+        return None
+    dynamic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+    return dynamic[0] if isinstance(shape[0], int) and len(dynamic) == 1 else 0
+
+
 def feeds_for_batch(sample: Mapping[str, np.ndarray], specs: list[Any], batch: int) -> dict[str, np.ndarray]:
-    """``batch`` samples for every input, taken from ``sample`` (repeated cyclically when it holds fewer)."""
+    """``batch`` samples for every input, taken from ``sample`` (in the model's layout; repeated cyclically when it
+    holds fewer)."""
     feeds = {}
     for spec in specs:
-        fixed = spec.shape[0] if spec.shape and isinstance(spec.shape[0], int) else None
+        arr = sample[spec.name]
+        axis = batch_axis(spec.shape)
+        if axis is None or np.ndim(arr) == 0:
+            feeds[spec.name] = arr
+            continue
+        fixed = spec.shape[axis] if isinstance(spec.shape[axis], int) else None
         if fixed is not None and fixed != batch:
             raise DataError(f"input '{spec.name}' has a static batch dimension of {fixed}; cannot time batch {batch}",
                             hint=f"use --batch {fixed}, or export the model with a dynamic batch axis")
-        arr = sample[spec.name]
-        feeds[spec.name] = np.take(arr, np.arange(batch) % len(arr), axis=0)
+        feeds[spec.name] = np.take(arr, np.arange(batch) % arr.shape[axis], axis=axis)
     return feeds
 
 
 # --- the measurement --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BatchTiming:
-    """Latency statistics of every model at one batch size (name -> latency_stats), and the speed-up of the
-    candidate (second model) over the reference (first) when two models were timed."""
+    """Latency statistics of every model at one batch size (name -> latency_stats, over every timed run), and the
+    speed-up of the candidate (second model) over the reference (first) when two models were timed: the ratio of
+    the pooled p50s and means, and ``speedup`` (the median over A/B rounds with its confidence interval)."""
 
     batch_size: int
     models: dict[str, dict[str, float]]
     speedup_p50: float | None = None
     speedup_mean: float | None = None
+    speedup: SpeedupEstimate | None = None
     samples_ms: dict[str, tuple[float, ...]] = field(default_factory=dict)  # every timed run, for the plots
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"batch_size": self.batch_size, "models": {k: dict(v) for k, v in self.models.items()}}
         if self.speedup_p50 is not None:
             out.update(speedup_p50=self.speedup_p50, speedup_mean=self.speedup_mean)
+        if self.speedup is not None:
+            out["speedup"] = self.speedup.to_dict()
         if self.samples_ms:
             out["samples_ms"] = {k: [round(v, 4) for v in vs] for k, vs in self.samples_ms.items()}
         return out
@@ -194,21 +215,8 @@ def profile_sessions(models: Mapping[str, Any], sample: Mapping[str, np.ndarray]
         start = clock()
         sessions[name] = make_session(model, options)
         created[name] = clock() - start
-    batches = []
-    for batch in config.batch_sizes:
-        feeds = feeds_for_batch(sample, specs, batch)
-        fns = {name: (lambda s=s, f=feeds: run(s, f)) for name, s in sessions.items()}
-        with track(progress, f"profile batch {batch} ({len(models)} model(s), interleaved)", config.iterations,
-                   "rounds") as step:
-            samples = time_interleaved(fns, warmup=config.warmup, iterations=config.iterations, clock=clock,
-                                       on_round=step.advance)
-        stats = {n: latency_stats(v, batch) for n, v in samples.items()}
-        raw = {n: tuple(s * 1e3 for s in v) for n, v in samples.items()}
-        speedups = (None, None)
-        if len(models) == 2:
-            ref, cand = (stats[n] for n in models)
-            speedups = (speedup(ref, cand, "p50_ms"), speedup(ref, cand, "mean_ms"))
-        batches.append(BatchTiming(batch, stats, *speedups, samples_ms=raw))
+    batches = [time_batch(sessions, feeds_for_batch(sample, specs, batch), batch, config, clock, progress)
+               for batch in config.batch_sizes]
     warnings: list[str] = []
     op_profiles = None
     if config.op_profile:
@@ -222,6 +230,30 @@ def profile_sessions(models: Mapping[str, Any], sample: Mapping[str, np.ndarray]
     return ProfileResult(providers, options.threads, options.opt_level, config.warmup, config.iterations,
                          {n: s * 1e3 for n, s in created.items()}, tuple(batches), tuple(warnings), op_profiles,
                          peak_rss_bytes() / 2**20, inputs)
+
+
+def time_batch(sessions: Mapping[str, Any], feeds: dict[str, np.ndarray], batch: int, config, clock: Clock,
+               progress: Progress | None = None) -> BatchTiming:
+    """One model: ``iterations`` timed runs. Two (reference, candidate): warm-up, then A/B rounds."""
+    fns = {name: (lambda s=s, f=feeds: run(s, f)) for name, s in sessions.items()}
+    if len(fns) != 2:
+        with track(progress, f"profile batch {batch} ({len(fns)} model(s))", config.iterations, "runs") as step:
+            samples = time_interleaved(fns, warmup=config.warmup, iterations=config.iterations, clock=clock,
+                                       on_round=step.advance)
+        return BatchTiming(batch, {n: latency_stats(v, batch) for n, v in samples.items()},
+                           samples_ms=_milliseconds(samples))
+    time_interleaved(fns, warmup=config.warmup, iterations=0, clock=clock)
+    with track(progress, f"profile batch {batch} (2 models, interleaved A/B rounds)", config.max_rounds,
+               "rounds") as step:
+        samples, estimate = ab_rounds(fns, config, clock=clock, on_round=step.advance)
+    stats = {n: latency_stats(v, batch) for n, v in samples.items()}
+    ref, cand = (stats[n] for n in sessions)
+    return BatchTiming(batch, stats, speedup(ref, cand, "p50_ms"), speedup(ref, cand, "mean_ms"), estimate,
+                       samples_ms=_milliseconds(samples))
+
+
+def _milliseconds(samples: Mapping[str, list[float]]) -> dict[str, tuple[float, ...]]:
+    return {n: tuple(s * 1e3 for s in v) for n, v in samples.items()}
 
 
 def profile_sample(model, data, batch: int, seed: int) -> tuple[dict[str, np.ndarray], str]:
@@ -246,7 +278,6 @@ def profile_models(models: Mapping[str, Any], data, config, providers: str, thre
     options = SessionOptions(providers=providers, threads=threads)
     return profile_sessions(models, sample, model_input_specs(first), config, options, clock=clock, inputs=note,
                             progress=progress)
-
 
 
 def op_profile(model: Any, sample: Mapping[str, np.ndarray], specs: list[Any], config, options) -> dict[str, Any]:

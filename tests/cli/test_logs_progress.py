@@ -99,7 +99,7 @@ def test_github_step_summary(case, tmp_path):
     assert r.exit_code == 0, r.output
     text = summary.read_text()
     assert text.startswith("earlier step\n") and "### onnxcompress optimize: PASSED |" in text
-    assert "- quantize: static INT8" in text and "| min_top1_agreement | PASS |" in text
+    assert "- quantize: static INT8" in text and "self-check passed" in text and "| floor[y] | PASS |" in text
 
 
 def test_help_renders_brackets_and_no_bool_metavars():

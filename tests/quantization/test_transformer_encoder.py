@@ -79,6 +79,8 @@ def test_auto_smooth_quant_smooths_only_outlier_norms_and_keeps_the_function():
     off, _ = oc.quantize(model, data, oc.QuantizeConfig(placement="fixed", smooth_quant="off", include=("MatMul",)))
     on, res = oc.quantize(model, data, oc.QuantizeConfig(placement="fixed", smooth_quant="auto", include=("MatMul",)))
     assert res.smooth_quant is not None and res.smooth_quant.smoothed == result.stats["smoothed"]
+    assert res.self_check is not None  # the self-check's builds report what the prepared graph had
+    assert (res.config.smooth_quant, res.config.rewrites) == ("auto", True)  # the effective recipe reproduces it
     test = tokens(64, seed=1)
     fp = ort_outputs(model, test)["sentence_embedding"]
     assert (mean_cosine(fp, ort_outputs(on, test)["sentence_embedding"])

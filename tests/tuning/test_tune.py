@@ -188,10 +188,19 @@ def test_optimize_uses_the_search_when_the_gate_has_an_accuracy_criterion(fixtur
     assert report.gate.passed is True
     assert any(d.pass_name == "TuneQuantizationPass" for d in report.decisions)
     assert report.recipe.tune is not None and report.recipe.tune.metric == "top1"  # the derived goal is recorded
+    _, checked = api.optimize(model, recipe=Recipe.from_dict({"validate": {"profile": {"enabled": False}},
+                                                              "quantize": {"placement": "fixed"}}),
+                              calib=data, eval=data)
+    check = checked.stages.quantize.self_check  # no gate: the self-check finds the fragile layer by itself
+    assert check.searched and check.passed and checked.stages.quantize.search.higher_precision == {FRAGILE: "float"}
+    assert [c.passed for c in checked.gate.criteria if c.name.startswith("floor[")] == [True]
+    md = checked.to_markdown()
+    assert "## Quantize self-check (passed" in md and "the accuracy-aware search ran: goal met" in md
     _, plain = api.optimize(model, recipe=Recipe.from_dict({"validate": {"profile": {"enabled": False}},
-                                                            "quantize": {"placement": "fixed"}}),
-                            calib=data, eval=data)
-    assert plain.stages.quantize.search is None  # no gate: plain INT8, as before
+                                                            "quantize": {"placement": "fixed"},
+                                                            "self_check": False}), calib=data, eval=data)
+    assert plain.stages.quantize.search is None and plain.stages.quantize.self_check is None
+    assert plain.gate.passed is False  # plain INT8 misses the class floor, and the default gate says so
 
 
 def test_dynamic_mode_search_keeps_the_fragile_layer_float(fixture):

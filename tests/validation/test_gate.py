@@ -11,6 +11,7 @@ from onnxcompress.validation.evaluate import TaskMetrics, ValidationResult
 from onnxcompress.validation.gate import GatePolicy, Measured, evaluate_gate, load_policy
 from onnxcompress.validation.metrics import Fidelity
 from onnxcompress.validation.profile import BatchTiming, ProfileResult
+from onnxcompress.validation.speed import estimate
 
 VALIDATION = ValidationResult(
     samples=100, primary_output="logits", labels="labels", metrics=("top1",),
@@ -19,7 +20,8 @@ VALIDATION = ValidationResult(
     comparison={"logits": Comparison(1e-3, 1e-3, "elemwise", 1000, 0.2, 0.5, 0.01, 0.02, 0, False, 0.2, 0.5,
                                      mismatches=7)})
 PROFILE = ProfileResult(["CPUExecutionProvider"], 0, "all", 1, 10, {}, (
-    BatchTiming(1, {"reference": {"p99_ms": 5.0}, "candidate": {"p99_ms": 2.0}}, 2.5, 2.5),))
+    BatchTiming(1, {"reference": {"p99_ms": 5.0}, "candidate": {"p99_ms": 2.0}}, 2.5, 2.5,
+                estimate([2.4, 2.5, 2.6, 2.5, 2.5], 0.9, 10, "spread 8% <= 10%")),))
 
 
 def test_load_policy_toml(tmp_path):

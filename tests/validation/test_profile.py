@@ -90,13 +90,43 @@ def test_feeds_for_batch_repeats_and_checks_static_batch():
 def test_profile_sessions_real_ort():
     model = graphs.conv_bn_head()
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
-    config = ProfileConfig(batch_sizes=(1, 4), warmup=1, iterations=3, op_profile_runs=2)
+    config = ProfileConfig(batch_sizes=(1, 4), warmup=1, iterations=6, op_profile_runs=2, min_rounds=3, max_rounds=3)
     result = P.profile_sessions({"reference": model, "candidate": model}, {"x": x}, model_input_specs(model),
                                 config, SessionOptions(providers="cpu", threads=1)).to_dict()
     assert [b["batch_size"] for b in result["batches"]] == [1, 4]
-    assert result["batches"][1]["models"]["candidate"]["runs"] == 3
+    assert result["batches"][1]["models"]["candidate"]["runs"] == 6  # 3 A/B rounds of 2 runs each
     assert result["batches"][0]["speedup_p50"] > 0
+    rounds = result["batches"][0]["speedup"]
+    assert rounds["rounds"] == 3 and rounds["runs_per_round"] == 2 and len(rounds["ratios"]) == 3
+    assert rounds["lower"] <= rounds["median"] <= rounds["upper"] and not rounds["exact_interval"]
     prof = result["op_profile"]["reference"]
     assert prof["nodes_by_provider"]["CPUExecutionProvider"] >= 3
     assert "Conv" in prof["op_type_time"] and sum(t["share"] for t in prof["op_type_time"].values()) == pytest.approx(1)
     assert result["peak_rss_mb"] > 10 and result["warnings"] == []
+
+
+def test_feeds_for_batch_takes_samples_on_a_state_axis_and_keeps_0d_inputs():
+    model = graphs.make("""
+    g (float[N,4] x, float[2,N,4] state, int64 sr) => (float[2,N,4] out) {
+      out = Add (state, x)
+    }""", [], check=False)
+    sample = {"x": np.arange(12, dtype=np.float32).reshape(3, 4),
+              "state": np.arange(24, dtype=np.float32).reshape(2, 3, 4), "sr": np.array(16000)}
+    feeds = P.feeds_for_batch(sample, model_input_specs(model), 5)
+    assert feeds["x"].shape == (5, 4) and feeds["state"].shape == (2, 5, 4) and feeds["sr"].shape == ()
+    assert (feeds["state"][:, 3] == sample["state"][:, 0]).all()  # cycled along the batch axis
+
+
+def test_profile_a_recurrent_zoo_model_against_itself():
+    """silero_vad: the state input has its samples on axis 1 and sr is 0-d; optimize's default gate profiles it."""
+    from onnxcompress import api
+    from support.common import zoo_member
+
+    folder = zoo_member("silero_vad")
+    if not (folder / "model.onnx").exists():
+        pytest.skip("silero_vad is not available")
+    config = ProfileConfig(batch_sizes=(4,), warmup=1, iterations=5, op_profile=False, min_rounds=5, max_rounds=5)
+    report = api.profile(folder / "model.onnx", vs=folder / "model.onnx", data=folder / "calib.npz", config=config,
+                         providers="cpu")
+    est = report.profile.batches[0].speedup
+    assert est is not None and est.rounds == 5 and est.lower <= est.median <= est.upper
