@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import onnx_graphsurgeon as gs
 
-from onnxcompress.ir.query import constant_value
+from onnxcompress.ir.query import constant_shape, is_constant
 from onnxcompress.ops.facts import group_of
 from onnxcompress.ops.registry import OpRegistry
 from onnxcompress.runtime.profiling import KernelEvent
@@ -83,11 +83,11 @@ def conv_class(group: int, w_shape: tuple) -> str:
 
 
 def _conv_work(node: gs.Node, shapes: Shapes) -> Measured | None:
-    w = constant_value(node.inputs[1])
+    w = constant_shape(node.inputs[1])  # shapes only: a lazy weight stays in its file
     y = _shape(shapes, node.outputs[0])
     if w is None or y is None:
         return None
-    return conv_class(group_of(node), tuple(w.shape)), Work(_prod(y) * _prod(w.shape[1:]), _prod(y))
+    return conv_class(group_of(node), w), Work(_prod(y) * _prod(w[1:]), _prod(y))
 
 
 def _matmul_work(node: gs.Node, shapes: Shapes) -> Measured | None:
@@ -95,7 +95,7 @@ def _matmul_work(node: gs.Node, shapes: Shapes) -> Measured | None:
     if a is None or y is None:
         return None
     k = a[0] if node.op == "Gemm" and int(node.attrs.get("transA", 0)) else a[-1]
-    weighted = constant_value(node.inputs[1]) is not None
+    weighted = is_constant(node.inputs[1])
     return ("matmul" if weighted else "matmul_act"), Work(_prod(y) * k, _prod(y))
 
 
@@ -166,10 +166,10 @@ def _k_float_conv(ev: KernelEvent, lookup: Lookup) -> Measured | None:
 
 def _k_int8_conv(ev: KernelEvent, lookup: Lookup) -> Measured | None:
     node, y = lookup(graph_name(ev)), ev.output_shape()
-    w = constant_value(node.inputs[1]) if node is not None and node.op == "Conv" and len(node.inputs) > 1 else None
+    w = constant_shape(node.inputs[1]) if node is not None and node.op == "Conv" and len(node.inputs) > 1 else None
     if w is None or not y:
         return None  # the profiler lists QLinearConv's prepacked weight without its shape
-    return conv_class(group_of(node), tuple(w.shape)), Work(_prod(y) * _prod(w.shape[1:]), _prod(y))
+    return conv_class(group_of(node), w), Work(_prod(y) * _prod(w[1:]), _prod(y))
 
 
 def _k_matmul(b_index: int) -> Callable[[KernelEvent, Lookup], Measured | None]:

@@ -90,3 +90,13 @@ def test_outputs_never_refer_to_the_inputs_data_file(pair, tmp_path):
             for n in ("o_inline.onnx", "o_ext.onnx")]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert runs[0].shape == ref.shape and np.isfinite(runs[0]).all()
+
+
+def test_weights_of_float_kept_layers_are_never_read(pair, tmp_path):
+    """Placement and exclusion read shapes only: a layer kept float keeps its weight in the input's file."""
+    inline, ext = pair
+    model, result = api.quantize(ext, _calib(inline), QuantizeConfig(exclude=("re:^Gemm_0$",)))
+    kept = [t.name for t in model.graph.initializer if is_lazy(t)]
+    assert kept == ["w1"] and any(n == "Gemm_0" for n, _ in result.skipped)
+    np.testing.assert_array_equal(read_array(next(t for t in model.graph.initializer if t.name == "w1")),
+                                  read_array(next(t for t in load_model(inline).graph.initializer if t.name == "w1")))
