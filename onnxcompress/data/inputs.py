@@ -43,6 +43,15 @@ class InputSpec:
         return f"{self.dtype}[{dims}]"
 
 
+def static_batch(specs: list[InputSpec]) -> int | None:
+    """The batch a model only accepts: the one static axis-0 size of inputs whose axis 0 is static, when no input
+    has a dynamic axis 0 (an RNN state's static first axis is not a batch then); else None."""
+    firsts = [s.shape[0] for s in specs if s.shape]
+    if not firsts or not all(isinstance(d, int) for d in firsts) or len(set(firsts)) != 1:
+        return None
+    return int(firsts[0])
+
+
 def model_input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     inits = {t.name for t in model.graph.initializer}
     specs = []
@@ -151,6 +160,9 @@ class InputData:
         axes = infer_batch_axes(specs, raw) if isinstance(raw, Mapping) else {}
         if axes and any(self.batch_axes.get(k) != v for k, v in axes.items()):
             data = self.with_batch_axes(axes)
+        fixed = static_batch(specs)
+        if fixed is not None and data.batch_size != fixed:  # a model exported at a fixed batch is fed at that batch
+            data = data.batched(fixed)
         bound = BoundData(data, specs)
         bound.check_first()
         return bound

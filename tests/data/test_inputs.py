@@ -92,10 +92,10 @@ def test_dynamic_dims_must_agree():
     from_arrays({"ids": np.zeros((2, 7), np.int64), "mask": np.zeros((2, 7), np.int64)}).bind(specs)
 
 
-def test_static_batch_dim_hint():
+def test_static_batch_dim_is_followed():
+    """A model exported at batch 1 gets batches of 1 (it used to be an error asking for --batch-size 1)."""
     spec = [InputSpec("x", np.dtype("float32"), (1, 3, 8, 8))]
-    with pytest.raises(InputMismatchError, match="batch-size 1"):
-        from_arrays({"x": _x(4)}).bind(spec)
+    assert len(list(from_arrays({"x": _x(4)}).bind(spec).feeds())) == 4
     assert len(list(from_arrays({"x": _x(4)}).batched(1).bind(spec).feeds())) == 4
 
 
@@ -179,3 +179,13 @@ def test_rnn_state_batched_on_axis_1_and_scalar_inputs_are_fed_as_the_model_want
     assert arrays.batch_axes == {"state": 1}
     feeds = next(arrays.batched(4).bind(model_input_specs(model)).feeds())
     assert feeds["k"] == 2.0 and feeds["state"].shape == (2, 4, 3)
+
+
+def test_a_fixed_batch_model_is_fed_at_its_batch_and_a_state_axis_is_no_batch():
+    from onnxcompress.data.inputs import InputSpec, static_batch
+
+    fixed = [InputSpec("x", np.dtype(np.float32), (1, 3, 8))]
+    data = load_input_data({"x": np.zeros((5, 3, 8), np.float32)}).batched(32)  # asked for 32: the model takes 1
+    assert [f["x"].shape for f in data.bind(fixed).feeds()] == [(1, 3, 8)] * 5
+    rnn = [InputSpec("x", np.dtype(np.float32), ("N", 512)), InputSpec("state", np.dtype(np.float32), (2, "N", 128))]
+    assert static_batch(fixed) == 1 and static_batch(rnn) is None

@@ -145,3 +145,17 @@ def test_a_branch_the_data_never_takes_is_no_crash():
     plain, _ = oc.quantize(model, rest, FIXED, self_check=SelfCheckConfig(enabled=False))
     assert [(p.key, p.value) for p in checked.metadata_props] == [(p.key, p.value) for p in plain.metadata_props]
     assert checked.graph.SerializeToString() == plain.graph.SerializeToString()  # calibrated on the same samples
+
+
+def test_a_model_with_a_fixed_batch_is_checked_one_sample_at_a_time():
+    """ddddocr-style exports fix the batch at 1: the held-out samples are fed at that batch (the check exited 3)."""
+    model = graphs.make("""
+        g (float[1,16] x, float[32,16] w1, float[32] b1, float[8,32] w2, float[8] b2) => (float[1,8] y) {
+            h = Gemm <transB = 1> (x, w1, b1)
+            r = Relu (h)
+            y = Gemm <transB = 1> (r, w2, b2)
+        }""", ["w1", "b1", "w2", "b2"])
+    x = np.random.default_rng(0).standard_normal((40, 16)).astype(np.float32)
+    _, result = oc.quantize(model, {"x": x}, FIXED)
+    assert result.self_check is not None and result.self_check.samples == 8  # every 5th of 40, one at a time
+    assert result.quantized
