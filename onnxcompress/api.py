@@ -421,7 +421,9 @@ def validate(reference: ModelLike, candidate: ModelLike, data: Any, *, config: V
                     data={"evaluation": data_info(data, eval_data)},
                     environment=environment_info(_providers(config.providers)))
     report.warnings += random_data_notes({"evaluation": eval_data})
-    report.validation = evaluate(ref, cand, eval_data, config, user_metrics, progress=progress)
+    files = tuple(None if isinstance(m, onnx.ModelProto) else Path(m) for m in (reference, candidate))
+    report.validation = evaluate(ref, cand, eval_data, config, user_metrics, progress=progress,
+                                 files=(files[0], files[1]))
     report.recipe = Recipe(quantize=None, distill=None, validate=config, gate=policy)
     if policy is not None:
         if policy.needs_latency:

@@ -15,7 +15,7 @@ import onnx
 
 from onnxcompress.data.inputs import model_input_specs
 from onnxcompress.data.labels import is_class_labels
-from onnxcompress.errors import InputMismatchError, ModelError, RecipeError
+from onnxcompress.errors import InputMismatchError, ModelError, ModelFormatError, RecipeError
 from onnxcompress.passes.progress import Progress, track
 from onnxcompress.runtime.session import SessionOptions, make_session, run
 from onnxcompress.validation.compare import Comparison, OutputComparison
@@ -297,14 +297,25 @@ def _check_labels(config: ValidateConfig, extra_keys: list[str]) -> None:
                           f"{extra_keys or 'none'})", hint="give --labels one of the data's keys, or leave it out")
 
 
+def _session(model: onnx.ModelProto, file: Any, options: SessionOptions):
+    """A session from the model's file when there is one (a load repair onnxruntime needs falls back to the proto)."""
+    if file is not None:
+        try:
+            return make_session(file, options)
+        except ModelFormatError:
+            log.info("%s: onnxruntime refused the file as written; using the loaded (repaired) model", file)
+    return make_session(model, options)
+
+
 def evaluate(reference: onnx.ModelProto, candidate: onnx.ModelProto, data, config: ValidateConfig,
              user_metrics: Mapping[str, Any] | None = None,
-             progress: Progress | None = None) -> ValidationResult:
-    """Stream ``data`` (an InputData) through both models with identical session options."""
+             progress: Progress | None = None, files: tuple[Any, Any] = (None, None)) -> ValidationResult:
+    """Stream ``data`` (an InputData) through both models with identical session options. ``files``: the paths the
+    models were loaded from, if any; their sessions read those files (no serialized copy of a large model)."""
 
     check_inputs(reference, candidate)
     options = SessionOptions(providers=config.providers, threads=config.threads)
-    ref_sess, cand_sess = make_session(reference, options), make_session(candidate, options)
+    ref_sess, cand_sess = _session(reference, files[0], options), _session(candidate, files[1], options)
     outputs = output_names(ref_sess, cand_sess)
     bound = data.batched(config.batch_size).limited(config.max_samples).bind(model_input_specs(reference))
     total = len(bound)
