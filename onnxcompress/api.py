@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -41,7 +41,6 @@ from onnxcompress.passes.preprocess import PreprocessConfig
 from onnxcompress.passes.progress import NO_PROGRESS, Progress
 from onnxcompress.precision.config import PrecisionConfig
 from onnxcompress.precision.result import PrecisionResult
-from onnxcompress.precision.stage import EmulatedModel
 from onnxcompress.pruning.config import PruneConfig
 from onnxcompress.pruning.result import PruneResult
 from onnxcompress.quantization.config import QuantizeConfig
@@ -56,7 +55,7 @@ from onnxcompress.tuning.stage import SearchFiles
 from onnxcompress.validation.config import ProfileConfig, ValidateConfig
 from onnxcompress.validation.evaluate import check_inputs, evaluate
 from onnxcompress.validation.gate import Criterion, GatePolicy, Measured, default_policy, evaluate_gate, with_criteria
-from onnxcompress.validation.precision_check import class_output, floor_criterion, precision_check
+from onnxcompress.validation.precision_check import check_data, floor_criterion, inputs_only, judged_model, verify_conversion
 from onnxcompress.validation.profile import profile_models
 
 log = logging.getLogger(__name__)
@@ -227,69 +226,10 @@ def convert_precision(model: ModelLike, config: PrecisionConfig | None = None, c
     result = ctx.require(PrecisionResult, "convert_precision")
     if config.verify:
         ctx.progress.stage("validate")
-        data, note = _check_data_for(ctx, proto, seed)
-        result = _verify_precision(result, out, ctx, data, note, "cpu")
+        data, note = check_data(ctx, proto, seed, RANDOM_SAMPLES)
+        result = verify_conversion(result, out, ctx, data, note, "cpu")
     _save(out, output, plan)
     return out, result
-
-
-def _verify_precision(result: PrecisionResult, converted: onnx.ModelProto, ctx: PassContext, data: InputData,
-                      note: str, providers: str) -> PrecisionResult:
-    """The fidelity floor of a conversion, against the float32 model it started from (the stage's input): on
-    CUDA the converted model itself, else its float32 twin, and for fp16 the written file as this machine's
-    onnxruntime runs it as well."""
-    config = result.config
-    twin = ctx.require(EmulatedModel, "the precision check")
-    judged, emulated = _judged(converted, ctx, providers)
-    vconfig = ValidateConfig(providers="cpu" if emulated else providers, max_samples=config.verify_samples,
-                             batch_size=_batch_of(twin.reference))
-    validation = evaluate(twin.reference, judged, data, vconfig)
-    runtime = evaluate(twin.reference, converted, data, vconfig) if emulated and config.to == "fp16" else None
-    check = precision_check(validation, config, data=note, emulated=emulated, runtime=runtime,
-                            class_output=class_output(validation, _output_shapes(twin.reference)))
-    return replace(result, check=check)
-
-
-def _check_data_for(ctx: PassContext, model: onnx.ModelProto, seed: int) -> tuple[InputData, str]:
-    """The data the fidelity floor is checked on, model inputs only (the check compares outputs; extra keys such
-    as labels of any kind are not needed)."""
-    names = {s.name for s in model_input_specs(model)}
-    for data, note in ((ctx.evaluation, "evaluation data"), (ctx.calibration, "calibration data")):
-        if data is not None:
-            only = from_iterable(partial(_select_inputs, data, frozenset(names)), source=data.source)
-            extra = "" if data is ctx.evaluation else "; no --eval given"
-            return only, f"{note} ({data.source}{extra})"
-    return (random_data(model_input_specs(model), RANDOM_SAMPLES, seed=seed),
-            f"{RANDOM_SAMPLES} seeded random samples (seed {seed}; no data given)")
-
-
-def _select_inputs(data: InputData, names: frozenset[str]) -> Iterator[dict[str, Any]]:
-    for batch in data:
-        yield {k: v for k, v in batch.items() if k in names}
-
-
-def _judged(candidate: onnx.ModelProto, ctx: PassContext, providers: str) -> tuple[onnx.ModelProto, bool]:
-    """The model fidelity is measured on: the candidate on CUDA, else the float32 twin of the conversion
-    (precision.stage.EmulatedModel: onnxruntime's CPU provider has no bf16 kernels and runs fp16 mostly in
-    float32, so only the twin shows fp16/bf16 numerics there)."""
-    twin = ctx.get(EmulatedModel)
-    if twin is None or "CUDAExecutionProvider" in resolve_providers(providers):
-        return candidate, False
-    return twin.model, True
-
-
-def _batch_of(model: onnx.ModelProto, default: int = 32) -> int:
-    static = {s.shape[0] for s in model_input_specs(model) if s.shape and isinstance(s.shape[0], int)}
-    return next(iter(static)) if len(static) == 1 else default
-
-
-def _output_shapes(model: onnx.ModelProto) -> dict[str, list | None]:
-    out: dict[str, list | None] = {}
-    for o in model.graph.output:
-        tt = o.type.tensor_type
-        out[o.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim] \
-            if tt.HasField("shape") else None
-    return out
 
 
 def distill(teacher: ModelLike, student: ModelLike, calib: Any, config: DistillConfig | None = None, *,
@@ -541,7 +481,7 @@ def optimize(model: ModelLike, *, recipe: Recipe | None = None, calib: Any = Non
         report.data["calibration"] = data_info(calib, calib_data)
     same = calib_data is not None and eval_data is calib_data
     report.data["evaluation"] = data_info(calib if same else eval, eval_data, is_calibration=same)
-    judged, emulated = _judged(candidate, ctx, resolved.recipe.validate.providers)
+    judged, emulated = judged_model(candidate, ctx, resolved.recipe.validate.providers)
     if emulated and resolved.recipe.precision is not None:
         to = resolved.recipe.precision.to
         report.warnings.append(f"{to}: validated on the float32 twin that rounds every low-precision tensor "
@@ -625,8 +565,8 @@ def _stage_criteria(candidate: onnx.ModelProto, eval_data: InputData, report: Re
     if precision is None or not precision.config.verify or ctx is None:
         return []
     names = frozenset(s.name for s in model_input_specs(candidate))
-    data = from_iterable(partial(_select_inputs, eval_data, names), source=eval_data.source)
-    checked = _verify_precision(precision, candidate, ctx, data, f"evaluation data of this run ({eval_data.source})",
+    data = from_iterable(partial(inputs_only, eval_data, names), source=eval_data.source)
+    checked = verify_conversion(precision, candidate, ctx, data, f"evaluation data of this run ({eval_data.source})",
                                 providers)
     report.stages.precision = checked
     assert checked.check is not None
