@@ -27,6 +27,9 @@ from onnxcompress.validation.config import ValidateConfig
 log = logging.getLogger(__name__)
 
 
+FIRM_SAMPLES = 50  # a passing verdict on fewer held-out samples is reported as rough
+
+
 def holdout(data, check: SelfCheckConfig) -> tuple[Any, Any, str, bool]:
     """(calibration part, held-out part, what the check runs on, in-sample?)."""
     n = len(data)
@@ -87,6 +90,10 @@ class SelfCheckQuantizePass(Pass):
         if not summary.passed:
             warnings += (f"self-check: the written model misses the fidelity floor on {summary.data}: "
                          + "; ".join(summary.failures) + f" ({summary.stopped})",)
+        elif summary.samples < FIRM_SAMPLES:
+            warnings += (f"self-check: passed on only {summary.samples} samples ({summary.data}), too few to "
+                         f"resolve a floor finer than 1/{summary.samples}: give more calibration samples, or judge "
+                         "the model on evaluation data (validate, or optimize's gate)",)
         return replace(result, search=result.search if searched else None, self_check=summary, warnings=warnings)
 
     def _decide(self, ctx: PassContext, summary: SelfCheckSummary, result: QuantizeResult) -> None:
