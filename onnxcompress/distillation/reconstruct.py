@@ -242,12 +242,18 @@ def _write_back(layer: Layer, weight: np.ndarray, bias: np.ndarray | None, names
 _OPTS = SessionOptions(providers="cpu", opt_level="basic")
 
 
-def _windows(teacher: onnx.ModelProto, layers: list[Layer], feeds_list, cfg: DistillConfig,
-             shapes: dict[int, tuple[int, ...]]) -> list[list[Layer]]:
-    """Consecutive layers whose target rows over all batches fit in ``cfg.memory_mb`` together (at least one layer
-    each); sized on the first batch, so a model whose rows all fit takes one teacher pass."""
+def _teacher_session(teacher: onnx.ModelProto, layers: list[Layer]):
     names = list(dict.fromkeys(layer.y_name for layer in layers))
-    first = run(make_session(expose_outputs(teacher, names, keep_existing=False), _OPTS), feeds_list[0], names)
+    return make_session(expose_outputs(teacher, names, keep_existing=False), _OPTS), names
+
+
+def _windows(teacher: onnx.ModelProto, layers: list[Layer], feeds_list, cfg: DistillConfig,
+             shapes: dict[int, tuple[int, ...]]) -> tuple[list[list[Layer]], Any]:
+    """Consecutive layers whose target rows over all batches fit in ``cfg.memory_mb`` together (at least one layer
+    each); sized on the first batch, so a model whose rows all fit takes one teacher pass. Also returns the session
+    that sized them (it exposes every layer: the single window's session when there is one)."""
+    sess, names = _teacher_session(teacher, layers)
+    first = run(sess, feeds_list[0], names)
     budget, windows, used = cfg.memory_mb * 2**20, [[]], 0
     for layer in layers:
         _check_channels(layer, first[layer.y_name], shapes[id(layer)])
@@ -258,14 +264,15 @@ def _windows(teacher: onnx.ModelProto, layers: list[Layer], feeds_list, cfg: Dis
             used = 0
         windows[-1].append(layer)
         used += need
-    return windows
+    return windows, sess
 
 
 def _targets(teacher: onnx.ModelProto, window: list[Layer], feeds_list, cfg: DistillConfig,
-             shapes: dict[int, tuple[int, ...]]) -> dict[int, _Targets]:
-    """The target rows of every layer of ``window``, from one teacher pass over the data."""
-    names = list(dict.fromkeys(layer.y_name for layer in window))
-    sess = make_session(expose_outputs(teacher, names, keep_existing=False), _OPTS)
+             shapes: dict[int, tuple[int, ...]], session: Any = None) -> dict[int, _Targets]:
+    """The target rows of every layer of ``window``, from one teacher pass over the data (through ``session`` when
+    given: one that exposes exactly the window's outputs)."""
+    sess, names = (session, list(dict.fromkeys(layer.y_name for layer in window))) if session is not None \
+        else _teacher_session(teacher, window)
     rngs = {id(layer): np.random.default_rng(cfg.seed) for layer in window}  # one position stream per layer
     out = {id(layer): _Targets([], []) for layer in window}
     for feeds in feeds_list:
@@ -280,33 +287,18 @@ def _targets(teacher: onnx.ModelProto, window: list[Layer], feeds_list, cfg: Dis
 
 # --- the student: one pass per wave of layers whose inputs no earlier layer of the wave feeds -------------------
 def _upstream_layers(graph: gs.Graph, layers: list[Layer]) -> list[int]:
-    """For each layer, the bit set of the layers (by index) whose outputs its input depends on."""
+    """For each layer, the bit set of the layers (by index) whose outputs its input depends on: one sweep over the
+    nodes, which a valid ONNX graph lists in topological order."""
     bit = {id(layer.node): 1 << i for i, layer in enumerate(layers)}
     produced = {t.name: node for node in graph.nodes for t in node.outputs}
     deps: dict[str, int] = {}
-
-    def tensor_deps(name: str) -> int:
-        stack = [name]
-        while stack:
-            top = stack[-1]
-            node = produced.get(top)
-            if top in deps or node is None:
-                deps.setdefault(top, 0)
-                stack.pop()
-                continue
-            ins = _node_inputs(node, produced)
-            missing = [i for i in ins if i not in deps]
-            if missing:
-                stack.extend(missing)
-                continue
-            mask = bit.get(id(node), 0)
-            for i in ins:
-                mask |= deps[i]
-            deps[top] = mask
-            stack.pop()
-        return deps[name]
-
-    return [tensor_deps(layer.x_name) for layer in layers]
+    for node in graph.nodes:
+        mask = bit.get(id(node), 0)
+        for name in _node_inputs(node, produced):
+            mask |= deps.get(name, 0)
+        for t in node.outputs:
+            deps[t.name] = mask
+    return [deps.get(layer.x_name, 0) for layer in layers]
 
 
 def _node_inputs(node: gs.Node, produced: dict[str, gs.Node]) -> list[str]:
@@ -443,8 +435,9 @@ class ReconstructPass(Pass):
         shapes = {id(layer): tuple(layer.node.inputs[1].values.shape) for layer in layers}
         upstream, index = _upstream_layers(graph, layers), {id(layer): i for i, layer in enumerate(layers)}
         with track(ctx.progress, "reconstruct", len(layers), "layers") as step:
-            for window in _windows(teacher, layers, feeds_list, cfg, shapes):
-                targets = _targets(teacher, window, feeds_list, cfg, shapes)
+            windows, probe = _windows(teacher, layers, feeds_list, cfg, shapes)
+            for window in windows:
+                targets = _targets(teacher, window, feeds_list, cfg, shapes, probe if len(windows) == 1 else None)
                 passes["teacher_passes"] += 1
                 for wave in _waves([index[id(layer)] for layer in window], upstream):
                     members = [layers[i] for i in wave]
