@@ -23,7 +23,6 @@ from onnxcompress.distillation.config import DistillConfig
 from onnxcompress.distillation.result import DistillResult, LayerFit
 from onnxcompress.errors import EmptyDataError, InputMismatchError, InternalError
 from onnxcompress.ir.edit import Names, expose_outputs, extract
-from onnxcompress.ir.graph import to_model
 from onnxcompress.ir.query import constant_value, initializer_map
 from onnxcompress.ir.subgraphs import all_tensors, subgraphs_of
 from onnxcompress.ops.facts import trans_a, trans_b
@@ -341,9 +340,9 @@ class _Activations:
             del self.values[next(iter(self.values))]
         self.values[name] = batches
 
-    def segment(self, model: onnx.ModelProto, outputs: list[str]) -> onnx.ModelProto:
-        """The part of ``model`` that computes ``outputs`` from the stored activations (and the graph inputs)."""
-        return extract(model, {n: v[0].dtype for n, v in self.values.items() if n not in outputs}, outputs)
+    def segment(self, graph: gs.Graph, outputs: list[str]) -> onnx.ModelProto:
+        """The part of ``graph`` that computes ``outputs`` from the stored activations (and the graph inputs)."""
+        return extract(graph, {n: v[0].dtype for n, v in self.values.items() if n not in outputs}, outputs)
 
     def feeds(self, names: list[str], feeds: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
         return {n: self.values[n][b] if n in self.values else feeds[n] for n in names}
@@ -354,7 +353,7 @@ def _fit_wave(wave: list[Layer], graph: gs.Graph, targets: dict[int, _Targets], 
     """The normal equations of every layer of ``wave``, from one student pass over the data (from the stored
     activations on); the wave's inputs are stored for the waves after it."""
     names = list(dict.fromkeys(layer.x_name for layer in wave))
-    sess = make_session(cache.segment(to_model(graph), names), _OPTS)
+    sess = make_session(cache.segment(graph, names), _OPTS)
     inputs = [i.name for i in sess.get_inputs()]
     accs = {id(layer): _Accumulator(int(_attr(layer.node, "group", 1)) if layer.node.op == "Conv" else 1,
                                     bias=layer.node.op != "MatMul") for layer in wave}
@@ -438,6 +437,7 @@ class ReconstructPass(Pass):
             windows, probe = _windows(teacher, layers, feeds_list, cfg, shapes)
             for window in windows:
                 targets = _targets(teacher, window, feeds_list, cfg, shapes, probe if len(windows) == 1 else None)
+                probe = None  # the teacher session is not held while the student passes run
                 passes["teacher_passes"] += 1
                 for wave in _waves([index[id(layer)] for layer in window], upstream):
                     members = [layers[i] for i in wave]

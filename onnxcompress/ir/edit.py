@@ -100,12 +100,15 @@ def expose_outputs(model: onnx.ModelProto, names: Iterable[str], *, keep_existin
     return copy
 
 
-def extract(model: onnx.ModelProto, inputs: dict[str, np.dtype], outputs: Iterable[str]) -> onnx.ModelProto:
+def extract(model: onnx.ModelProto | gs.Graph, inputs: dict[str, np.dtype], outputs: Iterable[str]
+            ) -> onnx.ModelProto:
     """The part of ``model`` that computes ``outputs`` from the intermediate tensors ``inputs`` (name -> dtype),
     which become graph inputs, and from whichever original graph inputs it still needs (the others are dropped).
-    A producer of a new input keeps its other outputs (its own output slot gets a fresh, unused name)."""
+    A producer of a new input keeps its other outputs (its own output slot gets a fresh, unused name). A gs graph
+    is cut on a copy (weights shared, not copied) and left as it is."""
 
-    graph = to_graph(model)
+    like = model if isinstance(model, onnx.ModelProto) else None
+    graph = to_graph(model) if isinstance(model, onnx.ModelProto) else model.copy()
     tensors = graph.tensors()
     names = Names(graph)
     cut = []
@@ -118,7 +121,7 @@ def extract(model: onnx.ModelProto, inputs: dict[str, np.dtype], outputs: Iterab
     graph.inputs = cut + [t for t in graph.inputs if t.name not in inputs]
     graph.outputs = [tensors[n] for n in dict.fromkeys(outputs)]
     graph.cleanup(remove_unused_graph_inputs=True)
-    return to_model(graph, like=model)
+    return to_model(graph, like=like)
 
 
 def name_nodes(graph: gs.Graph) -> int:
