@@ -64,6 +64,9 @@ def _known(shape) -> bool:
 @dataclass(frozen=True)
 class GraphCostRule:
     work: Callable[[gs.Node, Shapes], Measured | None]
+    #: the kernels an op without an int8 kernel of its own runs as in int8 (quantization.lower); None: its
+    #: int8 cost is its own class's
+    int8_kernels: Callable[[gs.Node, Shapes], list[Measured] | None] | None = None
 
 
 def _shape(shapes: Shapes, t: gs.Tensor) -> tuple | None:
@@ -117,7 +120,17 @@ GRAPH_COSTS: OpRegistry[GraphCostRule] = OpRegistry("graph cost rules")
 GRAPH_COSTS.register("Conv", GraphCostRule(_conv_work))
 GRAPH_COSTS.register_all("MatMul Gemm", GraphCostRule(_matmul_work))
 GRAPH_COSTS.register_all("Add Mul Sub Div", GraphCostRule(_out_elements("eltwise")))
-GRAPH_COSTS.register_all("Sigmoid HardSigmoid HardSwish LeakyRelu Tanh Erf Relu Clip", GraphCostRule(_out_elements("act")))
+def _lowered(kernels: int) -> Callable[[gs.Node, Shapes], list[Measured] | None]:
+    """``kernels`` int8 elementwise kernels over the output (hard-sigmoid: QLinearAdd; hard-swish: + QLinearMul)."""
+    def work(node: gs.Node, shapes: Shapes) -> list[Measured] | None:
+        y = _shape(shapes, node.outputs[0])
+        return None if y is None else [("eltwise", Work(0.0, _prod(y)))] * kernels
+    return work
+
+
+GRAPH_COSTS.register_all("Sigmoid LeakyRelu Tanh Erf Relu Clip", GraphCostRule(_out_elements("act")))
+GRAPH_COSTS.register("HardSigmoid", GraphCostRule(_out_elements("act"), _lowered(1)))
+GRAPH_COSTS.register("HardSwish", GraphCostRule(_out_elements("act"), _lowered(2)))
 GRAPH_COSTS.register("Softmax", GraphCostRule(_out_elements("softmax")))
 GRAPH_COSTS.register("Concat", GraphCostRule(_out_elements("concat")))
 GRAPH_COSTS.register("GlobalAveragePool", GraphCostRule(_in_elements("gap")))
@@ -139,6 +152,12 @@ CONV_FUSED_ACTIVATIONS = frozenset({"HardSigmoid", "HardSwish", "LeakyRelu", "Si
 def graph_work(node: gs.Node, shapes: Shapes, opset: int | None = None) -> Measured | None:
     rule = GRAPH_COSTS.lookup(node.op, node.domain, opset)
     return None if rule is None else rule.work(node, shapes)
+
+
+def graph_int8_kernels(node: gs.Node, shapes: Shapes, opset: int | None = None) -> list[Measured] | None:
+    """The int8 kernels of a node whose int8 form is lowered arithmetic, or None (its own class's int8 kernel)."""
+    rule = GRAPH_COSTS.lookup(node.op, node.domain, opset)
+    return None if rule is None or rule.int8_kernels is None else rule.int8_kernels(node, shapes)
 
 
 # --- profiled kernels -------------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@ materializes them. The table is keyed by (domain, op type, opset range) like eve
 Kinds:
   compute      activation input(s) + int8 weight (per-channel axis) + int32 bias; output gets its own range
   binary       every input is an activation (Add/Mul -> QLinearAdd/QLinearMul); output gets its own range
-  unary        one activation input, own output range (pools -> QLinearAveragePool, Softmax -> QLinearSoftmax, ...)
+  unary        one activation input, own output range (pools -> QLinearAveragePool, Softmax -> QLinearSoftmax, ...);
+               a *lowered* unary op has no int8 kernel of its own: ``quantization.lower`` rewrites its
+               DQ -> op -> Q into int8 arithmetic onnxruntime has kernels for (hard-sigmoid: QLinearAdd into a
+               saturating range; hard-swish: QLinearAdd + QLinearMul)
   concat       inputs and output share one scale (QLinearConcat)
   passthrough  data movement: the output shares the input's scale so ORT drops the Q/DQ pair
   absorb       Relu/Clip: no Q/DQ of their own; the producer's output range is the activation's output (from 0)
@@ -40,6 +43,8 @@ class OpRule:
     kind: str
     cpu_kernel: bool = True  # ORT's CPU EP has an int8 kernel (QDQ selector) for this op
     inputs: tuple[int, ...] = (0,)  # activation inputs (compute/unary/passthrough)
+    lowered: bool = False  # int8 by quantization.lower's rewrite, not by a QDQ fusion of onnxruntime
+    output_range: tuple[float, float] | None = None  # the output's range is fixed by the op, not calibrated
 
 
 #: (domain, op type, opset range) -> rule (op knowledge lives here only)
@@ -50,6 +55,9 @@ RULES.register_all("Gemm MatMul", OpRule("compute"))
 RULES.register_all("Add Mul", OpRule("binary", inputs=(0, 1)))
 RULES.register("Concat", OpRule("concat"))
 RULES.register_all("AveragePool GlobalAveragePool Softmax Sigmoid LeakyRelu", OpRule("unary"))
+#: clip(alpha * x + beta, 0, 1): the output grid is exactly [0, 1], so the quantizer's saturation is the clip
+RULES.register("HardSigmoid", OpRule("unary", lowered=True, output_range=(0.0, 1.0)))
+RULES.register("HardSwish", OpRule("unary", lowered=True), since=14)
 RULES.register_all("MaxPool Reshape Transpose Flatten Squeeze Unsqueeze Slice Split Gather GatherElements Expand "
                    "Tile Resize", OpRule("passthrough"))
 RULES.register_all("Relu Clip", OpRule("absorb"))
@@ -74,6 +82,8 @@ def why_not(node: gs.Node, rule: OpRule | None, target: str) -> str | None:
         return f"no quantization rule for {node.op}"
     if target == "cpu" and not rule.cpu_kernel:
         return f"onnxruntime's CPU provider has no int8 kernel for {node.op}"
+    if rule.lowered and target != "cpu":
+        return f"{node.op} runs int8 only as the CPU provider's lowered arithmetic (QLinearAdd/QLinearMul)"
     if any(t.dtype is not None and t.dtype.kind != "f" for t in _act_inputs(node, rule)):
         return "activation input is not floating point"
     if rule.kind == "compute":

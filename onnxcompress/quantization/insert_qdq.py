@@ -33,6 +33,7 @@ from onnxcompress.quantization import latency
 from onnxcompress.quantization import params as P
 from onnxcompress.quantization.calibrate import Collector, compute_range, sanity_warnings
 from onnxcompress.quantization.config import QuantizeConfig
+from onnxcompress.quantization.lower import lower_hard_activations
 from onnxcompress.quantization.placement import Placement
 from onnxcompress.quantization.plan import Plan, plan_graph
 from onnxcompress.runtime.session import SessionOptions, batch_for_budget, make_session, release_memory
@@ -157,6 +158,7 @@ def plan_and_calibrate(graph: gs.Graph, config: QuantizeConfig, ctx: PassContext
         config = replace(config, exclude=config.exclude + tuple(_exactly(n) for n in _owners(plan, missing | huge)))
         plan = plan_graph(graph, config)
     plan.skipped.update(reasons)
+    ranges.update(plan.fixed_ranges)
     return plan, ranges, config
 
 
@@ -338,8 +340,9 @@ def materialize(graph: gs.Graph, plan: Plan, qparams: dict[str, P.QParams], conf
             x_scale = float(qparams[act_in[(spec.node, 0)]].scale)
             grown += _quantize_weight_and_bias(node_graph[spec.node], nodes[spec.node], spec, x_scale, consts, config,
                                                names)
+    lowered = lower_hard_activations(graph, plan.lowered, names) if config.resolved_target.provider == "cpu" else 0
     return {"qdq_pairs": len(made), "weights": sum(s.role == "weight" for s in plan.specs),
-            "bias_saturation_channels": grown}
+            "bias_saturation_channels": grown, "lowered_activations": lowered}
 
 
 def int8_readers(graph: gs.Graph, plan: Plan) -> dict[str, set[str]]:

@@ -39,6 +39,7 @@ from onnxcompress.ops.cost_rules import (
     TRANSPOSE,
     Work,
     cost_key,
+    graph_int8_kernels,
     graph_work,
 )
 from onnxcompress.quantization.costs import CostModel
@@ -129,6 +130,7 @@ class Problem:
     boundaries: list[Boundary]
     unknown: list[str]
     layout: list[LayoutSwitch] = field(default_factory=list)
+    pairs: list[tuple[str, str, float]] = field(default_factory=list)  # (a, b, us): paid when a int8 and b float
 
 
 def _transparent(plan: Plan) -> set[str]:
@@ -155,46 +157,91 @@ def _readers(t: gs.Tensor, transparent: set[str], graph: gs.Graph, seen: set[str
     return out, graph_out
 
 
-def _node_cost(node: gs.Node, shapes: dict, model: CostModel, batch: int, opset: int | None
+def _node_cost(node: gs.Node, shapes: dict, model: CostModel, batch: int, opset: int | None, candidates: set[str]
                ) -> tuple[str | None, float, float] | None:
     measured = graph_work(node, shapes, opset)
     if measured is None:
         return None
     cls, w = measured
-    work = Work(w.macs * batch, w.elements * batch)
     fkey, qkey = cost_key(cls, FLOAT), cost_key(cls, INT8)
-    if not (model.has(fkey) and model.has(qkey)):
+    f = _us(model, fkey, w, batch)
+    lowered = graph_int8_kernels(node, shapes, opset)
+    q = _us(model, qkey, w, batch) if lowered is None else sum(_us(model, cost_key(c, INT8), lw, batch)
+                                                                 for c, lw in lowered)
+    if f is None or q is None:
         return None
-    f, q = model.us(fkey, work), model.us(qkey, work)
-    act = _fused_activation(node)
-    if act is not None and model.has(cost_key("act", FLOAT)):
-        q += model.us(cost_key("act", FLOAT), Work(0.0, w.elements * batch))
+    for act in _fused_activations(node):
+        if act.name not in candidates:  # a candidate activation pays for itself (build_problem's pairs)
+            q += _fused_us(act, shapes, model, batch, opset)
     return cls, f, q
 
 
-def _fused_activation(node: gs.Node) -> gs.Node | None:
-    """The activation onnxruntime fuses into this float Conv (the Conv's only reader), if any."""
-    if node.op != "Conv" or len(node.outputs[0].outputs) != 1:
+def _fused_us(act: gs.Node, shapes: dict, model: CostModel, batch: int, opset: int | None) -> float:
+    """What an activation fused into a float Conv costs as a float kernel of its own (after an int8 Conv)."""
+    measured = graph_work(act, shapes, opset)
+    return 0.0 if measured is None else _us(model, cost_key(measured[0], FLOAT), measured[1], batch) or 0.0
+
+
+def _us(model: CostModel, key: str, work: Work, batch: int) -> float | None:
+    if not model.has(key):
         return None
-    act = node.outputs[0].outputs[0]
-    return act if act.op in CONV_FUSED_ACTIVATIONS else None
+    return model.us(key, Work(work.macs * batch, work.elements * batch))
+
+
+def _fused_activations(node: gs.Node) -> list[gs.Node]:
+    """The activation nodes onnxruntime fuses into this float Conv: its only reader when that is an activation
+    MLAS applies in the Conv kernel, or the hard-swish ``Mul(y, HardSigmoid(y))`` of its output ``y``."""
+    if node.op != "Conv":
+        return []
+    y = node.outputs[0]
+    readers = list(y.outputs)
+    if len(readers) == 1 and readers[0].op in CONV_FUSED_ACTIVATIONS:
+        return readers
+    if len(readers) == 2:
+        hs = next((r for r in readers if r.op == "HardSigmoid"), None)
+        mul = next((r for r in readers if r.op == "Mul"), None)
+        if hs is not None and mul is not None and len(hs.outputs[0].outputs) == 1 \
+                and hs.outputs[0].outputs[0] is mul and {t.name for t in mul.inputs} == {y.name, hs.outputs[0].name}:
+            return [hs, mul]
+    return []
+
+
+def _fusing_conv(node: gs.Node) -> gs.Node | None:
+    """The float Conv ``node`` (an activation) would be fused into, if any."""
+    for x in node.inputs:
+        conv = x.inputs[0] if x.inputs else None
+        if conv is not None and any(a is node for a in _fused_activations(conv)):
+            return conv
+    return None
 
 
 def build_problem(graph: gs.Graph, plan: Plan, shapes: dict, model: CostModel, batch: int) -> Problem:
-    """The placement problem of ``plan`` on ``graph`` (shapes of one sample, costs scaled to ``batch``)."""
+    """The placement problem of ``plan`` on ``graph`` (shapes of one sample, costs scaled to ``batch``).
+
+    A candidate activation onnxruntime would fuse into its float Conv is free when float after a float Conv;
+    after an int8 Conv, a float one is a kernel of its own: a pairwise cost (Conv int8, activation float)."""
     nodes = {n.name: n for n, _ in nodes_with_graphs(graph)}
     candidates = [n for n, k in plan.nodes.items() if k in KERNEL_KINDS]
+    cset = set(candidates)
     costs: dict[str, NodeCost] = {}
     unknown = []
+    pairs: list[tuple[str, str, float]] = []
     for name in candidates:
-        c = _node_cost(nodes[name], shapes, model, batch, graph.opset)
+        node = nodes[name]
+        c = _node_cost(node, shapes, model, batch, graph.opset, cset)
         if c is None:
             unknown.append(name)
-            costs[name] = NodeCost(name, nodes[name].op, None, 0.0, 0.0, True)
-        else:
-            costs[name] = NodeCost(name, nodes[name].op, c[0], c[1], c[2], True)
-    layout = _layout_switches(graph, set(candidates), shapes, batch)
-    return Problem(costs, _boundaries(graph, plan, shapes, batch, set(candidates)), unknown, layout)
+            costs[name] = NodeCost(name, node.op, None, 0.0, 0.0, True)
+            continue
+        conv = _fusing_conv(node)
+        float_us = c[1]
+        if conv is not None:
+            if conv.name in cset:
+                pairs.append((conv.name, name, float_us))
+            float_us = 0.0
+        costs[name] = NodeCost(name, node.op, c[0], float_us, c[2], True)
+    layout = _layout_switches(graph, cset, shapes, batch)
+    return Problem(costs, _boundaries(graph, plan, shapes, batch, cset), unknown, layout, pairs)
 
 
 def _layout_switches(graph: gs.Graph, candidates: set[str], shapes: dict, batch: int) -> list[LayoutSwitch]:
@@ -315,6 +362,8 @@ def solve(problem: Problem, model: CostModel, int8: set[str] | frozenset[str] = 
         else:
             cut.add(ids[sw.source], ids[sw.reader], lay)
             cut.add(ids[sw.reader], ids[sw.source], lay)
+    for a, b, us in problem.pairs:
+        cut.add(ids[a], ids[b], us)
     value = cut.solve()
     side = cut.source_side()
     return {name for name, i in ids.items() if i in side}, value
@@ -334,6 +383,7 @@ def estimate(problem: Problem, model: CostModel, int8: set[str]) -> float:
     for sw in problem.layout:
         if (sw.source is not None and sw.source in int8) != (sw.reader in int8):
             total += _layout_us(model, sw.elements)
+    total += sum(us for a, b, us in problem.pairs if a in int8 and b not in int8)
     return total
 
 
@@ -354,8 +404,9 @@ def refused(problem: Problem, plan: Plan, int8: set[str]) -> set[str]:
             outputs.setdefault(b.producer, []).append(b)
     out = set()
     for name in problem.costs:
-        if name in int8 or not (_act_by_act(plan, name) or plan.nodes.get(name) in REFUSED_KINDS):
-            continue
+        if name in int8 or name in plan.lowered or not (_act_by_act(plan, name)
+                                                        or plan.nodes.get(name) in REFUSED_KINDS):
+            continue  # a lowered node kept float stays float: onnxruntime has no int8 kernel to fuse it into
         ins, outs = inputs.get(name, []), outputs.get(name, [])
         if ins and outs and all(b.producer is not None and b.producer in int8 for b in ins) and all(
                 not b.float_reader and b.consumers and all(c in int8 for c in b.consumers) for b in outs):
@@ -422,7 +473,7 @@ def fixed_float_us(graph: gs.Graph, plan: Plan, shapes: dict, model: CostModel, 
     """Estimated microseconds of the nodes the placement does not decide (always float), for the totals; an
     activation onnxruntime fuses into a Conv is counted with the Conv."""
     candidates = {n for n, k in plan.nodes.items() if k in KERNEL_KINDS}
-    fused = {act.name for n, _ in nodes_with_graphs(graph) if (act := _fused_activation(n)) is not None}
+    fused = {act.name for n, _ in nodes_with_graphs(graph) for act in _fused_activations(n)}
     total = 0.0
     for node, _ in nodes_with_graphs(graph):
         if node.name in candidates or node.name in fused:

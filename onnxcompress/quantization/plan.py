@@ -41,6 +41,8 @@ class Plan:
     quantizable: dict[str, str] = field(default_factory=dict)  # node -> op, every node with a kernel-kind rule
     weighted: set[str] = field(default_factory=set)  # Conv/Gemm/MatMul nodes whose weight is a constant
     float_outputs: dict[str, str] = field(default_factory=dict)  # node -> output left float (no consumer is int8)
+    fixed_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # output -> the op's own range
+    lowered: set[str] = field(default_factory=set)  # nodes quantization.lower turns into int8 arithmetic
 
     def add_activation(self, name: str, calibrate: bool = True) -> None:
         if name not in self.groups.parent:
@@ -52,9 +54,11 @@ class Plan:
     def drop_activation(self, name: str) -> None:
         """An output un-marked (a Relu/Clip absorbs it, or no consumer is int8); only ever a singleton group."""
         self.activations.remove(name)
-        self.calibrated.remove(name)
+        if name in self.calibrated:
+            self.calibrated.remove(name)
         del self.groups.parent[name]
         self.output_of.pop(name, None)
+        self.fixed_ranges.pop(name, None)
 
 
 def selected(node: gs.Node, config: QuantizeConfig, first_last: tuple[set[str], set[str]]) -> str | None:
@@ -164,8 +168,12 @@ def _apply(graph: gs.Graph, node: gs.Node, rule, plan: Plan, config: QuantizeCon
     out = node.outputs[0]
     skip_output = rule.kind == "compute" and node.op in ("Gemm", "MatMul") and is_graph_output(graph, out)
     if not skip_output:  # Gemm/MatMul feeding a graph output run as QGemm / MatMulIntegerToFloat with float output
-        plan.add_activation(out.name)
+        plan.add_activation(out.name, calibrate=rule.output_range is None)
         plan.output_of[out.name] = node.name
+        if rule.output_range is not None:
+            plan.fixed_ranges[out.name] = rule.output_range
+    if rule.lowered:
+        plan.lowered.add(node.name)
     if rule.kind == "concat":
         for s in specs:
             plan.groups.union(s.tensor, out.name)

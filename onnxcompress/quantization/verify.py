@@ -17,6 +17,7 @@ from typing import Any
 import onnx
 
 from onnxcompress.ops.facts import INT8_KERNELS, INT8_WEIGHTED_KERNELS, WEIGHTED_OPS
+from onnxcompress.quantization.lower import lowered_from
 from onnxcompress.quantization.plan import Plan
 from onnxcompress.runtime.session import SessionOptions, optimized_model
 
@@ -71,6 +72,7 @@ def kernels_from_optimized(optimized: onnx.ModelProto, plan: Plan, target: str =
             continue
         kernel_ops[n.op_type] += 1
         base = _TOKEN.sub("", n.name)  # onnxruntime keeps the node's name, adding _token_N when it rewrites it
+        base = lowered_from(base) or base
         if base in plan.ops:
             int8_nodes[base] = n.op_type
             continue

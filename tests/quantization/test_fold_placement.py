@@ -29,10 +29,11 @@ def test_hardswish_runs_as_qlinearmul_with_no_float_add_div_clip():
     qmodel, report = quantize_model(model, data, QuantizeConfig(placement="fixed"))
     v = report["verification"]
     assert v["kernel_ops"].get("QLinearConv") == 3 and v["kernel_ops"].get("QLinearMul") == 2, v["kernel_ops"]
+    assert v["kernel_ops"].get("QLinearAdd") == 2  # each HardSigmoid lowered to an Add into a saturating grid
     ops = Counter(n.op_type for n in qmodel.graph.node)
-    assert ops["Add"] == ops["Div"] == ops["Clip"] == 0 and ops["HardSigmoid"] == 2
-    assert v["qdq_left"] == {"DequantizeLinear": 3, "QuantizeLinear": 3}  # input Q, 2x (DQ -> HardSigmoid -> Q), output DQ
-    assert {s["reason"] for s in report["skipped"]} == {"no quantization rule for HardSigmoid"}
+    assert ops["Div"] == ops["Clip"] == ops["HardSigmoid"] == 0 and ops["Add"] == 2
+    assert v["qdq_left"] == {"DequantizeLinear": 1, "QuantizeLinear": 1}  # the input's Q and the output's DQ only
+    assert report["skipped"] == [] and v["coverage"] == 1.0
     x = data["x"][:16]
     assert _cos(ort_outputs(model, {"x": x})["y"], ort_outputs(qmodel, {"x": x})["y"]) > 0.995
     plain, plain_report = quantize_model(model, data, QuantizeConfig(placement="fixed", rewrites=False))
@@ -47,9 +48,10 @@ def test_ppocr_cls_float_islands_removed_and_agreement_holds():
     qmodel, report = quantize_model(model, calib, QuantizeConfig(placement="fixed", calibration_samples=64))
     v = report["verification"]
     assert v["weighted_int8"] == v["weighted_total"] == 54
-    assert v["kernel_ops"]["QLinearMul"] == 27 and v["qdq_left"]["QuantizeLinear"] <= 29, v
+    assert v["kernel_ops"]["QLinearMul"] == 27 and v["qdq_left"]["QuantizeLinear"] <= 2, v
+    assert v["kernel_ops"]["QLinearAdd"] >= 27  # the 27 HardSigmoids, lowered (plus the residual Adds)
     ops = Counter(n.op_type for n in qmodel.graph.node)
-    assert ops["Div"] == ops["Clip"] == 0 and ops["Add"] <= 8
+    assert ops["Div"] == ops["Clip"] == ops["HardSigmoid"] == 0 and ops["Add"] <= 8 + 27
     x = np.load(PPOCR / "eval.npz")["x"][:200]
     ref = next(iter(ort_outputs(model, {"x": x}).values()))
     out = next(iter(ort_outputs(qmodel, {"x": x}).values()))

@@ -38,7 +38,8 @@ def _random_problem(rng: random.Random, n: int) -> Problem:
         readers = rng.sample(names, rng.randint(0, min(3, n)))
         boundaries.append(Boundary(f"t{i}", producer, [r for r in readers if r != producer], rng.random() < 0.3,
                                    rng.uniform(0, 20000), rng.random() < 0.2))
-    return Problem(costs, boundaries, [])
+    pairs = [(a, b, rng.uniform(0, 5)) for a, b in itertools.permutations(names, 2) if rng.random() < 0.1]
+    return Problem(costs, boundaries, [], pairs=pairs)
 
 
 @pytest.mark.parametrize("seed", range(12))
