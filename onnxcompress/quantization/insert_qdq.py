@@ -113,7 +113,7 @@ class QuantizeQDQPass(Pass):
         if not placement.float_nodes:
             return plan, ranges
         placed = replace(config, float_nodes=config.float_nodes + placement.float_nodes)
-        plan, ranges, _ = plan_and_calibrate(graph, placed, ctx, ranges)
+        plan, ranges, _ = plan_and_calibrate(graph, placed, ctx, ranges, plan.range_reasons)
         costs = {n.node: n for n in placement.nodes}
         why = (f"INT8 does not pay here ({placement.cost_model}, batch {placement.batch})" if placement.faster else
                f"no placement is faster than float ({placement.cost_model}, batch {placement.batch})")
@@ -129,15 +129,17 @@ SENTINEL = 1e30
 
 
 def plan_and_calibrate(graph: gs.Graph, config: QuantizeConfig, ctx: PassContext,
-                       known: dict[str, tuple[float, float]] | None = None
+                       known: dict[str, tuple[float, float]] | None = None, known_reasons: dict[str, str] | None = None
                        ) -> tuple[Plan, dict[str, tuple[float, float]], QuantizeConfig]:
     """Plan and calibrate (only the tensors ``known`` lacks). Nodes whose tensors the calibration data never
-    computed (an If branch no sample takes) or whose range holds a sentinel (|x| >= 1e30) are then kept float
-    and the plan is made again without them. Returns the plan, the ranges and the config that made the plan."""
+    computed (an If branch no sample takes), whose range holds a sentinel (|x| >= 1e30) or, for a Concat, whose
+    inputs' ranges are too far apart (:func:`mixed_concats`) are then kept float and the plan is made again without
+    them. Returns the plan, the ranges and the config that made the plan (its ``exclude`` lists those nodes;
+    ``plan.range_reasons`` says why, and passed back as ``known_reasons`` keeps saying so)."""
     ranges = dict(known or {})
     plan = plan_graph(graph, config)
     inputs = {t.name for t in graph.inputs}  # data, not sentinels: a spiky input is the data's problem (warned)
-    reasons: dict[str, str] = {}
+    reasons: dict[str, str] = dict(known_reasons or {})
     tried: set[str] = set()
     for _ in range(8):  # each round only removes nodes; a few rounds settle every chain
         todo = [t for t in plan.calibrated if t not in ranges and t not in tried]
@@ -147,19 +149,61 @@ def plan_and_calibrate(graph: gs.Graph, config: QuantizeConfig, ctx: PassContext
         missing = {t for t in plan.calibrated if t not in ranges}
         huge = {t for t in plan.calibrated if t in ranges and t not in inputs
                 and max(abs(ranges[t][0]), abs(ranges[t][1])) >= SENTINEL}
-        if not missing and not huge:
+        mixed = {} if missing or huge else mixed_concats(graph, plan, {**ranges, **plan.fixed_ranges})
+        if not missing and not huge and not mixed:
             break
+        reasons.update(mixed)
         for tensors, why in ((missing, "its inputs were never computed on the calibration data (a branch no sample "
                                        "takes)"), (huge, None)):
             for node in _owners(plan, tensors):
                 t = next(x for x in sorted(tensors) if x in _tensors_of(plan, node))
                 reasons[node] = why or (f"tensor '{t}' reaches {ranges[t][0]:.3g}..{ranges[t][1]:.3g}: a sentinel "
                                         "value (e.g. an attention mask's -FLT_MAX) no 8/16-bit range can hold")
-        config = replace(config, exclude=config.exclude + tuple(_exactly(n) for n in _owners(plan, missing | huge)))
+        dropped = sorted(set(_owners(plan, missing | huge)) | set(mixed))
+        config = replace(config, exclude=config.exclude + tuple(_exactly(n) for n in dropped))
         plan = plan_graph(graph, config)
-    plan.skipped.update(reasons)
+    plan.skipped.update({n: r for n, r in reasons.items() if n in plan.skipped})
+    plan.range_reasons = reasons
     ranges.update(plan.fixed_ranges)
     return plan, ranges, config
+
+
+#: a Concat whose inputs' ranges differ more than this stays float: one shared scale would leave the narrowest
+#: input under 256 / 16 = 16 levels (a detector head's [boxes in pixels, class scores in 0..1])
+CONCAT_SPREAD = 16.0
+
+
+def mixed_concats(graph: gs.Graph, plan: Plan, ranges: dict[str, tuple[float, float]]) -> dict[str, str]:
+    """Quantized Concat nodes whose inputs' calibrated ranges differ more than :data:`CONCAT_SPREAD` times,
+    with the reason to keep each float. (The sensitivity proxy cannot see this: the wide input dominates the
+    Concat's output SQNR while the narrow one is crushed.)"""
+    nodes = {n.name: n for n, _ in nodes_with_graphs(graph)}
+    out = {}
+    for name, kind in plan.nodes.items():
+        if kind != "concat":
+            continue
+        widths = []
+        for t in nodes[name].inputs:
+            r = _source_range(t, plan, ranges)
+            if r is not None:
+                widths.append((max(r[1], 0.0) - min(r[0], 0.0), t.name, r))
+        if len(widths) < 2:
+            continue
+        narrow, wide = min(widths), max(widths)
+        if narrow[0] > 0 and wide[0] / narrow[0] > CONCAT_SPREAD:
+            out[name] = (f"its inputs' ranges differ {wide[0] / narrow[0]:.0f}x ('{wide[1]}' {wide[2][0]:.3g}.."
+                         f"{wide[2][1]:.3g}, '{narrow[1]}' {narrow[2][0]:.3g}..{narrow[2][1]:.3g}): one shared int8 "
+                         f"scale would leave the narrower input {255 * narrow[0] / wide[0]:.0f} levels")
+    return out
+
+
+def _source_range(t: gs.Tensor, plan: Plan, ranges: dict[str, tuple[float, float]]) -> tuple[float, float] | None:
+    """The calibrated range of ``t``, or of the tensor it passes through (Reshape, Transpose, ...) unchanged."""
+    for _ in range(64):
+        if t.name in ranges or not t.inputs or plan.nodes.get(t.inputs[0].name) != "passthrough":
+            break
+        t = t.inputs[0].inputs[0]
+    return ranges.get(t.name)
 
 
 def _owners(plan: Plan, tensors: set[str]) -> list[str]:

@@ -43,6 +43,7 @@ class Plan:
     float_outputs: dict[str, str] = field(default_factory=dict)  # node -> output left float (no consumer is int8)
     fixed_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)  # output -> the op's own range
     lowered: set[str] = field(default_factory=set)  # nodes quantization.lower turns into int8 arithmetic
+    range_reasons: dict[str, str] = field(default_factory=dict)  # node -> why its calibrated ranges keep it float
 
     def add_activation(self, name: str, calibrate: bool = True) -> None:
         if name not in self.groups.parent:

@@ -68,9 +68,11 @@ class _Shadow:
             fx = self.float_tensor(qn.inputs[0].name)
             if fx is None:
                 return None
+            # on the DQ's grid: a Q that quantizes another tensor onto it (quantization.lower's hard-sigmoid:
+            # Q(x + beta/alpha, s/alpha) = Q(HardSigmoid(x), s)) has other parameters than the DQ that reads it
             src = gs.Variable(t.name + SUFFIX + "_q", dtype=q.dtype)
-            self.fg.nodes.append(gs.Node("QuantizeLinear", src.name, attrs=dict(qn.attrs), domain=qn.domain,
-                                         inputs=[fx, *qn.inputs[1:]], outputs=[src]))
+            self.fg.nodes.append(gs.Node("QuantizeLinear", src.name, attrs=dict(producer.attrs), domain=qn.domain,
+                                         inputs=[fx, *producer.inputs[1:]], outputs=[src]))
         else:
             return None
         out = gs.Variable(t.name + SUFFIX, dtype=np.float32)

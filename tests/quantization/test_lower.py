@@ -139,3 +139,18 @@ def test_placement_prices_a_hard_swish_as_free_after_a_float_conv():
     assert len(acts) == 3 and all(n.float_us == 0.0 and n.int8_us > 0 for n in acts)  # each its Conv's only reader
     assert all(n.float_us > 0 for n in p.nodes if n.op == "Conv")
     assert p.estimated_plan_us <= p.estimated_float_us
+
+
+def test_sensitivity_proxy_reads_a_lowered_hard_sigmoid_on_its_own_grid():
+    """The lowered hard-sigmoid's Q quantizes ``x + beta/alpha`` at ``scale/alpha``; a shadow node reading its
+    DequantizeLinear must see HardSigmoid(x) on the [0, 1] grid, not HardSigmoid(x) * alpha."""
+    from onnxcompress.data.inputs import load_input_data
+    from onnxcompress.tuning.sensitivity import proxy_sqnr
+    from onnxcompress.tuning.trials import TrialBuilder
+
+    calib = load_input_data({"x": np.random.default_rng(1).standard_normal((16, 3, 32, 32)).astype(np.float32)})
+    builder = TrialBuilder(hardswish_op_convs(), calib, oc.QuantizeConfig(placement="fixed"))
+    units = builder.units()
+    gate = next(n for n, op in units.items() if op == "Mul")  # Mul(c3, HardSigmoid(...)): reads the lowered grid
+    sqnr, skipped = proxy_sqnr(builder, {gate: "Mul"}, builder.build({})[0], calib)
+    assert not skipped and sqnr[gate] > 25, sqnr  # alpha = 0.2 off would be 20*log10(1/0.8) ~ 2 dB
