@@ -50,8 +50,8 @@ def split(n: int, rng, vocab, photos) -> np.ndarray:
 
 
 def make_data(ctx):
-    import sklearn
     import skimage
+    import sklearn
 
     from . import pages
 
