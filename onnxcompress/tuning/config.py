@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from onnxcompress.errors import RecipeError
+from onnxcompress.quantization.config import CALIBRATORS
 
 #: goal metrics: the drop is a fraction (0.005 = half a point of top-1; for cosine, 1 - mean cosine to fp32);
 #: ``floors``: every output keeps its kind's fidelity floor ([validate.floors]; the drop is the summed shortfall)
@@ -30,6 +31,8 @@ class TuneConfig:
     faster of equally good
     choices; off, the choice follows ``precisions`` order and the result is deterministic. ``output``: the model
     output the goal metric is measured on (default: the first; e.g. the pooled sentence embedding of an encoder).
+    ``calibrators``: static mode, when full INT8 misses the goal, the whole model is tried with each of these
+    calibrators too, and the per-node search continues from the best of them (empty: only the configured one).
     """
 
     metric: str = "top1"
@@ -46,6 +49,7 @@ class TuneConfig:
     threads: int = 0
     labels: str = "labels"
     output: str | None = None  # the output the goal is measured on (default: the model's first output)
+    calibrators: tuple[str, ...] = ("percentile", "mse", "entropy")
 
     def __post_init__(self):
         if self.metric not in (*METRICS, "auto"):
@@ -57,6 +61,10 @@ class TuneConfig:
         if self.time_budget is not None and not self.time_budget > 0:
             raise RecipeError(f"time_budget must be > 0 seconds, got {self.time_budget!r}", hint="e.g. --time-budget 300")
         object.__setattr__(self, "precisions", tuple(self.precisions))
+        object.__setattr__(self, "calibrators", tuple(self.calibrators))
+        odd = [c for c in self.calibrators if c not in CALIBRATORS]
+        if odd:
+            raise RecipeError(f"unknown calibrator(s) {odd} in calibrators", hint=f"use any of {CALIBRATORS}, or []")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if not self.precisions or bad:
             raise RecipeError(f"unknown precision choice(s) {bad or '(none given)'}", hint=f"use any of {PRECISIONS}")

@@ -1,15 +1,16 @@
 """The accuracy-aware mixed-precision search.
 
-Start from the full INT8 plan; if it misses the goal, rank the nodes by sensitivity and move them, most sensitive
-first, to a higher precision (the choices of ``TuneConfig.precisions``: float, or int16 activations) until the
-goal is met; then try to give back each of those nodes while the goal still holds. Among choices that meet the
-goal the faster one wins (latency timed against fp32 in the same process, interleaved), else the one with the
-smaller drop. With latency measured, whole-model presets (only the layers with weights in INT8; dynamic
-quantization) are timed right after the baseline, so the search can pick one of them when it is the fastest
-model that meets the goal (a preset that meets it ends the search). Every trial is appended to the trace; the
-best model so far is saved (atomically) as soon as it is found, so an interrupted or over-budget search still
-leaves a usable result. ``QuantizeResult.search.goal_met`` says whether the goal was reached (the CLI exits 1 when
-it was not).
+Start from the full INT8 plan; if it misses the goal, try the whole model with the other calibrators
+(``TuneConfig.calibrators``: percentile, MSE and entropy ranges clip outliers minmax keeps) and go on with one that
+clearly helps; then rank the nodes by sensitivity and move them, most sensitive first, to a higher precision (the
+choices of ``TuneConfig.precisions``: float, or int16 activations) until the goal is met; then try to give back
+each of those nodes while the goal still holds. Among choices that meet the goal the faster one wins (latency timed
+against fp32 in the same process, interleaved), else the one with the smaller drop. With latency measured, whole-
+model presets (only the layers with weights in INT8; dynamic quantization) are timed right after the baseline, so
+the search can pick one of them when it is the fastest model that meets the goal (a preset that meets it ends the
+search). Every trial is appended to the trace; the best model so far is saved (atomically) as soon as it is found,
+so an interrupted or over-budget search still leaves a usable result. ``QuantizeResult.search.goal_met`` says
+whether the goal was reached (the CLI exits 1 when it was not).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ from onnxcompress.validation.config import FidelityFloors, OutputSpec
 
 log = logging.getLogger(__name__)
 
+#: an alternative calibrator is kept for the node search when its full-INT8 drop is at most this fraction of the
+#: configured calibrator's
+CALIBRATOR_GAIN = 0.5
+
 
 @dataclass
 class Trial:
@@ -48,9 +53,10 @@ class Trial:
     seconds: float
     latency: dict[str, float] | None = None
     mode: str = "static"
+    calibrator: str | None = None  # static mode: the calibrator of its ranges
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trial": self.index, "phase": self.phase, "mode": self.mode,
+        return {"trial": self.index, "phase": self.phase, "mode": self.mode, "calibrator": self.calibrator,
                 "higher_precision": dict(sorted(self.choice.items())),
                 "goal_met": self.met, **self.score.to_dict(), "latency": self.latency,
                 "seconds": round(self.seconds, 3)}
@@ -107,7 +113,8 @@ class MixedPrecisionSearch:
     # --- one trial --------------------------------------------------------------------------------------------
     def trial(self, choice: Choice, phase: str, mode: str | None = None) -> Trial:
         mode = mode or self.quant.mode
-        key = (mode, choice_key(choice))
+        calibrator = self.builder.calibrator if mode == "static" else None
+        key = (mode, calibrator, choice_key(choice))
         if key in self.state.cache:
             return self.state.cache[key]
         start = self.clock()
@@ -115,7 +122,8 @@ class MixedPrecisionSearch:
         score = self.evaluator.score(model)
         met = score.meets(self.tune.max_drop)
         latency = self.probe.measure(model) if self.probe is not None and met else None
-        t = Trial(len(self.state.trials), phase, dict(choice), score, met, self.clock() - start, latency, mode)
+        t = Trial(len(self.state.trials), phase, dict(choice), score, met, self.clock() - start, latency, mode,
+                  calibrator)
         self.state.trials.append(t)
         self.state.cache[key] = t
         if self.step is not None:
@@ -152,11 +160,14 @@ class MixedPrecisionSearch:
     def _search(self) -> None:
         base = self.trial({}, "baseline")
         self._presets()
+        if not self.state.best.met:
+            self._calibrators()
         if base.met:
             self.state.stopped = "full INT8 meets the goal" + (
                 "" if self.state.best is base else f"; preset '{self._preset_name(self.state.best)}' is faster")
         elif self.state.best.met:
-            self.state.stopped = f"preset '{self._preset_name(self.state.best)}' meets the goal"
+            kind, _, name = self.state.best.phase.partition(":")
+            self.state.stopped = f"{kind} '{name}' meets the goal"
         elif self.over_budget():
             self.state.stopped = "time budget exhausted"
         else:
@@ -174,6 +185,25 @@ class MixedPrecisionSearch:
             if self.over_budget():
                 return
             self.trial(choice, f"preset:{name}", mode)
+
+    def _calibrators(self) -> None:
+        """Static mode: full INT8 with each of ``tune.calibrators`` (ranges that clip outliers can help a whole
+        model more than a few nodes kept float). One that meets the goal ends the search; otherwise the node search
+        goes on with the best of them if it at least halves the configured calibrator's drop
+        (:data:`CALIBRATOR_GAIN`), else with the configured one (a small gain there can cost more nodes later)."""
+        if self.quant.mode != "static":
+            return
+        start = self.builder.calibrator
+        base = self.trial({}, "baseline")
+        tried = []
+        for name in self.tune.calibrators:
+            if name == start or self.state.best.met or self.over_budget():
+                continue
+            self.builder.calibrator = name
+            tried.append(self.trial({}, f"calibrator:{name}"))
+        best = min(tried, key=lambda t: t.score.drop, default=None)
+        keep = best is not None and (best.met or best.score.drop <= CALIBRATOR_GAIN * base.score.drop)
+        self.builder.calibrator = best.calibrator if keep and best is not None and best.calibrator else start
 
     @staticmethod
     def _preset_name(t: Trial) -> str:
@@ -246,6 +276,8 @@ class MixedPrecisionSearch:
 
         best = self.state.best
         assert best is not None
+        if best.calibrator is not None:
+            self.builder.calibrator = best.calibrator
         child = PassContext(seed=self.ctx.seed if self.ctx else 0, stage=self.ctx.stage if self.ctx else "")
         model, qresult = self.builder.build(best.choice, verify=self.quant.verify, ctx=child, mode=best.mode)
         qresult = replace(qresult, search=self.search_summary(tuple(r.to_dict() for r in child.records)))

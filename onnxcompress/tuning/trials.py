@@ -73,10 +73,16 @@ class TrialBuilder:
         name_nodes(graph)
         self.model = to_model(graph, like=model)  # prepared, every node named: the names choices refer to
         self.config = replace(config, verify=False, rewrites=False, smooth_quant="off", transformer_fusion="off")
-        self.ranges: dict[str, tuple[float, float]] = {}
+        self.calibrator = config.calibrator  # static builds: the calibrator whose ranges a trial uses
+        self._ranges: dict[str, dict[str, tuple[float, float]]] = {}  # calibrator -> tensor -> range
         self.warnings: tuple[str, ...] = ()  # calibration-data warnings, carried into every build's result
         self.cache = MomentsCache()  # weight modes: moments and compressed layers shared by every trial
         self._baseline: WeightCompression | None = None
+
+    @property
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """The cached ranges of the current calibrator."""
+        return self._ranges.setdefault(self.calibrator, {})
 
     # --- planning ---------------------------------------------------------------------------------------------
     def _graph(self):
@@ -101,7 +107,7 @@ class TrialBuilder:
 
     # --- building ---------------------------------------------------------------------------------------------
     def static_config(self, choice: Choice) -> QuantizeConfig:
-        base = replace(self.config, mode="static")
+        base = replace(self.config, mode="static", calibrator=self.calibrator)
         floats = tuple(exact(n) for n, p in sorted(choice.items()) if p == "float")
         cfg = replace(base, exclude=base.exclude + floats)
         plan = self.plan(cfg)
@@ -155,7 +161,8 @@ class TrialBuilder:
         if not missing:
             return
         ctx = PassContext(calibration=self.calib, progress=self.progress)
-        self.ranges.update(calibrate(self._graph(), Plan(calibrated=missing), self.config, ctx))
+        config = replace(self.config, calibrator=self.calibrator)
+        self.ranges.update(calibrate(self._graph(), Plan(calibrated=missing), config, ctx))
         warned = ctx.get(CalibrationWarnings)
         if warned is not None:
             self.warnings += tuple(m for m in warned.messages if m not in self.warnings)
