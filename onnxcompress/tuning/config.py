@@ -15,6 +15,15 @@ METRICS = ("top1", "agreement", "cosine", "floors")
 PRECISIONS = ("int16", "int8", "float")
 
 
+def _calibrators(value) -> tuple[str, ...]:
+    """The search's alternative calibrators, validated."""
+    names = tuple(value)
+    odd = [c for c in names if c not in CALIBRATORS]
+    if odd:
+        raise RecipeError(f"unknown calibrator(s) {odd} in calibrators", hint=f"use any of {CALIBRATORS}, or []")
+    return names
+
+
 @dataclass(frozen=True)
 class TuneConfig:
     """What the mixed-precision search must reach and how much it may spend.
@@ -32,7 +41,8 @@ class TuneConfig:
     choices; off, the choice follows ``precisions`` order and the result is deterministic. ``output``: the model
     output the goal metric is measured on (default: the first; e.g. the pooled sentence embedding of an encoder).
     ``calibrators``: static mode, when full INT8 misses the goal, the whole model is tried with each of these
-    calibrators too, and the per-node search continues from the best of them (empty: only the configured one).
+    calibrators too; one that meets the goal ends the search, one that at least halves the drop is kept for the
+    per-node search (empty: only the configured one).
     """
 
     metric: str = "top1"
@@ -61,10 +71,7 @@ class TuneConfig:
         if self.time_budget is not None and not self.time_budget > 0:
             raise RecipeError(f"time_budget must be > 0 seconds, got {self.time_budget!r}", hint="e.g. --time-budget 300")
         object.__setattr__(self, "precisions", tuple(self.precisions))
-        object.__setattr__(self, "calibrators", tuple(self.calibrators))
-        odd = [c for c in self.calibrators if c not in CALIBRATORS]
-        if odd:
-            raise RecipeError(f"unknown calibrator(s) {odd} in calibrators", hint=f"use any of {CALIBRATORS}, or []")
+        object.__setattr__(self, "calibrators", _calibrators(self.calibrators))
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if not self.precisions or bad:
             raise RecipeError(f"unknown precision choice(s) {bad or '(none given)'}", hint=f"use any of {PRECISIONS}")
@@ -95,8 +102,9 @@ class SelfCheckConfig:
     model's fidelity on, each output by its kind's floor ([validate.floors]); the rest calibrates. At least
     ``min_holdout`` and at most ``max_holdout`` samples are held out; with fewer than ``2 * min_holdout``
     calibration samples the check runs on the calibration data itself and says so. ``search``: when the full INT8
-    plan misses a floor, run the accuracy-aware search (goal: every floor met) within ``time_budget`` seconds;
-    if no plan meets the floors, the best one is written and the command exits 1.
+    plan misses a floor, run the accuracy-aware search (goal: every floor met) within ``time_budget`` seconds,
+    trying ``calibrators`` on the whole model first; if no plan meets the floors, the best one is written and the
+    command exits 1.
     """
 
     enabled: bool = True
@@ -105,8 +113,10 @@ class SelfCheckConfig:
     max_holdout: int = 256
     search: bool = True
     time_budget: float | None = 900.0
+    calibrators: tuple[str, ...] = ("percentile", "mse", "entropy")  # the search's (TuneConfig.calibrators)
 
     def __post_init__(self):
+        object.__setattr__(self, "calibrators", _calibrators(self.calibrators))
         for key in ("enabled", "search"):
             if not isinstance(getattr(self, key), bool):
                 raise RecipeError(f"{key} must be true or false, got {getattr(self, key)!r}", hint=f"{key} = true")

@@ -59,7 +59,8 @@ class SelfCheckQuantizePass(Pass):
 
     def _tune(self) -> TuneConfig:
         return TuneConfig(metric="floors", max_drop=0.0, time_budget=self.check.time_budget, measure_latency=False,
-                          eval_samples=None, batch_size=self.quant.batch_size, labels=self.validate.labels)
+                          eval_samples=None, batch_size=self.quant.batch_size, labels=self.validate.labels,
+                          calibrators=self.check.calibrators)
 
     def call(self, graph: gs.Graph, ctx: PassContext) -> PassResult:
         calib, held, note, in_sample = holdout(ctx.calibration, self.check)

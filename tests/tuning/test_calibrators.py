@@ -61,3 +61,18 @@ def test_without_calibrators_the_search_moves_nodes_instead():
 def test_unknown_calibrator_is_a_recipe_error():
     with pytest.raises(RecipeError, match="unknown calibrator"):
         oc.TuneConfig(calibrators=("kl",))
+
+
+def test_self_check_search_takes_its_calibrators_from_the_recipe(tmp_path):
+    from onnxcompress.recipe import Recipe
+    from onnxcompress.tuning.selfcheck import SelfCheckQuantizePass
+    from onnxcompress.validation.config import ValidateConfig
+
+    path = tmp_path / "r.toml"
+    path.write_text("[self_check]\ncalibrators = []\n")
+    check = Recipe.from_file(path).self_check
+    assert check.calibrators == ()
+    assert SelfCheckQuantizePass(oc.QuantizeConfig(), check, ValidateConfig())._tune().calibrators == ()
+    assert oc.SelfCheckConfig().calibrators == ("percentile", "mse", "entropy")
+    with pytest.raises(RecipeError, match="unknown calibrator"):
+        oc.SelfCheckConfig(calibrators=["kl"])
