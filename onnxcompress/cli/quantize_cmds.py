@@ -284,6 +284,11 @@ def _render_failed_check(result, output: Path) -> None:
         f"the full INT8 plan and {len(result.search.trials) - 1} mixed-precision plans (stopped: {check.stopped})"
     echo(f"error: self-check FAILED: no plan reached the fidelity floor on {check.data}; tried {tried}; "
          f"best model written to {output}: " + "; ".join(check.failures), err=True)
+    seven_bit = bool(result.reduce_range and result.reduce_range[0])
+    echo("  hint: " + ("the portable target uses 7-bit weights (exact on x86 CPUs without VNNI); --target cpu-vnni "
+                       "(8-bit, for VNNI/AMX x86 and ARM) may reach the floor; " if seven_bit else "")
+         + "judge the model on evaluation data (onnxcompress validate, or optimize --eval) or relax "
+           "[validate.floors] if this output's floor is too strict for it", err=True)
 
 
 def _render_check(c: dict[str, Any]) -> None:

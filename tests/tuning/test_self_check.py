@@ -85,6 +85,7 @@ def test_cli_exits_1_when_no_plan_reaches_the_floor(fixture, tmp_path):
     assert result.exit_code == 1, result.output
     assert "self-check FAILED" in result.output and "tried the full INT8 plan" in result.output
     assert "y (class_logits) top1_agreement" in result.output and out.exists()
+    assert "hint: the portable target uses 7-bit weights" in result.output and "--target cpu-vnni" in result.output
     info = json.loads(report.read_text())
     assert info["self_check"]["passed"] is False and info["self_check"]["stopped"] == "time budget exhausted"
     ok = runner.invoke(app, args[:-2])
