@@ -30,6 +30,7 @@ from onnxcompress.passes.progress import Progress, track
 from onnxcompress.pruning import PruneChannelsPass, PruneConfig, PruneResult, analyze_groups
 from onnxcompress.quantization.config import WEIGHT_MODES
 from onnxcompress.quantization.dynamic import weight_scales
+from onnxcompress.quantization.lower import lowered_from
 from onnxcompress.runtime.session import SessionOptions, make_session
 from onnxcompress.tuning.trials import TrialBuilder, exact
 
@@ -130,17 +131,29 @@ def shadow_model(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.Mode
     else:
         qg = to_graph(qmodel)
         for qnode in qg.nodes:
-            if qnode.name not in units:
+            name, template, qinputs = _unit_of(qnode, units, fnodes)
+            if name is None:
                 continue
-            inputs = [shadow.static_input(t) for t in qnode.inputs]
-            if qnode.name not in fnodes or any(i is None for i in inputs):
-                skipped[qnode.name] = "its quantized inputs could not be traced back to the float graph"
+            inputs = [shadow.static_input(t) for t in qinputs]
+            if name not in fnodes or any(i is None for i in inputs):
+                skipped[name] = "its quantized inputs could not be traced back to the float graph"
                 continue
-            pairs[qnode.name] = shadow.add(qnode, inputs, fnodes[qnode.name].outputs[0])
+            pairs[name] = shadow.add(template, inputs, fnodes[name].outputs[0])
     for domain in (to_graph(qmodel).import_domains if qmodel is not None else []) or []:
         if all(d.domain != domain.domain for d in fg.import_domains or []):
             fg.import_domains = list(fg.import_domains or []) + [domain]
     return to_model(fg, like=builder.model), pairs, skipped
+
+
+def _unit_of(qnode: gs.Node, units: dict[str, str], fnodes: dict[str, gs.Node]
+             ) -> tuple[str | None, gs.Node, list[gs.Tensor]]:
+    """(unit, node to shadow, its quantized inputs) for a node of the quantized graph: the node itself, or for the
+    Add that quantization.lower made of a hard activation, the float op on that Add's input (the op's DQ output,
+    which the lowered form reads unchanged); (None, ...) for a node that is no unit."""
+    base = lowered_from(qnode.name) if qnode.op == "Add" else None
+    if base is not None and base in units and base in fnodes:
+        return base, fnodes[base], list(qnode.inputs[:1])
+    return (qnode.name if qnode.name in units else None), qnode, list(qnode.inputs)
 
 
 def proxy_sqnr(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.ModelProto | None, calib,

@@ -154,3 +154,19 @@ def test_sensitivity_proxy_reads_a_lowered_hard_sigmoid_on_its_own_grid():
     gate = next(n for n, op in units.items() if op == "Mul")  # Mul(c3, HardSigmoid(...)): reads the lowered grid
     sqnr, skipped = proxy_sqnr(builder, {gate: "Mul"}, builder.build({})[0], calib)
     assert not skipped and sqnr[gate] > 25, sqnr  # alpha = 0.2 off would be 20*log10(1/0.8) ~ 2 dB
+
+
+def test_sensitivity_proxy_covers_the_lowered_nodes_themselves():
+    """A lowered hard activation has new node names in the quantized graph; the proxy still measures it (the float
+    op on its quantized input), rather than ranking it as never fragile with neither a value nor a note."""
+    from onnxcompress.data.inputs import load_input_data
+    from onnxcompress.tuning.sensitivity import proxy_sqnr
+    from onnxcompress.tuning.trials import TrialBuilder
+
+    calib = load_input_data({"x": np.random.default_rng(1).standard_normal((16, 3, 32, 32)).astype(np.float32)})
+    builder = TrialBuilder(hardswish_op_convs(), calib, oc.QuantizeConfig(placement="fixed"))
+    units = builder.units()
+    hard = [n for n, op in units.items() if op in ("HardSwish", "HardSigmoid")]
+    sqnr, skipped = proxy_sqnr(builder, units, builder.build({})[0], calib)
+    assert len(hard) == 3 and not skipped
+    assert all(20 < sqnr[n] < 80 for n in hard), sqnr  # input quantization noise only, like any unary node
