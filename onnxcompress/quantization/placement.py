@@ -200,10 +200,17 @@ def _fused_activations(node: gs.Node) -> list[gs.Node]:
     if len(readers) == 2:
         hs = next((r for r in readers if r.op == "HardSigmoid"), None)
         mul = next((r for r in readers if r.op == "Mul"), None)
-        if hs is not None and mul is not None and len(hs.outputs[0].outputs) == 1 \
+        if hs is not None and mul is not None and _hard_swish_gate(hs) and len(hs.outputs[0].outputs) == 1 \
                 and hs.outputs[0].outputs[0] is mul and {t.name for t in mul.inputs} == {y.name, hs.outputs[0].name}:
             return [hs, mul]
     return []
+
+
+def _hard_swish_gate(hs: gs.Node) -> bool:
+    """Is this HardSigmoid hard-swish's (alpha 1/6, beta 1/2)? onnxruntime fuses ``y * HardSigmoid(y)`` into a float
+    Conv only then; with other parameters the HardSigmoid and the Mul stay kernels of their own."""
+    alpha, beta = float(hs.attrs.get("alpha", 0.2)), float(hs.attrs.get("beta", 0.5))
+    return abs(alpha - 1.0 / 6.0) <= 1e-6 and beta == 0.5
 
 
 def _fusing_conv(node: gs.Node) -> gs.Node | None:

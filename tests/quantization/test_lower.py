@@ -170,3 +170,23 @@ def test_sensitivity_proxy_covers_the_lowered_nodes_themselves():
     sqnr, skipped = proxy_sqnr(builder, units, builder.build({})[0], calib)
     assert len(hard) == 3 and not skipped
     assert all(20 < sqnr[n] < 80 for n in hard), sqnr  # input quantization noise only, like any unary node
+
+
+@pytest.mark.parametrize("alpha,beta", [(1 / 6, 0.5), (0.2, 0.5), (1 / 6, 0.6)])
+def test_placement_prices_x_times_hard_sigmoid_as_free_only_where_onnxruntime_fuses_it(alpha, beta):
+    """``y * HardSigmoid(y)`` after a float Conv is fused (activation HardSwish) only for hard-swish's alpha and
+    beta; with others, onnxruntime runs the HardSigmoid and the Mul as kernels of their own."""
+    model = graphs.make(f"""
+    g (float[N,16,16,16] x, float[32,16,3,3] w1, float[32] b1, float[32,32,1,1] w2) => (float[N,32,14,14] y) {{
+      c = Conv (x, w1, b1)
+      s = HardSigmoid <alpha = {alpha!r}, beta = {beta!r}> (c)
+      h = Mul (c, s)
+      y = Conv (h, w2)
+    }}""", ["w1", "b1", "w2"])
+    fused = not {"HardSigmoid", "Mul"} & {n.op_type for n in optimized(model).graph.node}
+    assert fused == (alpha == 1 / 6 and beta == 0.5)
+    data = {"x": np.random.default_rng(1).standard_normal((8, 16, 16, 16)).astype(np.float32)}
+    _, result = oc.quantize(model, data, oc.QuantizeConfig(), self_check=oc.SelfCheckConfig(enabled=False))
+    assert result.placement is not None
+    acts = [n for n in result.placement.nodes if n.op in ("HardSigmoid", "Mul")]
+    assert len(acts) == 2 and all((n.float_us == 0.0) == fused for n in acts), acts
