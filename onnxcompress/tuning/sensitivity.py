@@ -23,8 +23,10 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from onnxcompress.data.inputs import model_input_specs
+from onnxcompress.errors import UserError
 from onnxcompress.ir.graph import to_graph, to_model
 from onnxcompress.ir.query import constant_value
+from onnxcompress.ir.shapes import known_shapes
 from onnxcompress.passes.base import PassContext, apply_to_model
 from onnxcompress.passes.progress import Progress, track
 from onnxcompress.pruning import PruneChannelsPass, PruneConfig, PruneResult, analyze_groups
@@ -158,8 +160,41 @@ def _unit_of(qnode: gs.Node, units: dict[str, str], fnodes: dict[str, gs.Node]
 
 def proxy_sqnr(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.ModelProto | None, calib,
                samples: int | None = 256, batch_size: int = 32) -> tuple[dict[str, float], dict[str, str]]:
-    """Per-node output SQNR (dB) when only that node is quantized, from one pass over the calibration data."""
+    """Per-node output SQNR (dB) when only that node is quantized: one pass over the calibration data per group of
+    units whose float and shadow outputs of one sample fit in ``calibration_memory_mb`` (one group for most
+    models; a large-map model at batch 1 would otherwise hold every unit's output twice at once)."""
+    sqnr: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    for group in unit_groups(builder, units, builder.config.calibration_memory_mb << 20):
+        got, why = _proxy_group(builder, group, qmodel, calib, samples, batch_size)
+        sqnr.update(got)
+        skipped.update(why)
+    return sqnr, skipped
 
+
+def unit_groups(builder: TrialBuilder, units: dict[str, str], budget: int) -> list[dict[str, str]]:
+    """``units`` in graph order, split where the float + shadow outputs of one sample (static shapes, dynamic
+    dimensions 1) would pass ``budget`` bytes; one group when the shapes are unknown."""
+    try:
+        shapes = known_shapes(builder.model)
+    except UserError:
+        return [units]
+    outputs = {n.name: n.output[0] for n in builder.model.graph.node if n.output}
+    groups: list[dict[str, str]] = [{}]
+    size = 0
+    for name, op in units.items():
+        shape = shapes.get(outputs.get(name, ""))
+        need = 2 * 4 * math.prod(d for d in shape if isinstance(d, int) and d > 0) if shape else 0
+        if groups[-1] and size + need > budget:
+            groups.append({})
+            size = 0
+        groups[-1][name] = op
+        size += need
+    return [g for g in groups if g]
+
+
+def _proxy_group(builder: TrialBuilder, units: dict[str, str], qmodel: onnx.ModelProto | None, calib,
+                 samples: int | None, batch_size: int) -> tuple[dict[str, float], dict[str, str]]:
     model, pairs, skipped = shadow_model(builder, units, qmodel)
     if not pairs:
         return {}, skipped

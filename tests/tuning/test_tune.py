@@ -215,3 +215,21 @@ def test_dynamic_mode_search_keeps_the_fragile_layer_float(fixture):
 def oc_strip(model):
     """The graph's bytes (the model-level fields differ only in the producer stamp of the API run)."""
     return model.graph.SerializeToString()
+
+
+def test_proxy_groups_units_by_memory_and_gives_the_same_sqnr(fixture, monkeypatch):
+    """Units whose outputs of one sample would pass calibration_memory_mb are shadowed in groups (one pass each);
+    the SQNR of a node does not depend on the grouping."""
+    from onnxcompress.tuning import sensitivity
+
+    model, data = fixture
+    calib = load_input_data(data)
+    builder = TrialBuilder(model, calib, QuantizeConfig(placement="fixed"))
+    units = builder.units()
+    assert sensitivity.unit_groups(builder, units, 1 << 30) == [units]
+    assert sensitivity.unit_groups(builder, units, 1) == [{n: op} for n, op in units.items()]
+    qmodel = builder.build({})[0]
+    whole, _ = proxy_sqnr(builder, units, qmodel, calib)
+    monkeypatch.setattr(sensitivity, "unit_groups", lambda b, u, budget: [{n: op} for n, op in u.items()])
+    split, _ = proxy_sqnr(builder, units, qmodel, calib)
+    assert split == pytest.approx(whole, rel=1e-9)
