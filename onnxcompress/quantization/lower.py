@@ -19,7 +19,6 @@ else keeps its (correct, slower) float form. Lowered nodes get new names: their 
 
 from __future__ import annotations
 
-import logging
 import re
 
 import numpy as np
@@ -29,8 +28,6 @@ from onnxcompress.ir.edit import Names
 from onnxcompress.ir.query import constant_value
 from onnxcompress.ir.subgraphs import nodes_with_graphs
 from onnxcompress.quantization import params as P
-
-log = logging.getLogger(__name__)
 
 #: op -> (alpha, beta) defaults of clip(alpha * x + beta, 0, 1)
 HARD = {"HardSigmoid": (0.2, 0.5), "HardSwish": (1.0 / 6.0, 0.5)}

@@ -161,7 +161,7 @@ class MixedPrecisionSearch:
         base = self.trial({}, "baseline")
         self._presets()
         if not self.state.best.met:
-            self._calibrators()
+            self._calibrators(base)
         if base.met:
             self.state.stopped = "full INT8 meets the goal" + (
                 "" if self.state.best is base else f"; preset '{self._preset_name(self.state.best)}' is faster")
@@ -186,7 +186,7 @@ class MixedPrecisionSearch:
                 return
             self.trial(choice, f"preset:{name}", mode)
 
-    def _calibrators(self) -> None:
+    def _calibrators(self, base: Trial) -> None:
         """Static mode: full INT8 with each of ``tune.calibrators`` (ranges that clip outliers can help a whole
         model more than a few nodes kept float). One that meets the goal ends the search; otherwise the node search
         goes on with the best of them if it at least halves the configured calibrator's drop
@@ -194,7 +194,6 @@ class MixedPrecisionSearch:
         if self.quant.mode != "static":
             return
         start = self.builder.calibrator
-        base = self.trial({}, "baseline")
         tried = []
         for name in self.tune.calibrators:
             if name == start or self.state.best.met or self.over_budget():
@@ -202,8 +201,10 @@ class MixedPrecisionSearch:
             self.builder.calibrator = name
             tried.append(self.trial({}, f"calibrator:{name}"))
         best = min(tried, key=lambda t: t.score.drop, default=None)
-        keep = best is not None and (best.met or best.score.drop <= CALIBRATOR_GAIN * base.score.drop)
-        self.builder.calibrator = best.calibrator if keep and best is not None and best.calibrator else start
+        if best is not None and best.calibrator and (best.met or best.score.drop <= CALIBRATOR_GAIN * base.score.drop):
+            self.builder.calibrator = best.calibrator
+        else:
+            self.builder.calibrator = start
 
     @staticmethod
     def _preset_name(t: Trial) -> str:
